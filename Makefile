@@ -1,0 +1,50 @@
+# Development tasks. Needs only python3 (3.11+) and access to PyPI.
+
+PYTHON ?= python3
+VENV = .venv
+PY = $(VENV)/bin/python
+RUFF = $(VENV)/bin/ruff
+STAMP = $(VENV)/.installed
+PYTEST_ARGS ?=
+
+# Hook: commands run after lint and before pytest. The Django integration (issue 3) adds
+#   $(PY) manage.py check
+#   $(PY) manage.py makemigrations --check --dry-run
+# and, if the fixtures need it, starting Redis. PostgreSQL (pgserver) is started by the session
+# fixtures in tests/conftest.py, not here.
+TEST_PREP =
+
+.PHONY: venv lint format test bench demo clean
+
+venv: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when pyproject.toml changes, so repeated `make test` starts at once.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[all,dev]'
+	touch $@
+
+lint: venv
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+format: venv
+	$(RUFF) format .
+	$(RUFF) check --fix .
+
+test: venv lint
+	$(TEST_PREP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) bench/step_overhead.py
+
+demo: venv
+	@echo "make demo arrives with the Django integration (issue 3)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist site .bench *.egg-info
+	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""A runnable Django project that uses warlock_ai (the demo behind `make demo`)."""

@@ -1,0 +1,1 @@
+"""Shared fixtures; service fixtures (pgserver, Redis) arrive with the Django integration."""
