@@ -1,0 +1,318 @@
+"""The error hierarchy: one base ``AIError`` with a ``code`` and a ``category``.
+
+Errors stored in a snapshot are serialised explicitly as
+``{name, code, category, message, ...fields}`` and rebuilt with :func:`error_from_dict`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AIError",
+    "AgentCancelledError",
+    "AgentDriftError",
+    "AgentExecutionError",
+    "AgentMaxTripsError",
+    "CacheConfigurationError",
+    "CacheUnsupportedError",
+    "CheckpointConflictError",
+    "LeaseHeldError",
+    "LeaseLostError",
+    "MaxIterationsError",
+    "MaxStepsExceededError",
+    "OrchestratorCancelledError",
+    "OrchestratorConfigError",
+    "OrchestratorDriftError",
+    "OrchestratorFailedError",
+    "RoutingError",
+    "SchemaValidationError",
+    "SnapshotSerializationError",
+    "StepFailedError",
+    "StoreError",
+    "SupervisorCancelledError",
+    "SupervisorDriftError",
+    "SupervisorFailedError",
+    "SupervisorRoutingError",
+    "ToolExecutionError",
+    "WorkflowCancelledError",
+    "WorkflowDriftError",
+    "WorkflowError",
+    "error_from_dict",
+    "to_ai_error",
+]
+
+_REGISTRY: dict[str, type[AIError]] = {}
+
+
+class AIError(Exception):
+    """Base of every error ``warlock_ai`` raises or returns in a result."""
+
+    default_code: ClassVar[str] = "AI_ERROR"
+    default_category: ClassVar[str] = "unknown"
+    #: Extra attributes serialised with the error (subclasses extend this).
+    fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: str | None = None,
+        category: str | None = None,
+        cause: BaseException | None = None,
+        context: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.category = category or self.default_category
+        self.context = context
+        self.__cause__ = cause
+        for name in self.fields:
+            setattr(self, name, fields.pop(name, None))
+        if fields:
+            raise TypeError(f"{type(self).__name__} got unexpected fields: {sorted(fields)}")
+
+    @property
+    def cause(self) -> BaseException | None:
+        return self.__cause__
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored in snapshots."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "code": self.code,
+            "category": self.category,
+            "message": self.message,
+        }
+        for name in self.fields:
+            value = getattr(self, name, None)
+            if value is not None:
+                data[name] = value
+        if self.context:
+            data["context"] = self.context
+        cause = self.__cause__
+        if isinstance(cause, AIError):
+            data["cause"] = cause.to_dict()
+        elif cause is not None:
+            data["cause"] = {"name": type(cause).__name__, "message": str(cause)}
+        return data
+
+    def __reduce__(self):  # keeps errors copyable (copy.deepcopy) despite keyword fields
+        return (_rebuild, (type(self), self.to_dict()))
+
+
+def _rebuild(cls: type[AIError], data: dict[str, Any]) -> AIError:
+    return error_from_dict(data, default=cls)
+
+
+def error_from_dict(data: dict[str, Any], default: type[AIError] | None = None) -> AIError:
+    """Rebuild an error stored by :meth:`AIError.to_dict` (unknown names become ``AIError``)."""
+    cls = _REGISTRY.get(data.get("name", ""), default or AIError)
+    fields = {k: data[k] for k in cls.fields if k in data}
+    cause = data.get("cause")
+    return cls(
+        data.get("message", ""),
+        code=data.get("code"),
+        category=data.get("category"),
+        context=data.get("context"),
+        cause=error_from_dict(cause) if isinstance(cause, dict) else None,
+        **fields,
+    )
+
+
+def to_ai_error(err: BaseException, wrap_as: type[AIError] | None = None) -> AIError:
+    """Return ``err`` if it is an ``AIError``, else wrap it keeping the original as the cause."""
+    if isinstance(err, AIError):
+        return err
+    text = str(err) or type(err).__name__
+    return (wrap_as or AIError)(f"{type(err).__name__}: {text}", cause=err)
+
+
+# --- workflow ---------------------------------------------------------------------------
+
+
+class WorkflowError(AIError):
+    default_code = "WORKFLOW_ERROR"
+
+
+class StepFailedError(WorkflowError):
+    default_code = "STEP_FAILED"
+    fields = ("step_name", "attempts")
+
+
+class WorkflowDriftError(WorkflowError):
+    default_code = "WORKFLOW_DRIFT"
+    default_category = "drift"
+    fields = ("saved_signature", "current_signature", "run_id", "completed_steps", "pending_step")
+
+
+class WorkflowCancelledError(WorkflowError):
+    default_code = "WORKFLOW_CANCELLED"
+    default_category = "cancelled"
+    fields = ("cancelled_at", "reason")
+
+
+class MaxStepsExceededError(WorkflowError):
+    default_code = "WORKFLOW_MAX_STEPS"
+    default_category = "max-steps"
+    fields = ("max_steps",)
+
+
+class RoutingError(WorkflowError):
+    default_code = "WORKFLOW_INVALID_GOTO"
+    default_category = "routing"
+    fields = ("step_name", "target_name")
+
+
+# --- supervisor -------------------------------------------------------------------------
+
+
+class SupervisorFailedError(AIError):
+    default_code = "SUPERVISOR_FAILED"
+
+
+class MaxIterationsError(SupervisorFailedError):
+    default_code = "SUPERVISOR_MAX_ITERATIONS"
+    default_category = "max-iterations"
+    fields = ("max_iterations",)
+
+
+class SupervisorRoutingError(SupervisorFailedError):
+    default_code = "SUPERVISOR_INVALID_ROUTE"
+    default_category = "routing"
+    fields = ("returned", "available_keys")
+
+
+class SupervisorCancelledError(SupervisorFailedError):
+    default_code = "SUPERVISOR_CANCELLED"
+    default_category = "cancelled"
+    fields = ("cancelled_at", "reason")
+
+
+class SupervisorDriftError(SupervisorFailedError):
+    default_code = "SUPERVISOR_DRIFT"
+    default_category = "drift"
+    fields = ("saved_signature", "current_signature", "run_id")
+
+
+# --- orchestrator -----------------------------------------------------------------------
+
+
+class OrchestratorFailedError(AIError):
+    default_code = "ORCHESTRATOR_FAILED"
+
+
+class OrchestratorConfigError(OrchestratorFailedError):
+    default_code = "ORCHESTRATOR_CONFIG"
+    default_category = "validation"
+
+
+class OrchestratorDriftError(OrchestratorFailedError):
+    default_code = "ORCHESTRATOR_DRIFT"
+    default_category = "drift"
+    fields = ("saved_signature", "current_signature", "session_id")
+
+
+class OrchestratorCancelledError(OrchestratorFailedError):
+    default_code = "ORCHESTRATOR_CANCELLED"
+    default_category = "cancelled"
+    fields = ("cancelled_at", "session_id", "reason")
+
+
+# --- agents, tools, schemas -------------------------------------------------------------
+
+
+class AgentExecutionError(AIError):
+    default_code = "AGENT_EXEC_FAILED"
+
+
+class AgentCancelledError(AgentExecutionError):
+    default_code = "AGENT_CANCELLED"
+    default_category = "cancelled"
+    fields = ("cancelled_at", "reason")
+
+
+class AgentDriftError(AgentExecutionError):
+    default_code = "AGENT_DRIFT"
+    default_category = "drift"
+    fields = ("saved_signature", "current_signature", "run_id")
+
+
+class AgentMaxTripsError(AgentExecutionError):
+    default_code = "AGENT_MAX_TRIPS"
+    default_category = "max-trips"
+    fields = ("max_trips",)
+
+
+class SchemaValidationError(AIError):
+    default_code = "SCHEMA_VALIDATION_FAILED"
+    default_category = "schema"
+    fields = ("issues",)
+
+
+class ToolExecutionError(AIError):
+    default_code = "TOOL_EXEC_FAILED"
+    default_category = "tool"
+    fields = ("tool_name", "trip_index")
+
+
+# --- cache ------------------------------------------------------------------------------
+
+
+class CacheUnsupportedError(AIError):
+    default_code = "CACHE_UNSUPPORTED"
+    default_category = "cache"
+
+
+class CacheConfigurationError(AIError):
+    default_code = "CACHE_CONFIGURATION"
+    default_category = "cache"
+
+
+# --- persistence ------------------------------------------------------------------------
+
+
+class SnapshotSerializationError(AIError):
+    """A value headed for a snapshot is not JSON; ``path`` names where it is."""
+
+    default_code = "SNAPSHOT_NOT_JSON"
+    default_category = "serialization"
+    fields = ("path", "type_name", "step_name")
+
+
+class StoreError(AIError):
+    """A store could not complete an operation (connection lost, bad data, ...)."""
+
+    default_code = "STORE_ERROR"
+    default_category = "store"
+
+
+class CheckpointConflictError(StoreError):
+    default_code = "CHECKPOINT_CONFLICT"
+    fields = ("orchestrator_name", "session_id", "turn_index")
+
+
+class LeaseHeldError(StoreError):
+    """Another worker holds a live lease on the run."""
+
+    default_code = "LEASE_HELD"
+    default_category = "lease"
+    fields = ("run_id", "owner", "expires_at")
+
+
+class LeaseLostError(StoreError):
+    """This worker's lease expired and another worker took the run over."""
+
+    default_code = "LEASE_LOST"
+    default_category = "lease"
+    fields = ("run_id", "owner")

@@ -1,0 +1,315 @@
+"""Snapshot dataclasses: what a run persists after every step, and their JSON form.
+
+Field names are the seed's in snake_case. ``to_dict()`` / ``from_dict()`` give the JSON
+shape; ``to_json()`` is the hot path: each settled step record is encoded once and reused
+by every later snapshot of the run, so a save encodes only the state and the newest step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from .errors import AIError, error_from_dict
+from .serialization import dumps, loads
+from .usage import ZERO, Usage
+
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+MAX_ITERATIONS = "max-iterations"
+TERMINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED, MAX_ITERATIONS})
+
+_safe_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str | datetime | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _ended(data: dict[str, Any], started: datetime, duration_ms: float) -> datetime:
+    """``ended_at`` is not stored (it is ``started_at + duration_ms``) unless a writer added it."""
+    ended = data.get("ended_at")
+    return parse_iso(ended) if ended else started + timedelta(milliseconds=duration_ms)
+
+
+def error_dict(error: AIError | dict | None) -> dict[str, Any] | None:
+    """An error as JSON-safe data (diagnostic fields that are not JSON become their repr)."""
+    if error is None:
+        return None
+    data = error if isinstance(error, dict) else error.to_dict()
+    return loads(_safe_encoder.encode(data))
+
+
+def _error(value: Any) -> AIError | None:
+    if value is None or isinstance(value, AIError):
+        return value
+    return error_from_dict(value)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One try of a step."""
+
+    index: int
+    started_at: datetime
+    ended_at: datetime
+    duration_ms: float
+    status: str  # "success" | "failed"
+    error: AIError | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "index": self.index,
+            "started_at": iso(self.started_at),
+            "duration_ms": self.duration_ms,
+            "status": self.status,
+        }
+        if self.error is not None:
+            data["error"] = error_dict(self.error)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttemptRecord:
+        started, duration = parse_iso(data["started_at"]), data.get("duration_ms", 0.0)
+        return cls(
+            index=data["index"],
+            started_at=started,
+            ended_at=_ended(data, started, duration),
+            duration_ms=duration,
+            status=data["status"],
+            error=_error(data.get("error")),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class StepRecord:
+    """How a step settled: ``completed``, ``skipped`` or ``failed``.
+
+    A parallel group's record holds its children in ``steps``; each child is also recorded
+    flat under its own name in the run's ``steps``. ``result`` (the raw return of ``run`` or
+    the agent result) lives only in memory for routing and is never persisted.
+    """
+
+    status: str
+    started_at: datetime
+    ended_at: datetime
+    duration_ms: float
+    attempts: int
+    attempt_history: tuple[AttemptRecord, ...] = ()
+    output: Any = None
+    skipped: bool = False
+    error: AIError | None = None
+    steps: dict[str, StepRecord] | None = None
+    usage: Usage = ZERO
+    result: Any = field(default=None, compare=False, repr=False)
+    _json: list[str] = field(default_factory=list, init=False, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "status": self.status,
+            "started_at": iso(self.started_at),
+            "duration_ms": self.duration_ms,
+            "attempts": self.attempts,
+            "attempt_history": [a.to_dict() for a in self.attempt_history],
+            "output": self.output,
+            "skipped": self.skipped,
+        }
+        if self.error is not None:
+            data["error"] = error_dict(self.error)
+        if self.steps is not None:
+            data["children"] = list(self.steps)
+        if self.usage:
+            data["usage"] = self.usage.to_dict()
+        return data
+
+    def to_json(self, path: str = "$") -> str:
+        """Encoded once, then reused (records never change once settled)."""
+        if not self._json:
+            self._json.append(dumps(self.to_dict(), path=path))
+        return self._json[0]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], flat: dict[str, Any] | None = None) -> StepRecord:
+        children = data.get("children")
+        steps = None
+        if children is not None:
+            source = flat or {}
+            steps = {n: cls.from_dict(source[n]) for n in children if n in source}
+        started, duration = parse_iso(data["started_at"]), data.get("duration_ms", 0.0)
+        return cls(
+            status=data["status"],
+            started_at=started,
+            ended_at=_ended(data, started, duration),
+            duration_ms=duration,
+            attempts=data.get("attempts", 0),
+            attempt_history=tuple(
+                AttemptRecord.from_dict(a) for a in data.get("attempt_history", ())
+            ),
+            output=data.get("output"),
+            skipped=data.get("skipped", False),
+            error=_error(data.get("error")),
+            steps=steps,
+            usage=Usage.from_dict(data.get("usage")),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Encoded:
+    """JSON the engine already produced for a snapshot: the fields fixed for the whole run
+    (``prefix``) and the state as of this save."""
+
+    prefix: str
+    state: str
+
+
+@dataclass(frozen=True)
+class WorkflowSnapshot:
+    """The live snapshot of one workflow run (one per ``run_id``; each save replaces it)."""
+
+    kind: ClassVar[str] = "workflow"
+
+    run_id: str
+    workflow_name: str
+    signature: str
+    version: str | None
+    input: Any
+    state: dict[str, Any]
+    steps: dict[str, StepRecord]
+    next: str | None
+    status: str
+    started_at: datetime
+    saved_at: datetime
+    usage: Usage = ZERO
+    error: dict[str, Any] | None = None
+    fingerprint: dict[str, Any] | None = None
+    # Set by the engine only; not an init field, so dataclasses.replace() drops it.
+    encoded: Encoded | None = field(default=None, init=False, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.workflow_name
+
+    @property
+    def completed_steps(self) -> list[str]:
+        return [n for n, r in self.steps.items() if _status(r) in ("completed", "skipped")]
+
+    def to_dict(self) -> dict[str, Any]:
+        return loads(self.to_json())
+
+    def json_prefix(self) -> str:
+        """The fields that stay the same for the whole run, encoded (an unclosed object)."""
+        head = dumps(
+            {
+                "kind": self.kind,
+                "run_id": self.run_id,
+                "workflow_name": self.workflow_name,
+                "signature": self.signature,
+                "version": self.version,
+                "started_at": iso(self.started_at),
+                "fingerprint": self.fingerprint,
+            }
+        )
+        return f'{head[:-1]},"input":{dumps(self.input, path="input")}'
+
+    def to_json(self) -> str:
+        """The snapshot as compact JSON; raises ``SnapshotSerializationError`` naming the path.
+
+        Engine-made snapshots reuse the run's encoded prefix, the state encoded when the step
+        settled and each step record's cached encoding, so a save costs one string join.
+        """
+        enc = self.encoded
+        if enc is not None:
+            prefix, state_json = enc.prefix, enc.state
+        else:
+            prefix, state_json = self.json_prefix(), dumps(self.state, path="state")
+        steps_json = ",".join(
+            f"{key_json(name)}:{_record_json(name, record)}" for name, record in self.steps.items()
+        )
+        usage = _usage_json(self.usage)
+        error = _error_json(self.error)
+        return (
+            f'{prefix},"next":{key_json(self.next)},"status":{key_json(self.status)},'
+            f'"saved_at":"{iso(self.saved_at)}","usage":{usage},"error":{error},'
+            f'"state":{state_json},"steps":{{{steps_json}}}}}'
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkflowSnapshot:
+        flat = data.get("steps") or {}
+        return cls(
+            run_id=data["run_id"],
+            workflow_name=data["workflow_name"],
+            signature=data["signature"],
+            version=data.get("version"),
+            input=data.get("input"),
+            state=data.get("state") or {},
+            steps={n: StepRecord.from_dict(r, flat) for n, r in flat.items()},
+            next=data.get("next"),
+            status=data["status"],
+            started_at=parse_iso(data["started_at"]),
+            saved_at=parse_iso(data.get("saved_at") or data["started_at"]),
+            usage=Usage.from_dict(data.get("usage")),
+            error=data.get("error"),
+            fingerprint=data.get("fingerprint"),
+        )
+
+
+@lru_cache(maxsize=4096)
+def key_json(value: str | None) -> str:
+    """Encoded step names and statuses, cached (they repeat in every save of a run)."""
+    return dumps(value)
+
+
+def _usage_json(usage: Usage) -> str:
+    return dumps(usage.to_dict()) if usage else "null"
+
+
+def _error_json(error: dict[str, Any] | None) -> str:
+    return _safe_encoder.encode(error) if error else "null"
+
+
+def _status(record: StepRecord | dict) -> str | None:
+    return record.get("status") if isinstance(record, dict) else record.status
+
+
+def _record_json(name: str, record: StepRecord | dict) -> str:
+    if isinstance(record, StepRecord):
+        return record.to_json(path=f"steps.{name}")
+    return dumps(record, path=f"steps.{name}")
+
+
+SNAPSHOT_TYPES: dict[str, type] = {"workflow": WorkflowSnapshot}
+
+
+def snapshot_from_dict(data: dict[str, Any]) -> Any:
+    """Rebuild a snapshot of any kind from its JSON form."""
+    kind = data.get("kind", "workflow")
+    try:
+        cls = SNAPSHOT_TYPES[kind]
+    except KeyError:
+        raise ValueError(
+            f"unknown snapshot kind {kind!r}; known kinds: {sorted(SNAPSHOT_TYPES)}"
+        ) from None
+    return cls.from_dict(data)
+
+
+def snapshot_from_json(text: str | bytes) -> Any:
+    return snapshot_from_dict(loads(text))

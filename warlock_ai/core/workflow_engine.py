@@ -1,0 +1,641 @@
+"""The workflow run loop, written once as a generator of effects (see ``effects``).
+
+One ``WorkflowRun`` is one execution (fresh or resumed). Snapshot writes: one when the run
+starts, one after every top-level step settles (a parallel group once, atomically), and the
+terminal one (merged into the last step's write when nothing happens in between).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from dataclasses import replace
+from time import perf_counter
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from .cancel import CancelToken
+from .effects import Call, CallEither, Emit, Gather, Save, Sleep
+from .errors import (
+    AIError,
+    MaxStepsExceededError,
+    RoutingError,
+    SnapshotSerializationError,
+    StepFailedError,
+    StoreError,
+    WorkflowCancelledError,
+    WorkflowError,
+    to_ai_error,
+)
+from .events import normalise_handlers
+from .results import WorkflowContext, WorkflowReport, WorkflowResult
+from .retry import resolve_backoff, resolve_retry
+from .routing import parse_route
+from .schema import validate_schema
+from .serialization import clone, dumps
+from .snapshots import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    AttemptRecord,
+    Encoded,
+    StepRecord,
+    WorkflowSnapshot,
+    now,
+)
+from .steps import Output, Step
+from .usage import ZERO, Usage
+
+if TYPE_CHECKING:
+    from .workflow import Workflow
+
+logger = logging.getLogger("warlock_ai.workflow")
+
+WORKFLOW_EVENTS = frozenset(
+    {
+        "workflow.starting",
+        "workflow.step.starting",
+        "workflow.step.streaming",
+        "workflow.step.completed",
+        "workflow.step.skipped",
+        "workflow.step.retrying",
+        "workflow.step.failed",
+        "workflow.loop.warning",
+        "workflow.cancelled",
+        "workflow.completed",
+        "workflow.error",
+    }
+)
+
+Effects = Generator[Any, Any, Any]
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    return isinstance(exc, WorkflowCancelledError) or (
+        isinstance(exc, AIError) and exc.category == "cancelled"
+    )
+
+
+def describe(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, AIError) else (str(exc) or type(exc).__name__)
+
+
+def _ms(start: float) -> float:
+    return round((perf_counter() - start) * 1000.0, 3)
+
+
+class WorkflowRun:
+    """The mutable side of one execution; :meth:`run` is the engine generator."""
+
+    def __init__(
+        self,
+        wf: Workflow,
+        *,
+        input: Any,
+        run_id: str,
+        context: Any,
+        cancel: CancelToken | None,
+        on: Any,
+        session_id: str | None,
+        store: Any,
+        resume_from: WorkflowSnapshot | None = None,
+    ) -> None:
+        self.wf = wf
+        self.input = input
+        self.run_id = run_id
+        self.cancel = cancel if cancel is not None else CancelToken()
+        self.on = normalise_handlers(on, WORKFLOW_EVENTS)
+        self.session_id = session_id
+        self.store = store
+        self.resume_from = resume_from
+        if resume_from is not None:
+            self.state: dict[str, Any] = dict(resume_from.state)
+            self.steps: dict[str, StepRecord] = dict(resume_from.steps)
+            self.usage: Usage = resume_from.usage
+            self.started_at = resume_from.started_at
+        else:
+            self.state, self.steps, self.usage, self.started_at = {}, {}, ZERO, now()
+        self.clock = perf_counter()
+        self.ctx = WorkflowContext(
+            input=input,
+            state=self.state,
+            context=MappingProxyType(dict(context or {})),
+            steps=self.steps,
+            run_id=run_id,
+            started_at=self.started_at,
+            cancel=self.cancel,
+            session_id=session_id,
+            workflow_name=wf.name,
+        )
+        self.prefix_json: str | None = None
+        self.state_json: str | None = None
+        self.pending_state_json: str | None = None
+        self.step_count = 0
+        self.entries: dict[str, int] = {}
+        self.last_goto: str | None = None
+        self.resume_at: str | None = None
+        self.children: list[Any] = []
+
+    # --- events and persistence -----------------------------------------------------------
+
+    def emit(self, event: str, **payload: Any) -> Effects:
+        handlers = self.wf.emitter.handlers(event, self.on)
+        if handlers:
+            payload["event"] = event
+            payload["run_id"] = payload["root_run_id"] = self.run_id
+            yield Emit(handlers, payload)
+
+    def local(self, step: Step, event: str, payload: dict[str, Any]) -> Effects:
+        """Step-local handlers are called directly; unlike events, their errors propagate."""
+        handler = step.on.get(event) if step.on else None
+        if handler is not None:
+            yield Call(handler, (payload,))
+
+    def snapshot(
+        self, status: str, next_name: str | None, error: AIError | None = None
+    ) -> WorkflowSnapshot:
+        wf = self.wf
+        snap = WorkflowSnapshot(
+            run_id=self.run_id,
+            workflow_name=wf.name,
+            signature=wf.signature,
+            version=wf.version,
+            input=self.input,
+            state=self.state,
+            steps=dict(self.steps),
+            next=next_name,
+            status=status,
+            started_at=self.started_at,
+            saved_at=now(),
+            usage=self.usage,
+            error=error.to_dict() if error is not None else None,
+            fingerprint=wf.fingerprint,
+        )
+        if self.prefix_json is not None:
+            object.__setattr__(snap, "encoded", Encoded(self.prefix_json, self.state_json))
+        return snap
+
+    def checkpoint(
+        self, status: str, next_name: str | None, error: AIError | None = None
+    ) -> Effects:
+        """Write a snapshot; a failed write is reported (event + log) and never aborts the run."""
+        if self.store is None:
+            return
+        failure = yield Save(self.store, self.snapshot(status, next_name, error))
+        if failure is not None:
+            err = to_ai_error(failure, wrap_as=StoreError)
+            logger.warning(
+                "snapshot write failed for run %r (status=%s): %s", self.run_id, status, err.message
+            )
+            yield from self.emit("workflow.error", error=err, phase="persist")
+
+    def check_cancel(self) -> None:
+        if self.cancel.cancelled:
+            raise self.cancelled_error()
+
+    def cancelled_error(self, cause: BaseException | None = None) -> WorkflowCancelledError:
+        token = self.cancel
+        reason = token.reason_text if token.cancelled else (describe(cause) if cause else "")
+        return WorkflowCancelledError(
+            "workflow cancelled" + (f": {reason}" if reason else ""),
+            cancelled_at=(token.cancelled_at or now()).isoformat(),
+            reason=reason or None,
+            cause=cause if isinstance(cause, AIError) else None,
+        )
+
+    # --- the run --------------------------------------------------------------------------
+
+    def first_step(self) -> str | None:
+        steps = self.wf.steps
+        snap = self.resume_from
+        if snap is None:
+            return steps[0].name
+        if snap.next is not None and snap.next in self.wf.steps_by_name:
+            return snap.next
+        for step in steps:
+            record = self.steps.get(step.name)
+            if record is None or record.status not in (COMPLETED, "skipped"):
+                return step.name
+        return None
+
+    def run(self) -> Effects:
+        wf = self.wf
+        yield from self.emit("workflow.starting", workflow_name=wf.name, input=self.input)
+        status, error, data = COMPLETED, None, None
+        terminal_written = False
+        current = self.first_step()
+        try:
+            if self.store is not None:
+                try:
+                    self.state_json = dumps(self.state, path="state")
+                    self.prefix_json = self.snapshot(RUNNING, current).json_prefix()
+                except SnapshotSerializationError:
+                    self.store = None  # nothing is written for a run whose input is not JSON
+                    raise
+            yield from self.checkpoint(RUNNING, current)
+            while current is not None:
+                self.resume_at = current
+                self.check_cancel()
+                current, terminal_written = yield from self.advance(current)
+            self.resume_at = None
+        except WorkflowCancelledError as exc:
+            status, error = CANCELLED, exc
+        except AIError as exc:
+            status, error = FAILED, exc
+        except Exception as exc:
+            status = FAILED
+            error = WorkflowError(f'workflow "{wf.name}" failed: {describe(exc)}', cause=exc)
+        if status == COMPLETED and wf.output is not None:
+            try:
+                data = yield from self.extract(wf.output, self.ctx.with_state(self.state))
+            except Exception as exc:
+                status, error = FAILED, to_ai_error(exc, wrap_as=WorkflowError)
+        if status == COMPLETED:
+            self.resume_at = None
+        if not terminal_written:
+            yield from self.checkpoint(status, self.resume_at, error)
+        result = self.result(status, error, data)
+        if status == CANCELLED:
+            yield from self.emit(
+                "workflow.cancelled", cancelled_at=error.cancelled_at, reason=error.reason
+            )
+        elif status == FAILED:
+            yield from self.emit("workflow.error", error=error, phase="run")
+        yield from self.emit("workflow.completed", result=result)
+        return result
+
+    def result(self, status: str, error: AIError | None, data: Any) -> WorkflowResult:
+        wf = self.wf
+        report = WorkflowReport(
+            run_id=self.run_id,
+            root_run_id=self.run_id,
+            name=wf.name,
+            version=wf.version,
+            session_id=self.session_id,
+            status=status,
+            error=error if status in (FAILED, CANCELLED) else None,
+            started_at=self.started_at,
+            ended_at=now(),
+            duration_ms=_ms(self.clock),
+            signature=wf.signature,
+            usage=self.usage,
+            steps=self.steps,
+            state=self.state,
+            children=self.children,
+            cancelled_at=self.cancel.cancelled_at if status == CANCELLED else None,
+        )
+        return WorkflowResult(report=report, data=data, error=report.error, usage=self.usage)
+
+    def advance(self, name: str) -> Effects:
+        """Run one top-level step, checkpoint, route. Returns ``(next step, terminal written)``."""
+        wf = self.wf
+        self.step_count += 1
+        if self.step_count > wf.max_steps:
+            raise MaxStepsExceededError(
+                f'workflow "{wf.name}" exceeded max_steps={wf.max_steps} (entering "{name}")',
+                max_steps=wf.max_steps,
+            )
+        count = self.entries[name] = self.entries.get(name, 0) + 1
+        if count == wf.loop_warn_after:
+            yield from self.emit(
+                "workflow.loop.warning", step=name, entered_count=count, last_goto=self.last_goto
+            )
+        step = wf.steps_by_name.get(name)
+        if step is None:
+            raise RoutingError(f'workflow "{wf.name}": unknown step "{name}"', target_name=name)
+        record, state = yield from self.execute_step(step, self.state)
+        if self.store is not None:
+            record, state = yield from self.validate_json(step, record, state)
+        self.settle(name, record, state)
+        if record.status == FAILED:
+            return (yield from self.after_failure(step, record))
+        kind, target = yield from self.route(step, record)
+        if kind == "end":
+            next_name = None
+        elif kind == "goto":
+            next_name = target
+        else:
+            next_name = wf.next_declared.get(name)
+        if next_name is None and wf.output is None:
+            yield from self.checkpoint(COMPLETED, None)
+            return None, True
+        yield from self.checkpoint(RUNNING, next_name)
+        self.resume_at = next_name
+        self.check_cancel()
+        if kind == "goto":
+            if target not in wf.steps_by_name:
+                raise RoutingError(
+                    f'step "{name}" routed to unknown step "{target}"',
+                    step_name=name,
+                    target_name=target,
+                )
+            self.last_goto = target
+        return next_name, False
+
+    def settle(self, name: str, record: StepRecord, state: dict[str, Any]) -> None:
+        if state is not self.state:
+            self.state = state
+            if self.store is not None:
+                self.state_json = self.pending_state_json
+        self.steps[name] = record
+        if record.steps:
+            self.steps.update(record.steps)
+        if record.usage:
+            self.usage = self.usage + record.usage
+        report = getattr(record.result, "report", None)
+        if report is not None:
+            self.children.append(report)
+
+    def validate_json(self, step: Step, record: StepRecord, state: dict[str, Any]) -> Effects:
+        """Encode the new state and the record once; a non-JSON value fails the step here."""
+        self.pending_state_json = self.state_json
+        try:
+            if state is not self.state:
+                self.pending_state_json = dumps(state, path="state")
+            for child_name, child in (record.steps or {}).items():
+                child.to_json(path=f"steps.{child_name}")
+            record.to_json(path=f"steps.{step.name}")
+        except SnapshotSerializationError as exc:
+            exc.step_name = step.name
+            self.pending_state_json = self.state_json
+            failed = replace(record, status=FAILED, output=None, error=exc, steps=None, result=None)
+            yield from self.emit(
+                "workflow.step.failed", step=step.name, error=exc, attempts=record.attempts
+            )
+            return failed, self.state
+        return record, state
+
+    def after_failure(self, step: Step, record: StepRecord) -> Effects:
+        name = step.name
+        kind, target = None, None
+        if step.on_failure is not None:
+            ctx = self.ctx.with_state(self.state, record.result)
+            try:
+                decision = yield Call(step.on_failure, (ctx, record.error))
+            except Exception as exc:
+                if is_cancellation(exc):
+                    raise self.cancelled_error(exc) from exc
+                raise RoutingError(
+                    f'step "{name}" on_failure raised: {describe(exc)}', step_name=name, cause=exc
+                ) from exc
+            kind, target = parse_route(decision)
+        if kind is None:
+            yield from self.checkpoint(RUNNING, name)
+            self.resume_at = name
+            raise record.error
+        if kind == "goto" and target not in self.wf.steps_by_name:
+            raise RoutingError(
+                f'step "{name}" on_failure routed to unknown step "{target}"',
+                step_name=name,
+                target_name=target,
+            )
+        yield from self.checkpoint(RUNNING, target)
+        self.resume_at = target
+        self.check_cancel()
+        if kind == "goto":
+            self.last_goto = target
+        return target, False
+
+    def route(self, step: Step, record: StepRecord) -> Effects:
+        ctx = None
+        kind, target = None, None
+        if step.next_step is not None:
+            ctx = self.ctx.with_state(self.state, record.result)
+            kind, target = parse_route((yield from self.call_router(step, step.next_step, (ctx,))))
+        if kind is None and self.wf.next_step is not None:
+            ctx = ctx or self.ctx.with_state(self.state, record.result)
+            decision = yield from self.call_router(step, self.wf.next_step, (step.name, ctx))
+            kind, target = parse_route(decision)
+        return kind, target
+
+    def call_router(self, step: Step, fn: Any, args: tuple[Any, ...]) -> Effects:
+        try:
+            return (yield Call(fn, args))
+        except Exception as exc:
+            if is_cancellation(exc):
+                raise self.cancelled_error(exc) from exc
+            raise RoutingError(
+                f'step "{step.name}" next_step raised: {describe(exc)}',
+                step_name=step.name,
+                cause=exc,
+            ) from exc
+
+    # --- one step -------------------------------------------------------------------------
+
+    def execute_step(self, step: Step, base: dict[str, Any], child: bool = False) -> Effects:
+        """Run ``step`` against ``base``; returns ``(record, resulting state)``, never raising
+        for a step failure (only cancellation and step-local handler errors propagate)."""
+        name = step.name
+        started, clock = now(), perf_counter()
+        if step.on:
+            yield from self.local(step, "starting", {"step": name})
+        yield from self.emit("workflow.step.starting", step=name)
+        if step.skip is not None:
+            skip_state = clone(base)
+            try:
+                skipped = yield Call(step.skip, (self.ctx.with_state(skip_state),))
+            except Exception as exc:
+                if is_cancellation(exc):
+                    raise self.cancelled_error(exc) from exc
+                err = StepFailedError(
+                    f'step "{name}" skip raised: {describe(exc)}',
+                    step_name=name,
+                    attempts=1,
+                    cause=exc,
+                )
+                return self.failed(started, clock, 1, (), err), base
+            if skipped:
+                yield from self.emit("workflow.step.skipped", step=name)
+                record = StepRecord(
+                    status="skipped", started_at=started, ended_at=now(),
+                    duration_ms=_ms(clock), attempts=0, skipped=True,
+                )  # fmt: skip
+                return record, skip_state
+        if step.parallel is not None:
+            return (yield from self.execute_group(step, base, started, clock))
+        try:
+            return (yield from self.attempts(step, base, started, clock, child))
+        except WorkflowCancelledError:
+            if step.on_cancel is not None:
+                try:
+                    yield Call(step.on_cancel, (self.ctx.with_state(base),))
+                except Exception:
+                    logger.exception("on_cancel of step %r failed", name)
+            raise
+
+    def attempts(self, step: Step, base: dict[str, Any], started, clock, child: bool) -> Effects:
+        name = step.name
+        retry = resolve_retry(step.retry, None if child else self.wf.default_retry)
+        total = retry.total_attempts
+        history: list[AttemptRecord] = []
+        usage = [ZERO]
+        last: AIError | None = None
+        for k in range(1, total + 1):
+            self.check_cancel()
+            attempt_started, attempt_clock = now(), perf_counter()
+            ctx = self.ctx.with_state(clone(base))
+            try:
+                result, output = yield from self.attempt(step, ctx, usage)
+            except Exception as exc:
+                if is_cancellation(exc):
+                    raise self.cancelled_error(exc) from exc
+                last = to_ai_error(exc)
+                history.append(
+                    AttemptRecord(k, attempt_started, now(), _ms(attempt_clock), "failed", last)
+                )
+                if k >= total:
+                    break
+                if retry.retry_on is not None and (yield Call(retry.retry_on, (exc, k))) is False:
+                    break
+                payload = {
+                    "step": name,
+                    "attempt": k + 1,
+                    "total_attempts": total,
+                    "last_error": last,
+                }
+                yield from self.emit("workflow.step.retrying", **payload)
+                if step.on:
+                    yield from self.local(step, "retrying", payload)
+                if retry.on_retry is not None:
+                    yield Call(retry.on_retry, (k + 1, exc))
+                delay = resolve_backoff(k, retry.backoff)
+                if delay > 0 and (yield Sleep(delay, self.cancel)):
+                    raise self.cancelled_error() from exc
+                continue
+            history.append(AttemptRecord(k, attempt_started, now(), _ms(attempt_clock), "success"))
+            duration = _ms(clock)
+            record = StepRecord(
+                status=COMPLETED, started_at=started, ended_at=now(), duration_ms=duration,
+                attempts=k, attempt_history=tuple(history), output=output, usage=usage[0],
+                result=result,
+            )  # fmt: skip
+            yield from self.emit(
+                "workflow.step.completed", step=name, output=output, duration_ms=duration
+            )
+            if step.on:
+                yield from self.local(
+                    step, "completed", {"step": name, "output": output, "duration_ms": duration}
+                )
+            return record, ctx.state
+        attempts = len(history)
+        err = StepFailedError(
+            f'step "{name}" failed after {attempts} attempt(s): {describe(last)}',
+            step_name=name,
+            attempts=attempts,
+            cause=last,
+        )
+        record = self.failed(started, clock, attempts, tuple(history), err, usage[0])
+        yield from self.emit("workflow.step.failed", step=name, error=err, attempts=attempts)
+        if step.on:
+            yield from self.local(
+                step, "failed", {"step": name, "error": err, "attempts": attempts}
+            )
+        return record, base
+
+    def failed(self, started, clock, attempts, history, err, usage: Usage = ZERO) -> StepRecord:
+        return StepRecord(
+            status=FAILED, started_at=started, ended_at=now(), duration_ms=_ms(clock),
+            attempts=attempts, attempt_history=history, error=err, usage=usage,
+        )  # fmt: skip
+
+    def attempt(self, step: Step, ctx: WorkflowContext, usage: list[Usage]) -> Effects:
+        """before -> run | agent -> output -> after, on this attempt's own copy of the state."""
+        if step.before is not None:
+            yield Call(step.before, (ctx,))
+        result = None
+        if step.run is not None:
+            result = yield Call(step.run, (ctx,), True)
+        elif step.agent is not None:
+            result = yield from self.call_agent(step, ctx, usage)
+        ctx.agent_result = result
+        output = None
+        if step.output is not None:
+            output = yield from self.extract(step.output, ctx)
+        if step.after is not None:
+            yield Call(step.after, (ctx,))
+        return result, output
+
+    def call_agent(self, step: Step, ctx: WorkflowContext, usage: list[Usage]) -> Effects:
+        spec = yield Call(step.input, (ctx,))
+        if isinstance(spec, str):
+            prompt, options = spec, {}
+        elif isinstance(spec, dict) and "prompt" in spec:
+            options = dict(spec)
+            prompt = options.pop("prompt")
+        else:
+            raise WorkflowError(
+                f'step "{step.name}": input() must return a prompt or {{"prompt": ...}}'
+            )
+        options.setdefault("cancel", self.cancel)
+        if self.session_id is not None:
+            options.setdefault("session_id", self.session_id)
+        agent = step.agent
+        result = yield CallEither(
+            agent.execute, getattr(agent, "aexecute", None), (prompt,), options
+        )
+        usage[0] = usage[0] + Usage.coerce(getattr(result, "usage", None))
+        error = getattr(result, "error", None)
+        if error is not None:
+            raise error
+        return result
+
+    def extract(self, output: Output, ctx: WorkflowContext) -> Effects:
+        value = yield Call(output.extract, (ctx,))
+        if output.schema is not None:
+            value = yield Call(validate_schema, (output.schema, value))
+        return value
+
+    def execute_group(self, step: Step, base: dict[str, Any], started, clock) -> Effects:
+        """Children run concurrently from the same base; merged in declaration order."""
+        children = step.parallel
+        outcomes = yield Gather([self.execute_step(c, base, child=True) for c in children])
+        records: dict[str, StepRecord] = {}
+        deltas: list[tuple[str, dict[str, Any]]] = []
+        first_error: AIError | None = None
+        for child, outcome in zip(children, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            record, state = outcome
+            records[child.name] = record
+            if record.status == FAILED:
+                first_error = first_error or record.error
+            else:
+                deltas.append(
+                    (child.name, {k: v for k, v in state.items() if k not in base or base[k] != v})
+                )
+        merged = clone(base)
+        for child_name, delta in deltas:
+            if step.merge_state is not None:
+                yield Call(step.merge_state, (merged, delta, child_name))
+            else:
+                merged.update(delta)
+        output = None
+        if step.output is not None:
+            ctx = self.ctx.with_state(merged)
+            ctx.steps = {**self.steps, step.name: StepRecord(
+                status=FAILED if first_error else COMPLETED, started_at=started, ended_at=now(),
+                duration_ms=_ms(clock), attempts=1, steps=records,
+            )}  # fmt: skip
+            try:
+                output = yield from self.extract(step.output, ctx)
+            except Exception as exc:
+                if is_cancellation(exc):
+                    raise self.cancelled_error(exc) from exc
+                first_error = first_error or to_ai_error(exc)
+        usage = sum((r.usage for r in records.values()), ZERO)
+        duration = _ms(clock)
+        record = StepRecord(
+            status=FAILED if first_error else COMPLETED, started_at=started, ended_at=now(),
+            duration_ms=duration, attempts=1, output=output, error=first_error, steps=records,
+            usage=usage,
+        )  # fmt: skip
+        if first_error is not None:
+            yield from self.emit(
+                "workflow.step.failed", step=step.name, error=first_error, attempts=1
+            )
+            return record, base
+        yield from self.emit(
+            "workflow.step.completed", step=step.name, output=output, duration_ms=duration
+        )
+        return record, merged
