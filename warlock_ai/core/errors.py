@@ -107,6 +107,14 @@ class AIError(Exception):
             data["cause"] = {"name": type(cause).__name__, "message": str(cause)}
         return data
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AIError):
+            return NotImplemented
+        return type(self) is type(other) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.code, self.message))
+
     def __reduce__(self):  # keeps errors copyable (copy.deepcopy) despite keyword fields
         return (_rebuild, (type(self), self.to_dict()))
 

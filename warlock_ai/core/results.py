@@ -63,9 +63,15 @@ class WorkflowContext:
     def with_state(self, state: dict[str, Any], agent_result: Any = None) -> WorkflowContext:
         """A sibling context over another state dict (one per attempt, one per parallel child)."""
         ctx = WorkflowContext.__new__(WorkflowContext)
-        for name in WorkflowContext.__slots__:
-            setattr(ctx, name, getattr(self, name))
+        ctx.input = self.input
         ctx.state = state
+        ctx.context = self.context
+        ctx.steps = self.steps
+        ctx.run_id = self.run_id
+        ctx.started_at = self.started_at
+        ctx.cancel = self.cancel
+        ctx.session_id = self.session_id
+        ctx.workflow_name = self.workflow_name
         ctx.agent_result = agent_result
         return ctx
 

@@ -44,12 +44,6 @@ def parse_iso(value: str | datetime | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _ended(data: dict[str, Any], started: datetime, duration_ms: float) -> datetime:
-    """``ended_at`` is not stored (it is ``started_at + duration_ms``) unless a writer added it."""
-    ended = data.get("ended_at")
-    return parse_iso(ended) if ended else started + timedelta(milliseconds=duration_ms)
-
-
 def error_dict(error: AIError | dict | None) -> dict[str, Any] | None:
     """An error as JSON-safe data (diagnostic fields that are not JSON become their repr)."""
     if error is None:
@@ -70,10 +64,13 @@ class AttemptRecord:
 
     index: int
     started_at: datetime
-    ended_at: datetime
     duration_ms: float
     status: str  # "success" | "failed"
     error: AIError | None = None
+
+    @property
+    def ended_at(self) -> datetime:
+        return self.started_at + timedelta(milliseconds=self.duration_ms)
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -88,18 +85,16 @@ class AttemptRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AttemptRecord:
-        started, duration = parse_iso(data["started_at"]), data.get("duration_ms", 0.0)
         return cls(
             index=data["index"],
-            started_at=started,
-            ended_at=_ended(data, started, duration),
-            duration_ms=duration,
+            started_at=parse_iso(data["started_at"]),
+            duration_ms=data.get("duration_ms", 0.0),
             status=data["status"],
             error=_error(data.get("error")),
         )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class StepRecord:
     """How a step settled: ``completed``, ``skipped`` or ``failed``.
 
@@ -110,7 +105,6 @@ class StepRecord:
 
     status: str
     started_at: datetime
-    ended_at: datetime
     duration_ms: float
     attempts: int
     attempt_history: tuple[AttemptRecord, ...] = ()
@@ -121,6 +115,10 @@ class StepRecord:
     usage: Usage = ZERO
     result: Any = field(default=None, compare=False, repr=False)
     _json: list[str] = field(default_factory=list, init=False, compare=False, repr=False)
+
+    @property
+    def ended_at(self) -> datetime:
+        return self.started_at + timedelta(milliseconds=self.duration_ms)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -153,12 +151,10 @@ class StepRecord:
         if children is not None:
             source = flat or {}
             steps = {n: cls.from_dict(source[n]) for n in children if n in source}
-        started, duration = parse_iso(data["started_at"]), data.get("duration_ms", 0.0)
         return cls(
             status=data["status"],
-            started_at=started,
-            ended_at=_ended(data, started, duration),
-            duration_ms=duration,
+            started_at=parse_iso(data["started_at"]),
+            duration_ms=data.get("duration_ms", 0.0),
             attempts=data.get("attempts", 0),
             attempt_history=tuple(
                 AttemptRecord.from_dict(a) for a in data.get("attempt_history", ())

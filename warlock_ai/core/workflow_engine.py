@@ -310,6 +310,9 @@ class WorkflowRun:
         self.settle(name, record, state)
         if record.status == FAILED:
             return (yield from self.after_failure(step, record))
+        # A settled step is never the resume point: if its router fails, resume falls back to
+        # the first declared step that has not completed.
+        self.resume_at = None
         kind, target = yield from self.route(step, record)
         if kind == "end":
             next_name = None
@@ -448,9 +451,12 @@ class WorkflowRun:
             if skipped:
                 yield from self.emit("workflow.step.skipped", step=name)
                 record = StepRecord(
-                    status="skipped", started_at=started, ended_at=now(),
-                    duration_ms=_ms(clock), attempts=0, skipped=True,
-                )  # fmt: skip
+                    status="skipped",
+                    started_at=started,
+                    duration_ms=_ms(clock),
+                    attempts=0,
+                    skipped=True,
+                )
                 return record, skip_state
         if step.parallel is not None:
             return (yield from self.execute_group(step, base, started, clock))
@@ -482,7 +488,7 @@ class WorkflowRun:
                     raise self.cancelled_error(exc) from exc
                 last = to_ai_error(exc)
                 history.append(
-                    AttemptRecord(k, attempt_started, now(), _ms(attempt_clock), "failed", last)
+                    AttemptRecord(k, attempt_started, _ms(attempt_clock), "failed", last)
                 )
                 if k >= total:
                     break
@@ -503,13 +509,18 @@ class WorkflowRun:
                 if delay > 0 and (yield Sleep(delay, self.cancel)):
                     raise self.cancelled_error() from exc
                 continue
-            history.append(AttemptRecord(k, attempt_started, now(), _ms(attempt_clock), "success"))
+            history.append(AttemptRecord(k, attempt_started, _ms(attempt_clock), "success"))
             duration = _ms(clock)
             record = StepRecord(
-                status=COMPLETED, started_at=started, ended_at=now(), duration_ms=duration,
-                attempts=k, attempt_history=tuple(history), output=output, usage=usage[0],
+                status=COMPLETED,
+                started_at=started,
+                duration_ms=duration,
+                attempts=k,
+                attempt_history=tuple(history),
+                output=output,
+                usage=usage[0],
                 result=result,
-            )  # fmt: skip
+            )
             yield from self.emit(
                 "workflow.step.completed", step=name, output=output, duration_ms=duration
             )
@@ -535,9 +546,14 @@ class WorkflowRun:
 
     def failed(self, started, clock, attempts, history, err, usage: Usage = ZERO) -> StepRecord:
         return StepRecord(
-            status=FAILED, started_at=started, ended_at=now(), duration_ms=_ms(clock),
-            attempts=attempts, attempt_history=history, error=err, usage=usage,
-        )  # fmt: skip
+            status=FAILED,
+            started_at=started,
+            duration_ms=_ms(clock),
+            attempts=attempts,
+            attempt_history=history,
+            error=err,
+            usage=usage,
+        )
 
     def attempt(self, step: Step, ctx: WorkflowContext, usage: list[Usage]) -> Effects:
         """before -> run | agent -> output -> after, on this attempt's own copy of the state."""
@@ -613,10 +629,16 @@ class WorkflowRun:
         output = None
         if step.output is not None:
             ctx = self.ctx.with_state(merged)
-            ctx.steps = {**self.steps, step.name: StepRecord(
-                status=FAILED if first_error else COMPLETED, started_at=started, ended_at=now(),
-                duration_ms=_ms(clock), attempts=1, steps=records,
-            )}  # fmt: skip
+            ctx.steps = {
+                **self.steps,
+                step.name: StepRecord(
+                    status=FAILED if first_error else COMPLETED,
+                    started_at=started,
+                    duration_ms=_ms(clock),
+                    attempts=1,
+                    steps=records,
+                ),
+            }
             try:
                 output = yield from self.extract(step.output, ctx)
             except Exception as exc:
@@ -626,10 +648,15 @@ class WorkflowRun:
         usage = sum((r.usage for r in records.values()), ZERO)
         duration = _ms(clock)
         record = StepRecord(
-            status=FAILED if first_error else COMPLETED, started_at=started, ended_at=now(),
-            duration_ms=duration, attempts=1, output=output, error=first_error, steps=records,
+            status=FAILED if first_error else COMPLETED,
+            started_at=started,
+            duration_ms=duration,
+            attempts=1,
+            output=output,
+            error=first_error,
+            steps=records,
             usage=usage,
-        )  # fmt: skip
+        )
         if first_error is not None:
             yield from self.emit(
                 "workflow.step.failed", step=step.name, error=first_error, attempts=1
