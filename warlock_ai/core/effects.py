@@ -178,8 +178,13 @@ class _SyncRunner:
         if len(engines) <= 1:
             return [_settle_sync(e) for e in engines]
         with ThreadPoolExecutor(max_workers=len(engines), thread_name_prefix="warlock") as pool:
-            futures = [pool.submit(_settle_sync, engine) for engine in engines]
+            futures = [pool.submit(_settle_in_worker, engine) for engine in engines]
             return [future.result() for future in futures]
+
+
+#: Called in each worker thread the sync driver started, when its engine is done. The Django
+#: app registers a function closing that thread's database connections.
+worker_thread_exit_hooks: list[Callable[[], Any]] = []
 
 
 def _settle_sync(engine: Engine) -> Any:
@@ -187,6 +192,18 @@ def _settle_sync(engine: Engine) -> Any:
         return _SyncRunner().run(engine)
     except Exception as exc:
         return exc
+
+
+def _settle_in_worker(engine: Engine) -> Any:
+    """``_settle_sync`` in a pool thread of ours, then release that thread's resources."""
+    try:
+        return _settle_sync(engine)
+    finally:
+        for hook in worker_thread_exit_hooks:
+            try:
+                hook()
+            except Exception:
+                logger.exception("worker thread exit hook %r failed", hook)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

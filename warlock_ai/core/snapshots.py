@@ -169,10 +169,11 @@ class StepRecord:
 
 @dataclass(frozen=True, eq=False)
 class Encoded:
-    """JSON the engine already produced for a snapshot: the fields fixed for the whole run
-    (``prefix``) and the state as of this save."""
+    """JSON the engine already produced for a snapshot: the parts fixed for the whole run
+    (input, fingerprint) and the state as of this save."""
 
-    prefix: str
+    input: str
+    fingerprint: str
     state: str
 
 
@@ -204,47 +205,79 @@ class WorkflowSnapshot:
         return self.workflow_name
 
     @property
+    def next_step(self) -> str | None:
+        return self.next
+
+    @property
+    def iteration(self) -> int | None:
+        return None
+
+    @property
     def completed_steps(self) -> list[str]:
         return [n for n, r in self.steps.items() if _status(r) in ("completed", "skipped")]
 
     def to_dict(self) -> dict[str, Any]:
         return loads(self.to_json())
 
-    def json_prefix(self) -> str:
-        """The fields that stay the same for the whole run, encoded (an unclosed object)."""
-        head = dumps(
-            {
-                "kind": self.kind,
-                "run_id": self.run_id,
-                "workflow_name": self.workflow_name,
-                "signature": self.signature,
-                "version": self.version,
-                "started_at": iso(self.started_at),
-                "fingerprint": self.fingerprint,
-            }
-        )
-        return f'{head[:-1]},"input":{dumps(self.input, path="input")}'
+    def json_parts(self) -> dict[str, str]:
+        """Each JSON-valued field encoded (``"null"`` for None): what a store writes.
 
-    def to_json(self) -> str:
-        """The snapshot as compact JSON; raises ``SnapshotSerializationError`` naming the path.
-
-        Engine-made snapshots reuse the run's encoded prefix, the state encoded when the step
-        settled and each step record's cached encoding, so a save costs one string join.
+        Engine-made snapshots reuse the run's encoded input and fingerprint, the state encoded
+        when the step settled and each step record's cached encoding, so a save costs one
+        string join. Raises ``SnapshotSerializationError`` naming the path of a non-JSON value.
         """
         enc = self.encoded
         if enc is not None:
-            prefix, state_json = enc.prefix, enc.state
+            input_json, fingerprint_json, state_json = enc.input, enc.fingerprint, enc.state
         else:
-            prefix, state_json = self.json_prefix(), dumps(self.state, path="state")
-        steps_json = ",".join(
+            input_json = dumps(self.input, path="input")
+            fingerprint_json = dumps(self.fingerprint, path="fingerprint")
+            state_json = dumps(self.state, path="state")
+        steps = ",".join(
             f"{key_json(name)}:{_record_json(name, record)}" for name, record in self.steps.items()
         )
-        usage = _usage_json(self.usage)
-        error = _error_json(self.error)
+        return {
+            "input": input_json,
+            "state": state_json,
+            "steps": f"{{{steps}}}",
+            "usage": _usage_json(self.usage),
+            "error": _error_json(self.error),
+            "fingerprint": fingerprint_json,
+        }
+
+    def to_json(self) -> str:
+        """The whole snapshot as compact JSON (the form memory and Redis stores keep)."""
+        parts = self.json_parts()
         return (
-            f'{prefix},"next":{key_json(self.next)},"status":{key_json(self.status)},'
-            f'"saved_at":"{iso(self.saved_at)}","usage":{usage},"error":{error},'
-            f'"state":{state_json},"steps":{{{steps_json}}}}}'
+            f'{{"kind":"{self.kind}","run_id":{key_json(self.run_id)},'
+            f'"workflow_name":{key_json(self.workflow_name)},"signature":{key_json(self.signature)},'
+            f'"version":{key_json(self.version)},"next":{key_json(self.next)},'
+            f'"status":{key_json(self.status)},"started_at":"{iso(self.started_at)}",'
+            f'"saved_at":"{iso(self.saved_at)}","usage":{parts["usage"]},"error":{parts["error"]},'
+            f'"fingerprint":{parts["fingerprint"]},"input":{parts["input"]},'
+            f'"state":{parts["state"]},"steps":{parts["steps"]}}}'
+        )
+
+    @classmethod
+    def from_row(cls, row: Any) -> WorkflowSnapshot:
+        """Build from an object with the ``Snapshot`` model's attributes (duck-typed)."""
+        return cls.from_dict(
+            {
+                "run_id": row.run_id,
+                "workflow_name": row.name,
+                "signature": row.signature,
+                "version": row.version,
+                "input": row.input,
+                "state": row.state,
+                "steps": row.steps,
+                "next": row.next_step,
+                "status": row.status,
+                "started_at": row.started_at,
+                "saved_at": row.saved_at,
+                "usage": row.usage,
+                "error": row.error,
+                "fingerprint": row.fingerprint,
+            }
         )
 
     @classmethod

@@ -128,7 +128,7 @@ class WorkflowRun:
             session_id=session_id,
             workflow_name=wf.name,
         )
-        self.prefix_json: str | None = None
+        self.input_json: str | None = None
         self.state_json: str | None = None
         self.pending_state_json: str | None = None
         self.step_count = 0
@@ -172,8 +172,9 @@ class WorkflowRun:
             error=error.to_dict() if error is not None else None,
             fingerprint=wf.fingerprint,
         )
-        if self.prefix_json is not None:
-            object.__setattr__(snap, "encoded", Encoded(self.prefix_json, self.state_json))
+        if self.input_json is not None:
+            encoded = Encoded(self.input_json, wf.fingerprint_json, self.state_json)
+            object.__setattr__(snap, "encoded", encoded)
         return snap
 
     def checkpoint(
@@ -228,8 +229,8 @@ class WorkflowRun:
         try:
             if self.store is not None:
                 try:
+                    self.input_json = dumps(self.input, path="input")
                     self.state_json = dumps(self.state, path="state")
-                    self.prefix_json = self.snapshot(RUNNING, current).json_prefix()
                 except SnapshotSerializationError:
                     self.store = None  # nothing is written for a run whose input is not JSON
                     raise
@@ -384,7 +385,7 @@ class WorkflowRun:
                 ) from exc
             kind, target = parse_route(decision)
         if kind is None:
-            yield from self.checkpoint(RUNNING, name)
+            # Halt: the terminal snapshot (status failed, next = this step) follows at once.
             self.resume_at = name
             raise record.error
         if kind == "goto" and target not in self.wf.steps_by_name:

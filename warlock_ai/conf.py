@@ -1,0 +1,101 @@
+"""The ``WARLOCK_AI`` settings dict, read through one accessor with documented defaults.
+
+``from warlock_ai.conf import warlock_settings``; ``warlock_settings.LEASE_SECONDS``. Values are
+read lazily, cached, and re-read when a test changes ``settings.WARLOCK_AI``. Unknown keys are
+refused so a typo fails loudly instead of silently doing nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+ORM_SNAPSHOT_STORE = "warlock_ai.stores.orm.DatabaseSnapshotStore"
+
+DEFAULTS: dict[str, Any] = {
+    # Where workflow and supervisor snapshots go: a dotted path to a SnapshotStore class and
+    # its keyword arguments, like Django's CACHES. The default is the Django ORM store on the
+    # "default" database.
+    "SNAPSHOT_STORE": {"BACKEND": ORM_SNAPSHOT_STORE, "OPTIONS": {}},
+    # Where orchestrator checkpoints go (append-only, one row per turn).
+    "CHECKPOINT_STORE": {"BACKEND": "warlock_ai.stores.orm.DatabaseCheckpointStore", "OPTIONS": {}},
+    # The cache driver for the semantic cache and agent memory (None: no cache configured).
+    "CACHE": None,
+    # Module names autodiscovered in every installed app to register flows.
+    "FLOW_MODULES": ["flows"],
+    # How long a worker's lease on a run lasts without a snapshot write renewing it.
+    "LEASE_SECONDS": 300,
+    # The django-rq queue background runs are enqueued on.
+    "RQ_QUEUE": "default",
+    # DRF permission classes guarding the API.
+    "API_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "rest_framework.permissions.DjangoModelPermissions",
+    ],
+}
+
+STORE_KEYS = ("SNAPSHOT_STORE", "CHECKPOINT_STORE", "CACHE")
+
+
+class WarlockSettings:
+    """Attribute access to ``settings.WARLOCK_AI`` merged over :data:`DEFAULTS`."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        user = getattr(settings, "WARLOCK_AI", None) or {}
+        if not isinstance(user, dict):
+            raise ImproperlyConfigured(
+                f"settings.WARLOCK_AI must be a dict, got {type(user).__name__}"
+            )
+        unknown = sorted(set(user) - set(DEFAULTS))
+        if unknown:
+            raise ImproperlyConfigured(
+                f"settings.WARLOCK_AI has unknown keys {unknown}; known keys: {sorted(DEFAULTS)}"
+            )
+        merged = {**DEFAULTS, **user}
+        for key in STORE_KEYS:
+            merged[key] = _store_config(key, merged[key])
+        return merged
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"unknown WARLOCK_AI setting {name!r}")
+        if self._cache is None:
+            self._cache = self._load()
+        return self._cache[name]
+
+    def reload(self) -> None:
+        self._cache = None
+
+
+def _store_config(key: str, value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or "BACKEND" not in value:
+        raise ImproperlyConfigured(
+            f'settings.WARLOCK_AI["{key}"] must be {{"BACKEND": "dotted.path", "OPTIONS": {{...}}}}, '
+            f"got {value!r}"
+        )
+    unknown = sorted(set(value) - {"BACKEND", "OPTIONS"})
+    if unknown:
+        raise ImproperlyConfigured(f'settings.WARLOCK_AI["{key}"] has unknown keys {unknown}')
+    options = value.get("OPTIONS") or {}
+    if not isinstance(options, dict):
+        raise ImproperlyConfigured(f'settings.WARLOCK_AI["{key}"]["OPTIONS"] must be a dict')
+    return {"BACKEND": value["BACKEND"], "OPTIONS": dict(options)}
+
+
+warlock_settings = WarlockSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "WARLOCK_AI":
+        warlock_settings.reload()
+
+
+setting_changed.connect(_reload)

@@ -1,0 +1,37 @@
+from typing import Any
+
+from warlock_ai.management.base import RunCommand
+from warlock_ai.operations import execute_flow
+from warlock_ai.registry import registry
+
+
+class Command(RunCommand):
+    help = (
+        "Start a registered flow (a workflow defined in an app's flows.py) and run it to the end. "
+        "Its snapshot is written after every step, so a killed run can be continued with "
+        "resume_run. Exits with 1 when the run does not complete."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("flow", help="registered flow name (kind:name when two kinds share it)")
+        parser.add_argument("--input", default=None, help="the run's input as JSON")
+        parser.add_argument("--run-id", default=None, help="run id to use (default: generated)")
+        parser.add_argument("--context", default=None, help="per-call context as a JSON object")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        definition = registry.find(options["flow"])
+        payload = self.parse_json("--input", options["input"])
+        context = self.parse_json("--context", options["context"])
+        if self.verbosity >= 1:
+            self.stdout.write(
+                f"starting {definition.kind} {definition.name} "
+                f"(version {definition.version or '-'}, signature {definition.signature})"
+            )
+        result = execute_flow(
+            options["flow"],
+            payload,
+            run_id=options["run_id"],
+            context=context,
+            on=self.progress_handlers(),
+        )
+        self.report(result)

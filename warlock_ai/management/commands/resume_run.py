@@ -1,0 +1,42 @@
+from typing import Any
+
+from warlock_ai.management.base import RunCommand
+from warlock_ai.operations import definition_for, load_snapshot, resume_run
+
+
+class Command(RunCommand):
+    help = (
+        "Continue a stored run where it stopped, with its registered definition; finished "
+        "steps do not run again. A run whose definition changed since it started is refused "
+        "unless --force is given. Exits with 1 when the run does not complete."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("run_id", help="the id of the run to resume")
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="resume even though the definition changed (skips the drift check)",
+        )
+        parser.add_argument("--context", default=None, help="per-call context as a JSON object")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        run_id = options["run_id"]
+        context = self.parse_json("--context", options["context"])
+        snapshot = load_snapshot(run_id)
+        definition = definition_for(snapshot)
+        if self.verbosity >= 1:
+            done = ", ".join(snapshot.completed_steps) or "none"
+            self.stdout.write(
+                f"resuming {snapshot.kind} {snapshot.name} run {run_id} "
+                f"(was {snapshot.status}; completed: {done}; next: {snapshot.next_step or '-'})"
+            )
+            if options["force"] and snapshot.signature != definition.signature:
+                self.stdout.write(
+                    f"  --force: drift check bypassed (saved signature {snapshot.signature}, "
+                    f"current {definition.signature})"
+                )
+        result = resume_run(
+            run_id, force=options["force"], context=context, on=self.progress_handlers()
+        )
+        self.report(result)
