@@ -78,8 +78,8 @@ def _store_config(key: str, value: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict) or "BACKEND" not in value:
         raise ImproperlyConfigured(
-            f'settings.WARLOCK_AI["{key}"] must be {{"BACKEND": "dotted.path", "OPTIONS": {{...}}}}, '
-            f"got {value!r}"
+            f'settings.WARLOCK_AI["{key}"] must be '
+            f'{{"BACKEND": "dotted.path", "OPTIONS": {{...}}}}, got {value!r}'
         )
     unknown = sorted(set(value) - {"BACKEND", "OPTIONS"})
     if unknown:
