@@ -1,1 +1,66 @@
-"""Shared fixtures; service fixtures (pgserver, Redis) arrive with the Django integration."""
+"""Shared fixtures: real services (pgserver PostgreSQL, Redis) and fresh project databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import services
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """URL of the session's PostgreSQL 16 with pgvector (pgserver or ``$WARLOCK_TEST_PG_URL``)."""
+    return services.postgres_url()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the session's Redis (``$WARLOCK_TEST_REDIS_URL``, local, or a started server)."""
+    return services.redis_url()
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """Environment for child processes: the repo importable, no test settings forced on them."""
+    env = dict(os.environ)
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+@pytest.fixture
+def fresh_project_db(
+    request: pytest.FixtureRequest, tmp_path: Path, subprocess_env: dict[str, str]
+) -> Iterator[dict[str, Any]]:
+    """A brand-new, empty database for ``manage.py`` subprocesses.
+
+    Parametrise indirectly with ``"sqlite"`` (default) or ``"postgres"``. Yields
+    ``{"vendor", "url", "env"}`` where ``env`` is ``subprocess_env`` plus ``WARLOCK_DB_URL``.
+    """
+    vendor = getattr(request, "param", "sqlite")
+    if vendor == "sqlite":
+        url = f"sqlite://{tmp_path / 'project.sqlite3'}"  # sqlite:///abs/path
+        yield _project_db(vendor, url, subprocess_env)
+    elif vendor == "postgres":
+        server_url = services.postgres_url()
+        name = f"warlock_test_{uuid.uuid4().hex[:12]}"
+        url = services.create_database(server_url, name)
+        try:
+            yield _project_db(vendor, url, subprocess_env)
+        finally:
+            services.drop_database(server_url, name)
+    else:
+        raise ValueError(f"fresh_project_db: unknown vendor {vendor!r}; use sqlite or postgres")
+
+
+def _project_db(vendor: str, url: str, env: dict[str, str]) -> dict[str, Any]:
+    return {"vendor": vendor, "url": url, "env": {**env, "WARLOCK_DB_URL": url}}

@@ -6,14 +6,6 @@ import warlock_ai as ai
 from warlock_ai.core import config as config_module
 
 
-@pytest.fixture(autouse=True)
-def clean_config():
-    ai.reset_config()
-    yield
-    ai.reset_config()
-    config_module.register_fallback("default_snapshot_store", None)
-
-
 def test_case_67_config_starts_empty():
     """Case 67: {} initially."""
     assert ai.get_config() == {}

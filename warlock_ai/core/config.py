@@ -83,6 +83,18 @@ def register_fallback(key: str, factory: Callable[[], Any] | None) -> None:
             _fallbacks[key] = factory
 
 
+def fallbacks() -> dict[str, Callable[[], Any]]:
+    """A copy of the registered fallbacks (tests save and restore them)."""
+    with _lock:
+        return dict(_fallbacks)
+
+
+def restore_fallbacks(saved: dict[str, Callable[[], Any]]) -> None:
+    with _lock:
+        _fallbacks.clear()
+        _fallbacks.update(saved)
+
+
 def resolve(key: str, explicit: Any = None) -> Any:
     """The store to use: ``explicit``, else ``ai.config``'s, else the registered fallback."""
     if explicit is not None:

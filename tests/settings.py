@@ -1,0 +1,83 @@
+"""Django settings for the test suite: SQLite as "default", pgserver PostgreSQL as "pg"."""
+
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
+from tests.services import database_settings, postgres_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# A real file, not :memory:, so live_server and sync_to_async threads share one database.
+_SQLITE_DIR = Path(tempfile.mkdtemp(prefix="warlock-sqlite-"))
+atexit.register(shutil.rmtree, _SQLITE_DIR, ignore_errors=True)
+
+SECRET_KEY = "warlock-ai-tests-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "warlock_ai",
+    "example_project.catalog",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(_SQLITE_DIR / "default.sqlite3"),
+        "TEST": {"NAME": str(_SQLITE_DIR / "test_default.sqlite3")},
+    },
+    "pg": database_settings(postgres_url()),
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+STATIC_URL = "static/"
+# Fast hashing: tests create users, they do not need to resist brute force.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"null": {"class": "logging.NullHandler"}},
+    "root": {"handlers": ["null"], "level": "WARNING"},
+    "loggers": {
+        "django": {"handlers": ["null"], "level": "ERROR", "propagate": False},
+        "warlock_ai": {"handlers": ["null"], "level": "WARNING", "propagate": True},
+    },
+}
