@@ -282,7 +282,9 @@ class WorkflowSnapshot:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorkflowSnapshot:
-        flat = data.get("steps") or {}
+        # Stored objects may come back with their keys reordered (PostgreSQL's jsonb sorts
+        # them): step records are put back in the order the steps started.
+        flat = dict(sorted((data.get("steps") or {}).items(), key=_started))
         return cls(
             run_id=data["run_id"],
             workflow_name=data["workflow_name"],
@@ -313,6 +315,11 @@ def _usage_json(usage: Usage) -> str:
 
 def _error_json(error: dict[str, Any] | None) -> str:
     return _safe_encoder.encode(error) if error else "null"
+
+
+def _started(item: tuple[str, Any]) -> str:
+    started = item[1].get("started_at") if isinstance(item[1], dict) else None
+    return started if isinstance(started, str) else ""
 
 
 def _status(record: StepRecord | dict) -> str | None:

@@ -8,7 +8,7 @@ terminal one (merged into the last step's write when nothing happens in between)
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import replace
 from time import perf_counter
 from types import MappingProxyType
@@ -81,6 +81,14 @@ def describe(exc: BaseException) -> str:
     return exc.message if isinstance(exc, AIError) else (str(exc) or type(exc).__name__)
 
 
+def _context(context: Any) -> dict[str, Any]:
+    if context is None:
+        return {}
+    if not isinstance(context, Mapping):
+        raise WorkflowError(f"context must be a mapping, got {type(context).__name__}")
+    return dict(context)
+
+
 def _ms(start: float) -> float:
     return round((perf_counter() - start) * 1000.0, 3)
 
@@ -120,7 +128,7 @@ class WorkflowRun:
         self.ctx = WorkflowContext(
             input=input,
             state=self.state,
-            context=MappingProxyType(dict(context or {})),
+            context=MappingProxyType(_context(context)),
             steps=self.steps,
             run_id=run_id,
             started_at=self.started_at,

@@ -15,6 +15,7 @@ class RunCommand(BaseCommand):
     """A command whose expected failures print ``error: <one line>`` and exit with 1."""
 
     def execute(self, *args: Any, **options: Any) -> Any:
+        self.verbosity = options.get("verbosity", 1)
         try:
             return super().execute(*args, **options)
         except (CommandError, AIError) as exc:
@@ -27,13 +28,16 @@ class RunCommand(BaseCommand):
             sys.exit(1)
 
     @staticmethod
-    def parse_json(option: str, text: str | None) -> Any:
+    def parse_json(option: str, text: str | None, *, want_object: bool = False) -> Any:
         if text is None:
             return None
         try:
-            return json.loads(text)
+            value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise CommandError(f"{option} is not valid JSON: {exc}") from None
+        if want_object and not isinstance(value, dict):
+            raise CommandError(f"{option} must be a JSON object, got {type(value).__name__}")
+        return value
 
     def progress_handlers(self) -> dict[str, Any]:
         """Per-call event handlers printing each step as it settles (verbosity >= 1)."""

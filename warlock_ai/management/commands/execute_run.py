@@ -21,7 +21,7 @@ class Command(RunCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         definition = registry.find(options["flow"])
         payload = self.parse_json("--input", options["input"])
-        context = self.parse_json("--context", options["context"])
+        context = self.parse_json("--context", options["context"], want_object=True)
         if self.verbosity >= 1:
             self.stdout.write(
                 f"starting {definition.kind} {definition.name} "

@@ -1,5 +1,8 @@
 from typing import Any
 
+from django.core.management.base import CommandError
+
+from warlock_ai.core.errors import WorkflowDriftError
 from warlock_ai.management.base import RunCommand
 from warlock_ai.operations import definition_for, load_snapshot, resume_run
 
@@ -22,7 +25,7 @@ class Command(RunCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         run_id = options["run_id"]
-        context = self.parse_json("--context", options["context"])
+        context = self.parse_json("--context", options["context"], want_object=True)
         snapshot = load_snapshot(run_id)
         definition = definition_for(snapshot)
         if self.verbosity >= 1:
@@ -36,7 +39,16 @@ class Command(RunCommand):
                     f"  --force: drift check bypassed (saved signature {snapshot.signature}, "
                     f"current {definition.signature})"
                 )
-        result = resume_run(
-            run_id, force=options["force"], context=context, on=self.progress_handlers()
-        )
+        try:
+            result = resume_run(
+                run_id, force=options["force"], context=context, on=self.progress_handlers()
+            )
+        except WorkflowDriftError as exc:
+            raise CommandError(
+                f'run "{run_id}" was started by another version of {snapshot.name} '
+                f"(saved signature {exc.saved_signature}, current {exc.current_signature}; "
+                f"completed: {', '.join(exc.completed_steps or []) or 'none'}; "
+                f"next: {exc.pending_step or '-'}); discard it and start again, migrate it, "
+                "or resume it with --force if the change is safe"
+            ) from exc
         self.report(result)
