@@ -2,8 +2,11 @@
 
 A 10-step workflow of trivial steps (each sets one key in the state) is executed many times;
 the figure reported is wall time per step, median of several rounds, with the cost of
-calling the same ten plain functions subtracted. Run: ``make bench`` or
-``.venv/bin/python bench/step_overhead.py [--runs N] [--rounds R] [--markdown]``.
+calling the same ten plain functions subtracted. With ``--databases`` the Django ORM store is
+measured on SQLite and on PostgreSQL 16 (pgserver, or ``$WARLOCK_TEST_PG_URL``), next to the
+floor: one raw psycopg upsert of the same snapshot JSON (the table and statement of the
+original library's pg store). Run: ``make bench`` or
+``.venv/bin/python bench/step_overhead.py [--runs N] [--rounds R] [--databases sqlite,postgres]``.
 """
 
 from __future__ import annotations
@@ -85,15 +88,104 @@ def time_async(wf: ai.Workflow, runs: int) -> float:
     return asyncio.run(go())
 
 
-def store_factories() -> dict[str, Callable[[], object | None]]:
+def store_factories(databases: list[str]) -> dict[str, Callable[[], object | None]]:
     """The stores measured: name -> factory (``None`` means no store at all)."""
-    return {"no store": lambda: None, "memory": ai.snapshot.memory}
+    factories: dict[str, Callable[[], object | None]] = {
+        "no store": lambda: None,
+        "memory": ai.snapshot.memory,
+    }
+    for alias in databases:
+        factories[f"ORM {alias}"] = lambda alias=alias: ai.snapshot.db(using=alias)
+    return factories
 
 
-def measure(runs: int, rounds: int) -> list[dict[str, object]]:
+def setup_django(databases: list[str], workdir: str) -> dict[str, str]:
+    """Configure Django with one database per alias and migrate them; returns PG URLs."""
+    import django
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from tests.services import create_database, database_settings, postgres_url
+
+    configured: dict[str, dict] = {}
+    urls: dict[str, str] = {}
+    for alias in databases:
+        if alias == "sqlite":
+            configured[alias] = database_settings(f"sqlite:///{workdir}/bench.sqlite3")
+        elif alias == "postgres":
+            name = f"bench_{int(time.time())}"
+            urls[alias] = create_database(postgres_url(), name)
+            configured[alias] = database_settings(urls[alias])
+        else:
+            raise SystemExit(f"unknown database {alias!r}; use sqlite and/or postgres")
+    configured["default"] = configured[databases[0]]
+    settings.configure(
+        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "warlock_ai"],
+        DATABASES=configured,
+        USE_TZ=True,
+        DEBUG=False,
+        WARLOCK_AI={"FLOW_MODULES": [], "SNAPSHOT_STORE": None},
+    )
+    django.setup()
+    for alias in configured:
+        call_command("migrate", database=alias, verbosity=0)
+    return urls
+
+
+def sample_snapshot(store_factory: Callable[[], object]) -> object:
+    """A realistic snapshot: the one written after step 5 of the benchmark workflow."""
+    captured: list[object] = []
+
+    class Capture(type(ai.snapshot.memory())):
+        def save(self, snapshot):
+            captured.append(snapshot)
+
+    wf = ai.workflow(name="bench", steps=make_steps(), snapshot_store=Capture())
+    wf.execute({"n": 0}, run_id="bench-sample")
+    return captured[6]
+
+
+def time_floor(pg_url: str, payload: str, writes: int) -> float:
+    """Seconds per raw psycopg upsert of ``payload`` (autocommit, like a store write)."""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS warlock_bench_floor (run_id TEXT PRIMARY KEY, "
+            "payload JSONB NOT NULL, saved_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        sql = (
+            "INSERT INTO warlock_bench_floor (run_id, payload, saved_at) "
+            "VALUES (%s, %s::jsonb, now()) ON CONFLICT (run_id) DO UPDATE "
+            "SET payload = EXCLUDED.payload, saved_at = EXCLUDED.saved_at"
+        )
+        for n in range(200):
+            conn.execute(sql, (f"floor-{n % 50}", payload))
+        start = time.perf_counter()
+        for n in range(writes):
+            conn.execute(sql, (f"floor-{n % 50}", payload))
+        return (time.perf_counter() - start) / writes
+
+
+def time_store_save(store: object, snapshot: object, writes: int) -> float:
+    """Seconds per ``store.save`` of an engine-made snapshot (50 distinct run ids, upserted)."""
+    import dataclasses
+
+    snaps = [dataclasses.replace(snapshot, run_id=f"save-{n}") for n in range(50)]
+    for snap, src in ((s, snapshot) for s in snaps):
+        object.__setattr__(snap, "encoded", src.encoded)
+    for n in range(200):
+        store.save(snaps[n % 50])
+    start = time.perf_counter()
+    for n in range(writes):
+        store.save(snaps[n % 50])
+    return (time.perf_counter() - start) / writes
+
+
+def measure(runs: int, rounds: int, databases: list[str]) -> list[dict[str, object]]:
     floor = statistics.median(baseline_per_step(runs) for _ in range(rounds))
     rows: list[dict[str, object]] = []
-    for label, factory in store_factories().items():
+    for label, factory in store_factories(databases).items():
         for mode, steps, timer in (
             ("sync", make_steps, time_sync),
             ("async", make_async_steps, time_async),
@@ -108,7 +200,7 @@ def measure(runs: int, rounds: int) -> list[dict[str, object]]:
                     "store": label,
                     "mode": mode,
                     "us_per_step": (per_step - floor) * 1e6,
-                    "writes_per_run": STEPS + 1 if factory() is not None else 0,
+                    "writes_per_run": STEPS + 1 if label != "no store" else 0,
                 }
             )
     return rows
@@ -128,12 +220,49 @@ def render(rows: list[dict[str, object]], runs: int, rounds: int) -> str:
     return "\n".join(lines)
 
 
+def measure_writes(pg_url: str | None, databases: list[str], writes: int, rounds: int) -> str:
+    """Per-write cost of each ORM store against the raw psycopg floor."""
+    snapshot = sample_snapshot(ai.snapshot.memory)
+    payload = snapshot.to_json()
+    lines = [
+        "",
+        f"one snapshot write ({len(payload)} bytes of JSON), {writes} writes, median of {rounds}",
+        "",
+        "| write | us per write | ratio to floor |",
+        "|---|---:|---:|",
+    ]
+    floor = None
+    if pg_url:
+        floor = statistics.median(time_floor(pg_url, payload, writes) for _ in range(rounds))
+        lines.append(f"| floor: raw psycopg upsert (PostgreSQL) | {floor * 1e6:.0f} | 1.00 |")
+    for alias in databases:
+        store = ai.snapshot.db(using=alias)
+        cost = statistics.median(time_store_save(store, snapshot, writes) for _ in range(rounds))
+        ratio = f"{cost / floor:.2f}" if floor and alias == "postgres" else "-"
+        lines.append(f"| ORM store save ({alias}) | {cost * 1e6:.0f} | {ratio} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2000, help="runs per round (default 2000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the median is kept")
+    parser.add_argument(
+        "--databases",
+        default="",
+        help="comma-separated: sqlite,postgres (measures the Django ORM store on each)",
+    )
+    parser.add_argument("--writes", type=int, default=2000, help="writes per round (default 2000)")
     args = parser.parse_args()
-    print(render(measure(args.runs, args.rounds), args.runs, args.rounds))
+    databases = [d for d in args.databases.split(",") if d]
+    urls: dict[str, str] = {}
+    if databases:
+        import tempfile
+
+        urls = setup_django(databases, tempfile.mkdtemp(prefix="warlock-bench-"))
+    print(render(measure(args.runs, args.rounds, databases), args.runs, args.rounds))
+    if databases:
+        print(measure_writes(urls.get("postgres"), databases, args.writes, args.rounds))
 
 
 if __name__ == "__main__":
