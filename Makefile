@@ -43,7 +43,7 @@ bench: venv
 	$(PY) bench/step_overhead.py
 
 demo: venv
-	@echo "make demo arrives with the Django integration (issue 3)"
+	$(PY) -m example_project.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist site .bench *.egg-info

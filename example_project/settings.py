@@ -1,7 +1,13 @@
-"""Settings for the example project: SQLite, no servers needed."""
+"""Settings for the example project: SQLite, no servers needed.
+
+The database is ``BASE_DIR / "db.sqlite3"`` unless ``WARLOCK_DB_URL`` names another one
+(``sqlite:///abs/path/db.sqlite3`` or ``postgresql://user:pass@host:5432/db``); the demo points
+it at a throw-away SQLite file. ``WARLOCK_DEMO_DB`` (a SQLite path) still works too.
+"""
 
 import os
 from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -26,7 +32,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    # "warlock_ai" goes in next, with its apps.py (issue 3).
+    "warlock_ai",
+    "example_project.catalog",
 ]
 
 MIDDLEWARE = [
@@ -59,11 +66,51 @@ TEMPLATES = [
 WSGI_APPLICATION = "example_project.wsgi.application"
 ASGI_APPLICATION = "example_project.asgi.application"
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("WARLOCK_DEMO_DB", BASE_DIR / "db.sqlite3"),
+
+def database_from_url(url: str) -> dict:
+    """``sqlite:///abs/path`` or ``postgresql://user:pass@host:port/db?opt=value`` -> a
+    ``DATABASES`` entry. A ``host=`` query parameter (a socket directory) overrides the host."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = parts.path[1:] if parts.path.startswith("//") else parts.path
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path or ":memory:"}
+    if parts.scheme not in {"postgres", "postgresql"}:
+        raise ValueError(f"WARLOCK_DB_URL: unsupported scheme {parts.scheme!r} in {url!r}")
+    options = dict(parse_qsl(parts.query))
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": options.pop("host", None) or unquote(parts.hostname or ""),
+        "PORT": str(parts.port or ""),
+        "OPTIONS": options,
     }
+
+
+if os.environ.get("WARLOCK_DB_URL"):
+    DATABASES = {"default": database_from_url(os.environ["WARLOCK_DB_URL"])}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("WARLOCK_DEMO_DB", BASE_DIR / "db.sqlite3"),
+        }
+    }
+
+# warlock_ai's settings: all optional. Empty means snapshots go to the Django ORM store on the
+# "default" database and flows are autodiscovered from each app's flows.py. Every key and its
+# default: docs/django.md, section "Settings".
+WARLOCK_AI = {}
+
+# warlock_ai logs on the "warlock_ai" logger (for example a snapshot write that failed while
+# the run went on); show its warnings on the console.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "{levelname} {name}: {message}", "style": "{"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"warlock_ai": {"handlers": ["console"], "level": "WARNING"}},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
