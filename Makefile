@@ -7,12 +7,11 @@ RUFF = $(VENV)/bin/ruff
 STAMP = $(VENV)/.installed
 PYTEST_ARGS ?=
 
-# Hook: commands run after lint and before pytest. The Django integration (issue 3) adds
-#   $(PY) manage.py check
-#   $(PY) manage.py makemigrations --check --dry-run
-# and, if the fixtures need it, starting Redis. PostgreSQL (pgserver) is started by the session
-# fixtures in tests/conftest.py, not here.
-TEST_PREP =
+# Django's own checks on the example project: system checks, and models that agree with
+# their migrations. PostgreSQL (pgserver) and Redis are found or started by tests/services.py
+# when the test settings load.
+TEST_PREP = $(PY) manage.py check --fail-level WARNING && \
+	$(PY) manage.py makemigrations --check --dry-run
 
 .PHONY: venv lint format test bench demo clean
 
