@@ -22,16 +22,17 @@ class Command(RunCommand):
         definition = registry.find(options["flow"])
         payload = self.parse_json("--input", options["input"])
         context = self.parse_json("--context", options["context"], want_object=True)
+        handlers = self.progress_handlers()
         if self.verbosity >= 1:
-            self.stdout.write(
-                f"starting {definition.kind} {definition.name} "
-                f"(version {definition.version or '-'}, signature {definition.signature})"
-            )
+
+            def starting(event: dict[str, Any]) -> None:
+                self.stdout.write(
+                    f"starting {definition.kind} {definition.name} run {event['run_id']} "
+                    f"(version {definition.version or '-'}, signature {definition.signature})"
+                )
+
+            handlers["workflow.starting"] = starting
         result = execute_flow(
-            options["flow"],
-            payload,
-            run_id=options["run_id"],
-            context=context,
-            on=self.progress_handlers(),
+            options["flow"], payload, run_id=options["run_id"], context=context, on=handlers
         )
         self.report(result)

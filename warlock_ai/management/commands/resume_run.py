@@ -28,7 +28,9 @@ class Command(RunCommand):
         context = self.parse_json("--context", options["context"], want_object=True)
         snapshot = load_snapshot(run_id)
         definition = definition_for(snapshot)
-        if self.verbosity >= 1:
+        if snapshot.status == "completed" and self.verbosity >= 1:
+            self.stdout.write(f"run {run_id} already completed; nothing to run")
+        elif self.verbosity >= 1:
             done = ", ".join(snapshot.completed_steps) or "none"
             self.stdout.write(
                 f"resuming {snapshot.kind} {snapshot.name} run {run_id} "
