@@ -84,7 +84,7 @@ def _store_config(key: str, value: Any) -> dict[str, Any] | None:
     unknown = sorted(set(value) - {"BACKEND", "OPTIONS"})
     if unknown:
         raise ImproperlyConfigured(f'settings.WARLOCK_AI["{key}"] has unknown keys {unknown}')
-    options = value.get("OPTIONS") or {}
+    options = value.get("OPTIONS", {})
     if not isinstance(options, dict):
         raise ImproperlyConfigured(f'settings.WARLOCK_AI["{key}"]["OPTIONS"] must be a dict')
     return {"BACKEND": value["BACKEND"], "OPTIONS": dict(options)}
