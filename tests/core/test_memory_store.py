@@ -17,7 +17,7 @@ def run_once(store, run_id="sess-1.a"):
 def test_memory_store_implements_the_contract():
     store = ai.snapshot.memory()
     assert isinstance(store, SnapshotStore)
-    assert store.supports_list and not store.supports_leases
+    assert store.supports_list and store.supports_leases
 
 
 def test_unknown_id_is_none_and_round_trip_is_equal():

@@ -86,8 +86,12 @@ def test_cancelled_run_resumes_at_the_step_that_would_have_run():
 
 
 def test_crash_inside_first_step_is_resumable_from_the_start_snapshot():
-    """SPEC 1.1: the snapshot written at start makes a crash in step 1 resumable."""
-    store = ai.snapshot.memory()
+    """SPEC 1.1: the snapshot written at start makes a crash in step 1 resumable.
+
+    The "crashed" execution is this very process, so its lease would look alive: a zero
+    lease makes it expire at once, as it would after a real crash and LEASE_SECONDS.
+    """
+    store = ai.snapshot.memory(lease_seconds=0)
 
     class Crash(BaseException):
         """Stands for the process dying: not an Exception, so the engine cannot handle it."""

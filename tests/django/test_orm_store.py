@@ -48,8 +48,12 @@ def test_one_save_is_one_sql_statement(store, alias):
     # start + one per step (the last carries the terminal status): 3 writes, 3 statements
     statements = [q["sql"] for q in queries.captured_queries]
     assert len(statements) == 3
-    assert all(s.startswith('INSERT INTO "warlock_ai_snapshot"') for s in statements)
-    assert all("ON CONFLICT" in s for s in statements)
+    # the first write takes the lease (an upsert fenced by the lease); later ones renew and
+    # release it (an UPDATE fenced by the owner): never a read followed by a write
+    assert statements[0].startswith('INSERT INTO "warlock_ai_snapshot"')
+    assert "ON CONFLICT" in statements[0]
+    assert all(s.startswith('UPDATE "warlock_ai_snapshot"') for s in statements[1:])
+    assert all("lease_owner" in s for s in statements)
 
 
 def test_round_trip_through_the_model(store):
@@ -144,13 +148,15 @@ def test_large_state_and_non_ascii_round_trip(store):
 
 def test_database_error_surfaces_as_store_error_and_the_run_goes_on(alias):
     bogus = DatabaseSnapshotStore(using=alias)
-    bogus._sql[connections[alias].vendor] = "INSERT INTO no_such_table VALUES (%s)"
+    vendor = connections[alias].vendor
+    for key in ("plain", False), ("acquire", False), ("renew", False), ("release", False):
+        bogus._sql[(vendor, *key)] = "INSERT INTO no_such_table VALUES (1)"
     errors = []
     wf = build(bogus)
     result = wf.execute(run_id="err-1", on={"workflow.error": errors.append})
     assert result.status == "completed"
     assert errors and isinstance(errors[0]["error"], ai.StoreError)
-    assert 'could not save the snapshot of run "err-1"' in errors[0]["error"].message
+    assert 'could not save run "err-1" in database' in errors[0]["error"].message
 
 
 def test_unknown_alias_is_refused():

@@ -197,8 +197,9 @@ class WorkflowSnapshot:
     usage: Usage = ZERO
     error: dict[str, Any] | None = None
     fingerprint: dict[str, Any] | None = None
-    # Set by the engine only; not an init field, so dataclasses.replace() drops it.
+    # Set by the engine only; not init fields, so dataclasses.replace() drops them.
     encoded: Encoded | None = field(default=None, init=False, compare=False, repr=False)
+    claim: Any = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def name(self) -> str:

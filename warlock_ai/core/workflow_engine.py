@@ -18,6 +18,8 @@ from .cancel import CancelToken
 from .effects import Call, CallEither, Emit, Gather, Save, Sleep
 from .errors import (
     AIError,
+    LeaseHeldError,
+    LeaseLostError,
     MaxStepsExceededError,
     RoutingError,
     SnapshotSerializationError,
@@ -28,6 +30,7 @@ from .errors import (
     to_ai_error,
 )
 from .events import normalise_handlers
+from .leases import ACQUIRE, RELEASE, RENEW, LeaseClaim, new_owner_id
 from .results import WorkflowContext, WorkflowReport, WorkflowResult
 from .retry import resolve_backoff, resolve_retry
 from .routing import parse_route
@@ -116,6 +119,9 @@ class WorkflowRun:
         self.on = normalise_handlers(on, WORKFLOW_EVENTS)
         self.session_id = session_id
         self.store = store
+        # One owner id per execution: it is also the fencing token of every write.
+        self.owner = new_owner_id() if getattr(store, "supports_leases", False) else None
+        self.lease_held = False
         self.resume_from = resume_from
         if resume_from is not None:
             self.state: dict[str, Any] = dict(resume_from.state)
@@ -183,15 +189,33 @@ class WorkflowRun:
         if self.input_json is not None:
             encoded = Encoded(self.input_json, wf.fingerprint_json, self.state_json)
             object.__setattr__(snap, "encoded", encoded)
+        if self.owner is not None:
+            mode = ACQUIRE if not self.lease_held else RENEW if status == RUNNING else RELEASE
+            expected = None
+            if mode == ACQUIRE and self.resume_from is not None and not self.step_count:
+                expected = self.resume_from.saved_at
+            object.__setattr__(snap, "claim", LeaseClaim(self.owner, mode, expected))
         return snap
 
     def checkpoint(
         self, status: str, next_name: str | None, error: AIError | None = None
     ) -> Effects:
-        """Write a snapshot; a failed write is reported (event + log) and never aborts the run."""
+        """Write a snapshot; a failed write is reported (event + log) and never aborts the run.
+
+        The exception is the lease: a run leased by a live worker is refused at its first
+        write (``LeaseHeldError``), and a worker fenced out by a takeover stops at once
+        (``LeaseLostError``); either way this execution writes nothing more.
+        """
         if self.store is None:
             return
         failure = yield Save(self.store, self.snapshot(status, next_name, error))
+        if failure is None:
+            if self.owner is not None:
+                self.lease_held = status == RUNNING
+            return
+        if isinstance(failure, (LeaseHeldError, LeaseLostError)):
+            self.store = None
+            raise failure
         if failure is not None:
             err = to_ai_error(failure, wrap_as=StoreError)
             logger.warning(
@@ -230,19 +254,23 @@ class WorkflowRun:
 
     def run(self) -> Effects:
         wf = self.wf
-        yield from self.emit("workflow.starting", workflow_name=wf.name, input=self.input)
         status, error, data = COMPLETED, None, None
         terminal_written = False
         current = self.first_step()
+        not_json = None
+        if self.store is not None:
+            try:
+                self.input_json = dumps(self.input, path="input")
+                self.state_json = dumps(self.state, path="state")
+            except SnapshotSerializationError as exc:
+                self.store, not_json = None, exc  # nothing is written for a non-JSON input
+        # The first write takes the run's lease: a run leased by a live worker fails fast
+        # here (LeaseHeldError propagates out of execute/resume) before anything runs.
+        yield from self.checkpoint(RUNNING, current)
+        yield from self.emit("workflow.starting", workflow_name=wf.name, input=self.input)
         try:
-            if self.store is not None:
-                try:
-                    self.input_json = dumps(self.input, path="input")
-                    self.state_json = dumps(self.state, path="state")
-                except SnapshotSerializationError:
-                    self.store = None  # nothing is written for a run whose input is not JSON
-                    raise
-            yield from self.checkpoint(RUNNING, current)
+            if not_json is not None:
+                raise not_json
             while current is not None:
                 self.resume_at = current
                 self.check_cancel()

@@ -2,19 +2,25 @@
 
 A snapshot save is one SQL statement, an upsert (``INSERT ... ON CONFLICT (run_id) DO
 UPDATE``) on PostgreSQL and SQLite, with the JSON columns sent pre-encoded by the engine.
+Writes the engine makes carry a lease claim and are fenced in that same statement: the
+``DO UPDATE`` applies only ``WHERE`` the stored lease allows it, so checking the lease and
+writing cannot race.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
+from django.utils import timezone
 
 from ..core.errors import StoreError
 from ..core.snapshots import TERMINAL_STATUSES
+from . import leases
 from .base import SnapshotStore
 
-# Columns written by a save, in order; the lease and cancel columns are left alone.
+# Columns written by every save, in order; the lease columns only by fenced saves.
 _WRITE_FIELDS = (
     "run_id",
     "kind",
@@ -34,6 +40,7 @@ _WRITE_FIELDS = (
     "saved_at",
     "finished_at",
 )
+_LEASE_FIELDS = ("lease_owner", "lease_expires_at")
 _JSON_FIELDS = frozenset({"input", "state", "steps", "usage", "error", "fingerprint"})
 _UPSERT_VENDORS = frozenset({"postgresql", "sqlite"})
 
@@ -47,35 +54,61 @@ def _model():
 class DatabaseSnapshotStore(SnapshotStore):
     """Snapshots as rows of ``warlock_ai.models.Snapshot`` on the database alias ``using``."""
 
-    def __init__(self, using: str = "default") -> None:
+    supports_leases = True
+
+    def __init__(self, using: str = "default", lease_seconds: float | None = None) -> None:
         if using not in connections:
             raise StoreError(
                 f"DatabaseSnapshotStore: no database alias {using!r} in settings.DATABASES"
             )
+        if lease_seconds is None:
+            from ..conf import warlock_settings
+
+            lease_seconds = warlock_settings.LEASE_SECONDS
         self.using = using
-        self._sql: dict[str, str] = {}
+        self.lease_seconds = float(lease_seconds)
+        self._sql: dict[tuple[str, str], str] = {}
 
     def __repr__(self) -> str:
         return f"<DatabaseSnapshotStore using={self.using!r}>"
 
     # --- write ----------------------------------------------------------------------------
 
-    def _upsert_sql(self, connection: Any) -> str:
-        vendor = connection.vendor
-        sql = self._sql.get(vendor)
-        if sql is None:
-            meta = _model()._meta
-            qn = connection.ops.quote_name
-            cast = "::jsonb" if vendor == "postgresql" else ""
-            columns = [meta.get_field(f).column for f in _WRITE_FIELDS]
-            values = [f"%s{cast}" if f in _JSON_FIELDS else "%s" for f in _WRITE_FIELDS]
-            updates = [f"{qn(c)} = EXCLUDED.{qn(c)}" for c in columns[1:]]
+    def _sql_for(self, connection: Any, mode: str, versioned: bool = False) -> str:
+        """The statement for a save: an upsert for ``plain`` (no lease) and ``acquire`` /
+        ``steal`` (take the lease; steal also from a dead holder; ``versioned`` also requires
+        the stored snapshot to be the one loaded), an UPDATE for ``renew`` / ``release`` (the
+        run must still exist and be ours). Built once per vendor and mode."""
+        key = (connection.vendor, mode, versioned)
+        sql = self._sql.get(key)
+        if sql is not None:
+            return sql
+        meta = _model()._meta
+        qn = connection.ops.quote_name
+        table = qn(meta.db_table)
+        cast = "::jsonb" if connection.vendor == "postgresql" else ""
+        fields = _WRITE_FIELDS + (() if mode == "plain" else _LEASE_FIELDS)
+        columns = [qn(meta.get_field(f).column) for f in fields]
+        values = [f"%s{cast}" if f in _JSON_FIELDS else "%s" for f in fields]
+        run_id, owner, expires, saved = (
+            f"{table}.{qn(meta.get_field(f).column)}"
+            for f in ("run_id", *_LEASE_FIELDS, "saved_at")
+        )
+        if mode in (leases.RENEW, leases.RELEASE):
+            sets = ", ".join(f"{c} = {v}" for c, v in zip(columns[1:], values[1:], strict=True))
+            sql = f"UPDATE {table} SET {sets} WHERE {run_id} = %s AND {owner} = %s"
+        else:
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:])
+            where = ""
+            if mode != "plain":
+                where = f" WHERE ({owner} IS NULL OR {owner} = %s OR {expires} < %s"
+                where += f" OR {owner} = %s)" if mode == "steal" else ")"
+                where += f" AND {saved} = %s" if versioned else ""
             sql = (
-                f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
-                f"VALUES ({', '.join(values)}) "
-                f"ON CONFLICT ({qn(columns[0])}) DO UPDATE SET {', '.join(updates)}"
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)}) "
+                f"ON CONFLICT ({columns[0]}) DO UPDATE SET {updates}{where}"
             )
-            self._sql[vendor] = sql
+        self._sql[key] = sql
         return sql
 
     def _row(self, snapshot: Any, connection: Any) -> dict[str, Any]:
@@ -102,20 +135,75 @@ class DatabaseSnapshotStore(SnapshotStore):
 
     def save(self, snapshot: Any) -> None:
         connection = connections[self.using]
-        row = self._row(snapshot, connection)
+        claim = getattr(snapshot, "claim", None)
         try:
-            if connection.vendor in _UPSERT_VENDORS:
+            if connection.vendor not in _UPSERT_VENDORS:
+                self._save_portable(snapshot, claim)
+                return
+            row = self._row(snapshot, connection)
+            if claim is None:
                 with connection.cursor() as cursor:
-                    cursor.execute(self._upsert_sql(connection), [row[f] for f in _WRITE_FIELDS])
-            else:  # other databases: two statements in one transaction
-                self._save_portable(snapshot)
+                    cursor.execute(
+                        self._sql_for(connection, "plain"), [row[f] for f in _WRITE_FIELDS]
+                    )
+            else:
+                self._save_fenced(connection, snapshot.run_id, row, claim)
         except DatabaseError as exc:
-            raise StoreError(
-                f'could not save the snapshot of run "{snapshot.run_id}" '
-                f'to database "{self.using}": {exc}'
-            ) from exc
+            raise self._error("save", snapshot.run_id, exc) from exc
 
-    def _save_portable(self, snapshot: Any) -> None:
+    def _error(self, operation: str, run_id: str | None, exc: Exception) -> StoreError:
+        """One line: the operation, the run, the database, the database's first line."""
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        what = f' run "{run_id}"' if run_id else ""
+        hint = "; has `manage.py migrate` been run?" if "exist" in detail else ""
+        return StoreError(f'could not {operation}{what} in database "{self.using}": {detail}{hint}')
+
+    def _save_fenced(self, connection: Any, run_id: str, row: dict[str, Any], claim: Any) -> None:
+        adapt = connection.ops.adapt_datetimefield_value
+        now = timezone.now()
+        if claim.mode == leases.RELEASE:
+            owner, expires = None, None
+        else:
+            owner, expires = claim.owner, adapt(now + timedelta(seconds=self.lease_seconds))
+        values = [row[f] for f in _WRITE_FIELDS] + [owner, expires]
+        if claim.mode != leases.ACQUIRE:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    self._sql_for(connection, claim.mode), [*values[1:], run_id, claim.owner]
+                )
+                if cursor.rowcount:
+                    return
+            raise leases.lost_error(run_id, claim, (self.lease(run_id) or (None,))[0])
+        versioned = claim.expected is not None
+        version = [adapt(claim.expected)] if versioned else []
+        with connection.cursor() as cursor:
+            params = [*values, claim.owner, adapt(now)]
+            cursor.execute(self._sql_for(connection, "acquire", versioned), params + version)
+            if cursor.rowcount:
+                return
+            holder, until, saved = self._lease_row(run_id)
+            if versioned and saved != claim.expected:
+                raise leases.changed_error(run_id, claim)
+            if leases.owner_is_dead(holder):
+                steal = self._sql_for(connection, "steal", versioned)
+                cursor.execute(steal, [*params, holder, *version])
+                if cursor.rowcount:
+                    return
+                holder, until, saved = self._lease_row(run_id)
+        raise leases.held_error(run_id, holder, until)
+
+    def _lease_row(self, run_id: str) -> tuple[Any, Any, Any]:
+        row = (
+            _model()
+            .objects.using(self.using)
+            .filter(pk=run_id)
+            .values_list("lease_owner", "lease_expires_at", "saved_at")
+            .first()
+        )
+        return row or (None, None, None)
+
+    def _save_portable(self, snapshot: Any, claim: Any) -> None:
+        """Databases without ``ON CONFLICT``: lock the row, check the lease, write."""
         from ..core.serialization import loads
 
         parts = snapshot.json_parts()
@@ -133,9 +221,20 @@ class DatabaseSnapshotStore(SnapshotStore):
             **{key: loads(parts[key]) for key in _JSON_FIELDS},
         }
         with transaction.atomic(using=self.using):
-            _model().objects.using(self.using).update_or_create(
-                run_id=snapshot.run_id, defaults=values
-            )
+            manager = _model().objects.using(self.using)
+            if claim is not None:
+                current = manager.select_for_update().filter(pk=snapshot.run_id).first()
+                if claim.expected is not None and (
+                    current is None or current.saved_at != claim.expected
+                ):
+                    raise leases.changed_error(snapshot.run_id, claim)
+                _check_claim(snapshot.run_id, claim, current)
+                keep = claim.mode != leases.RELEASE
+                values["lease_owner"] = claim.owner if keep else None
+                values["lease_expires_at"] = (
+                    timezone.now() + timedelta(seconds=self.lease_seconds) if keep else None
+                )
+            manager.update_or_create(run_id=snapshot.run_id, defaults=values)
 
     # --- read, delete, list ---------------------------------------------------------------
 
@@ -143,17 +242,44 @@ class DatabaseSnapshotStore(SnapshotStore):
         try:
             row = _model().objects.using(self.using).filter(pk=run_id).first()
         except DatabaseError as exc:
-            raise StoreError(
-                f'could not load run "{run_id}" from database "{self.using}": {exc}'
-            ) from exc
+            raise self._error("load", run_id, exc) from exc
         return row.to_snapshot() if row is not None else None
 
+    def lease(self, run_id: str) -> tuple[str, Any] | None:
+        try:
+            holder, expires, _ = self._lease_row(run_id)
+        except DatabaseError as exc:
+            raise self._error("read the lease of", run_id, exc) from exc
+        return (holder, expires) if holder else None
+
     def delete(self, run_id: str) -> bool:
-        deleted, _ = _model().objects.using(self.using).filter(pk=run_id).delete()
+        try:
+            deleted, _ = _model().objects.using(self.using).filter(pk=run_id).delete()
+        except DatabaseError as exc:
+            raise self._error("delete", run_id, exc) from exc
         return deleted > 0
 
     def list(self, prefix: str = "") -> list[str]:
         qs = _model().objects.using(self.using)
         if prefix:
             qs = qs.filter(run_id__startswith=prefix)
-        return list(qs.order_by("run_id").values_list("run_id", flat=True))
+        try:
+            ids = list(qs.order_by("run_id").values_list("run_id", flat=True))
+        except DatabaseError as exc:
+            raise self._error(f'list runs starting with "{prefix}"', None, exc) from exc
+        # LIKE narrows (and uses the index on PostgreSQL); SQLite's LIKE ignores ASCII case,
+        # so the exact, case-sensitive prefix test is made here.
+        return [run_id for run_id in ids if run_id.startswith(prefix)]
+
+
+def _check_claim(run_id: str, claim: Any, current: Any) -> None:
+    """The lease rules, for the portable path (the upserts encode them in SQL)."""
+    holder = current.lease_owner if current is not None else None
+    expires = current.lease_expires_at if current is not None else None
+    if claim.mode != leases.ACQUIRE:
+        if holder != claim.owner:
+            raise leases.lost_error(run_id, claim, holder)
+        return
+    if holder in (None, claim.owner) or expires < timezone.now() or leases.owner_is_dead(holder):
+        return
+    raise leases.held_error(run_id, holder, expires)
