@@ -5,7 +5,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tests.services import database_settings, postgres_url
+from tests.services import database_settings, postgres15_url, postgres_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -64,6 +64,9 @@ DATABASES = {
         "TEST": {"NAME": str(_SQLITE_DIR / "test_default.sqlite3")},
     },
     "pg": database_settings(postgres_url()),
+    # The machine's PostgreSQL 15 without pgvector: the stores and the migrations must work
+    # there too (vector parts skipped).
+    "pg15": {**database_settings(postgres15_url()), "TEST": {"NAME": "test_warlock_pg15"}},
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -8,8 +8,9 @@ Importing this package does not import Django.
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from . import snapshot
+from . import checkpoint, snapshot
 from .core.cancel import CancelToken
+from .core.checkpoints import CheckpointRecord
 from .core.config import config, get_config, reset_config
 from .core.errors import (
     AgentCancelledError,
@@ -49,7 +50,7 @@ from .core.snapshots import AttemptRecord, StepRecord, WorkflowSnapshot
 from .core.steps import Output, Step, parallel, step
 from .core.usage import Usage
 from .core.workflow import Workflow, workflow
-from .stores.base import SnapshotStore
+from .stores.base import CheckpointStore, SnapshotStore
 
 try:
     __version__ = _version("warlock-ai")
@@ -68,6 +69,8 @@ __all__ = [
     "CacheUnsupportedError",
     "CancelToken",
     "CheckpointConflictError",
+    "CheckpointRecord",
+    "CheckpointStore",
     "LeaseHeldError",
     "LeaseLostError",
     "MaxIterationsError",
@@ -101,6 +104,7 @@ __all__ = [
     "WorkflowResult",
     "WorkflowSnapshot",
     "__version__",
+    "checkpoint",
     "config",
     "get_config",
     "parallel",

@@ -11,12 +11,14 @@ class WarlockAIConfig(AppConfig):
     def ready(self) -> None:
         from django.db import connections
 
+        from . import checks  # noqa: F401  (registers the system checks)
         from .conf import warlock_settings
         from .core import config, effects
         from .registry import autodiscover
-        from .stores.handler import get_snapshot_store
+        from .stores.handler import get_checkpoint_store, get_snapshot_store
 
         config.register_fallback("default_snapshot_store", get_snapshot_store)
+        config.register_fallback("default_checkpoint_store", get_checkpoint_store)
         if connections.close_all not in effects.worker_thread_exit_hooks:
             effects.worker_thread_exit_hooks.append(connections.close_all)
         autodiscover(warlock_settings.FLOW_MODULES)

@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 ORM_SNAPSHOT_STORE = "warlock_ai.stores.orm.DatabaseSnapshotStore"
+ORM_CHECKPOINT_STORE = "warlock_ai.stores.orm_checkpoints.DatabaseCheckpointStore"
 
 DEFAULTS: dict[str, Any] = {
     # Where workflow and supervisor snapshots go: a dotted path to a SnapshotStore class and
@@ -21,8 +22,10 @@ DEFAULTS: dict[str, Any] = {
     # "default" database.
     "SNAPSHOT_STORE": {"BACKEND": ORM_SNAPSHOT_STORE, "OPTIONS": {}},
     # Where orchestrator checkpoints go (append-only, one row per turn).
-    "CHECKPOINT_STORE": {"BACKEND": "warlock_ai.stores.orm.DatabaseCheckpointStore", "OPTIONS": {}},
+    "CHECKPOINT_STORE": {"BACKEND": ORM_CHECKPOINT_STORE, "OPTIONS": {}},
     # The cache driver for the semantic cache and agent memory (None: no cache configured).
+    # OPTIONS["dimensions"] (default 1536) also sizes the cache table's pgvector column, read
+    # when `migrate` creates it.
     "CACHE": None,
     # Module names autodiscovered in every installed app to register flows.
     "FLOW_MODULES": ["flows"],

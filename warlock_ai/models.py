@@ -1,14 +1,18 @@
-"""Django models: one ``Snapshot`` row per run."""
+"""Django models: ``Snapshot`` (one row per run), ``Checkpoint`` (one row per orchestrator
+turn, append-only) and ``CacheEntry`` (the semantic cache and agent memory)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.db import IntegrityError, models, router, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .core.checkpoints import CheckpointRecord, conflict_error, normalize_route
+from .core.errors import CheckpointConflictError
 from .core.snapshots import SNAPSHOT_TYPES
+from .fields import VectorField
 
 
 class Kind(models.TextChoices):
@@ -102,3 +106,145 @@ class Snapshot(models.Model):
         """The engine's dataclass for this row (``WorkflowSnapshot``, ...)."""
         cls = SNAPSHOT_TYPES[self.kind]
         return cls.from_row(self)
+
+
+class CheckpointQuerySet(models.QuerySet):
+    """Checkpoints are append-only: a queryset may read and delete them, never update them."""
+
+    def for_session(self, name: str, session_id: str) -> CheckpointQuerySet:
+        return self.filter(orchestrator_name=name, session_id=session_id)
+
+    def update(self, **kwargs: Any) -> int:
+        raise CheckpointConflictError(
+            "checkpoints are append-only: QuerySet.update() is refused; save a new turn instead"
+        )
+
+    update.alters_data = True
+
+
+class Checkpoint(models.Model):
+    """One settled turn of an orchestrator session. Rows are immutable once written.
+
+    The unique constraint's index ``(orchestrator_name, session_id, turn_index)`` also serves
+    the latest-turn lookup (``ORDER BY turn_index DESC LIMIT 1``, an index scan backwards).
+    """
+
+    orchestrator_name = models.CharField(_("orchestrator"), max_length=200)
+    session_id = models.CharField(_("session id"), max_length=255)
+    turn_index = models.IntegerField(_("turn"))
+    state = models.JSONField(_("state"), default=dict)
+    last_route = models.JSONField(_("last route"), null=True, blank=True)
+    signature = models.CharField(_("signature"), max_length=64)
+    version = models.CharField(_("version"), max_length=100, null=True, blank=True)
+    summarized_through = models.IntegerField(_("summarized through"), null=True, blank=True)
+    lock_acquired_at = models.DateTimeField(_("lock acquired at"), null=True, blank=True)
+    lock_expires_at = models.DateTimeField(_("lock expires at"), null=True, blank=True)
+    saved_at = models.DateTimeField(_("saved at"), default=timezone.now)
+
+    objects = CheckpointQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("checkpoint")
+        verbose_name_plural = _("checkpoints")
+        ordering = ["orchestrator_name", "session_id", "turn_index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["orchestrator_name", "session_id", "turn_index"],
+                name="warlock_checkpoint_turn_uniq",
+            ),
+        ]
+        indexes = [models.Index(fields=["saved_at"], name="warlock_ckpt_saved_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.orchestrator_name} {self.session_id} turn {self.turn_index}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Insert a new turn; an existing row, or an existing turn, raises
+        ``CheckpointConflictError``."""
+        if not self._state.adding:
+            raise CheckpointConflictError(
+                f"checkpoint {self} is already saved and checkpoints are append-only; "
+                "save a new turn instead",
+                orchestrator_name=self.orchestrator_name,
+                session_id=self.session_id,
+                turn_index=self.turn_index,
+            )
+        kwargs["force_insert"] = True
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        try:
+            with transaction.atomic(using=using):
+                super().save(*args, **kwargs)
+        except IntegrityError:
+            if type(self).objects.using(using).filter(**self._key()).exists():
+                raise conflict_error(*self._key().values()) from None
+            raise
+
+    def _key(self) -> dict[str, Any]:
+        return {
+            "orchestrator_name": self.orchestrator_name,
+            "session_id": self.session_id,
+            "turn_index": self.turn_index,
+        }
+
+    def to_record(self) -> CheckpointRecord:
+        """The engine's dataclass for this row."""
+        return CheckpointRecord(
+            orchestrator_name=self.orchestrator_name,
+            session_id=self.session_id,
+            turn_index=self.turn_index,
+            state=self.state if self.state is not None else {},
+            last_route=normalize_route(self.last_route),
+            signature=self.signature,
+            version=self.version,
+            summarized_through=self.summarized_through,
+            lock_acquired_at=self.lock_acquired_at,
+            lock_expires_at=self.lock_expires_at,
+            saved_at=self.saved_at,
+        )
+
+
+class CacheEntryQuerySet(models.QuerySet):
+    def for_namespace(self, namespace: str) -> CacheEntryQuerySet:
+        return self.filter(namespace=namespace)
+
+    def expired(self, now: Any = None) -> CacheEntryQuerySet:
+        return self.filter(expires_at__lt=now or timezone.now())
+
+    def live(self, now: Any = None) -> CacheEntryQuerySet:
+        now = now or timezone.now()
+        return self.filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gte=now))
+
+
+class CacheEntry(models.Model):
+    """One entry of the semantic cache or of agent memory: a JSON value under
+    ``(namespace, key)``, with an optional embedding for similarity search.
+
+    ``embedding`` is pgvector's ``vector(n)`` with an HNSW cosine index on a PostgreSQL that
+    has the extension (decided when the migration runs), JSON text elsewhere.
+    """
+
+    namespace = models.CharField(_("namespace"), max_length=200)
+    key = models.CharField(_("key"), max_length=255)
+    scope = models.CharField(_("scope"), max_length=255, null=True, blank=True)
+    value = models.JSONField(_("value"), null=True, blank=True)
+    embedding = VectorField(_("embedding"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    hits = models.PositiveIntegerField(_("hits"), default=0)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    objects = CacheEntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("cache entry")
+        verbose_name_plural = _("cache entries")
+        ordering = ["namespace", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "key"], name="warlock_cache_key_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["namespace", "scope"], name="warlock_cache_scope_idx"),
+            models.Index(fields=["expires_at"], name="warlock_cache_expires_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}:{self.key}"

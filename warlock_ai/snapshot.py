@@ -1,4 +1,5 @@
-"""Snapshot store factories: ``ai.snapshot.memory()``, ``ai.snapshot.db()`` (alias ``pg``)."""
+"""Snapshot store factories: ``ai.snapshot.memory()``, ``ai.snapshot.db()`` (alias ``pg``),
+``ai.snapshot.redis()``."""
 
 from __future__ import annotations
 
@@ -6,20 +7,46 @@ from typing import Any
 
 from .stores.memory import MemorySnapshotStore
 
-__all__ = ["db", "memory", "pg"]
+__all__ = ["db", "memory", "pg", "redis"]
 
 
-def memory() -> MemorySnapshotStore:
+def memory(lease_seconds: float = 300) -> MemorySnapshotStore:
     """A process-local store for development and tests; it does not survive a restart."""
-    return MemorySnapshotStore()
+    return MemorySnapshotStore(lease_seconds=lease_seconds)
 
 
-def db(using: str = "default") -> Any:
-    """The Django ORM store on database alias ``using`` (PostgreSQL, SQLite, ...)."""
+def db(using: str = "default", lease_seconds: float | None = None) -> Any:
+    """The Django ORM store on database alias ``using`` (PostgreSQL, SQLite, ...).
+
+    ``lease_seconds`` defaults to ``WARLOCK_AI["LEASE_SECONDS"]``.
+    """
     from .stores.orm import DatabaseSnapshotStore
 
-    return DatabaseSnapshotStore(using=using)
+    return DatabaseSnapshotStore(using=using, lease_seconds=lease_seconds)
 
 
 #: ``ai.snapshot.pg()`` reads like the seeds; it is the ORM store (PostgreSQL in production).
 pg = db
+
+
+def redis(
+    *,
+    client: Any = None,
+    url: str | None = None,
+    async_client: Any = None,
+    prefix: str = "warlock:snapshot:",
+    lease_seconds: float = 300,
+    ttl: int | None = None,
+) -> Any:
+    """A Redis store: pass ``client=`` (a ``redis.Redis``; optionally ``async_client=``, a
+    ``redis.asyncio.Redis``) or ``url=``. ``ttl`` (seconds) makes each run's key expire."""
+    from .stores.redis import RedisSnapshotStore
+
+    return RedisSnapshotStore(
+        client=client,
+        url=url,
+        async_client=async_client,
+        prefix=prefix,
+        lease_seconds=lease_seconds,
+        ttl=ttl,
+    )

@@ -36,6 +36,10 @@ class SnapshotStore(ABC):
     def list(self, prefix: str = "") -> list[str]:
         """Run ids starting with ``prefix`` (matched literally), sorted."""
 
+    def lease(self, run_id: str) -> tuple[str, Any] | None:
+        """``(owner, expires_at)`` of the run's live or expired lease, or ``None``."""
+        return None
+
     async def aload(self, run_id: str) -> Any | None:
         return await sync_to_async(self.load)(run_id)
 
@@ -47,3 +51,62 @@ class SnapshotStore(ABC):
 
     async def alist(self, prefix: str = "") -> list[str]:
         return await sync_to_async(self.list)(prefix)
+
+
+class CheckpointStore(ABC):
+    """Holds orchestrator sessions: one immutable record per ``(name, session_id, turn_index)``.
+
+    ``save`` appends and never overwrites; the latest turn is the session's live state.
+    """
+
+    #: ``list(name, prefix)`` is available.
+    supports_list: bool = True
+    #: ``prune(name, session_id, keep_from_turn)`` is available.
+    supports_prune: bool = True
+    #: Entries can expire.
+    supports_ttl: bool = False
+
+    @abstractmethod
+    def load(self, name: str, session_id: str) -> Any | None:
+        """The record with the highest ``turn_index`` of the session, or ``None``."""
+
+    @abstractmethod
+    def save(self, record: Any) -> None:
+        """Append ``record``; ``CheckpointConflictError`` if its turn is already stored."""
+
+    @abstractmethod
+    def delete(self, name: str, session_id: str) -> int:
+        """Remove every record of the session; returns how many were removed."""
+
+    @abstractmethod
+    def list(self, name: str, prefix: str = "") -> list[str]:
+        """Distinct session ids of ``name`` starting with ``prefix`` (literal), sorted."""
+
+    @abstractmethod
+    def prune(self, name: str, session_id: str, keep_from_turn: int) -> int:
+        """Delete the session's records with ``turn_index < keep_from_turn``; returns how many.
+
+        Anything but a non-negative int (a bool, a float, a negative number) is a no-op.
+        """
+
+    @abstractmethod
+    def history(self, name: str, session_id: str) -> list[Any]:
+        """Every record of the session, ascending by ``turn_index``."""
+
+    async def aload(self, name: str, session_id: str) -> Any | None:
+        return await sync_to_async(self.load)(name, session_id)
+
+    async def asave(self, record: Any) -> None:
+        await sync_to_async(self.save)(record)
+
+    async def adelete(self, name: str, session_id: str) -> int:
+        return await sync_to_async(self.delete)(name, session_id)
+
+    async def alist(self, name: str, prefix: str = "") -> list[str]:
+        return await sync_to_async(self.list)(name, prefix)
+
+    async def aprune(self, name: str, session_id: str, keep_from_turn: int) -> int:
+        return await sync_to_async(self.prune)(name, session_id, keep_from_turn)
+
+    async def ahistory(self, name: str, session_id: str) -> list[Any]:
+        return await sync_to_async(self.history)(name, session_id)

@@ -52,6 +52,10 @@ def get_snapshot_store() -> Any:
     return get_store("SNAPSHOT_STORE")
 
 
+def get_checkpoint_store() -> Any:
+    return get_store("CHECKPOINT_STORE")
+
+
 def reset() -> None:
     with _lock:
         _built.clear()

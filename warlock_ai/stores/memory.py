@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..core.checkpoints import (
+    CheckpointRecord,
+    checkpoint_from_json,
+    conflict_error,
+    valid_threshold,
+)
 from ..core.snapshots import snapshot_from_json
-from .base import SnapshotStore
+from . import leases
+from .base import CheckpointStore, SnapshotStore
 
 
 class MemorySnapshotStore(SnapshotStore):
@@ -14,11 +22,15 @@ class MemorySnapshotStore(SnapshotStore):
 
     Snapshots go through the same JSON encoding as the database stores, so a state that
     would fail in production fails here too, and a loaded snapshot never aliases the live
-    run's state.
+    run's state. Leases are emulated under a lock, with the same rules as the other stores.
     """
 
-    def __init__(self) -> None:
+    supports_leases = True
+
+    def __init__(self, lease_seconds: float = 300) -> None:
+        self.lease_seconds = lease_seconds
         self._data: dict[str, str] = {}
+        self._leases: dict[str, tuple[str, datetime]] = {}
         self._lock = threading.Lock()
 
     def load(self, run_id: str) -> Any | None:
@@ -27,11 +39,40 @@ class MemorySnapshotStore(SnapshotStore):
 
     def save(self, snapshot: Any) -> None:
         text = snapshot.to_json()
+        claim = getattr(snapshot, "claim", None)
+        run_id = snapshot.run_id
         with self._lock:
-            self._data[snapshot.run_id] = text
+            if claim is not None:
+                if claim.expected is not None:
+                    stored = self.load(run_id)
+                    if stored is None or stored.saved_at != claim.expected:
+                        raise leases.changed_error(run_id, claim)
+                self._check_claim(run_id, claim)
+                if claim.mode == leases.RELEASE:
+                    self._leases.pop(run_id, None)
+                else:
+                    expires = datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
+                    self._leases[run_id] = (claim.owner, expires)
+            self._data[run_id] = text
+
+    def _check_claim(self, run_id: str, claim: leases.LeaseClaim) -> None:
+        holder, expires = self._leases.get(run_id, (None, None))
+        if holder is None or holder == claim.owner:
+            if claim.mode == leases.ACQUIRE or holder == claim.owner:
+                return
+            raise leases.lost_error(run_id, claim, holder)
+        if claim.mode != leases.ACQUIRE:
+            raise leases.lost_error(run_id, claim, holder)
+        if expires < datetime.now(UTC) or leases.owner_is_dead(holder):
+            return
+        raise leases.held_error(run_id, holder, expires)
+
+    def lease(self, run_id: str) -> tuple[str, datetime] | None:
+        return self._leases.get(run_id)
 
     def delete(self, run_id: str) -> bool:
         with self._lock:
+            self._leases.pop(run_id, None)
             return self._data.pop(run_id, None) is not None
 
     def list(self, prefix: str = "") -> list[str]:
@@ -41,6 +82,7 @@ class MemorySnapshotStore(SnapshotStore):
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._leases.clear()
 
     def __len__(self) -> int:
         return len(self._data)
@@ -56,3 +98,83 @@ class MemorySnapshotStore(SnapshotStore):
 
     async def alist(self, prefix: str = "") -> list[str]:
         return self.list(prefix)
+
+
+class MemoryCheckpointStore(CheckpointStore):
+    """Keeps each checkpoint record as JSON text, per session, in a dict.
+
+    Records go through the same JSON encoding as the database stores; ``save`` appends and a
+    turn saved twice raises ``CheckpointConflictError``, as everywhere.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[str, str], dict[int, str]] = {}
+        self._lock = threading.Lock()
+
+    def load(self, name: str, session_id: str) -> CheckpointRecord | None:
+        with self._lock:
+            turns = self._sessions.get((name, session_id))
+            text = turns[max(turns)] if turns else None
+        return checkpoint_from_json(text) if text is not None else None
+
+    def save(self, record: CheckpointRecord) -> None:
+        text = record.to_json()
+        name, session_id, turn = record.key
+        with self._lock:
+            turns = self._sessions.setdefault((name, session_id), {})
+            if turn in turns:
+                raise conflict_error(name, session_id, turn)
+            turns[turn] = text
+
+    def delete(self, name: str, session_id: str) -> int:
+        with self._lock:
+            return len(self._sessions.pop((name, session_id), {}))
+
+    def list(self, name: str, prefix: str = "") -> list[str]:
+        with self._lock:
+            return sorted(
+                sid
+                for (owner, sid), turns in self._sessions.items()
+                if owner == name and turns and sid.startswith(prefix)
+            )
+
+    def prune(self, name: str, session_id: str, keep_from_turn: int) -> int:
+        if not valid_threshold(keep_from_turn):
+            return 0
+        with self._lock:
+            turns = self._sessions.get((name, session_id))
+            if not turns:
+                return 0
+            old = [t for t in turns if t < keep_from_turn]
+            for turn in old:
+                del turns[turn]
+            if not turns:
+                del self._sessions[(name, session_id)]
+            return len(old)
+
+    def history(self, name: str, session_id: str) -> list[CheckpointRecord]:
+        with self._lock:
+            turns = dict(self._sessions.get((name, session_id), {}))
+        return [checkpoint_from_json(turns[t]) for t in sorted(turns)]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+
+    async def aload(self, name: str, session_id: str) -> CheckpointRecord | None:
+        return self.load(name, session_id)
+
+    async def asave(self, record: CheckpointRecord) -> None:
+        self.save(record)
+
+    async def adelete(self, name: str, session_id: str) -> int:
+        return self.delete(name, session_id)
+
+    async def alist(self, name: str, prefix: str = "") -> list[str]:
+        return self.list(name, prefix)
+
+    async def aprune(self, name: str, session_id: str, keep_from_turn: int) -> int:
+        return self.prune(name, session_id, keep_from_turn)
+
+    async def ahistory(self, name: str, session_id: str) -> list[CheckpointRecord]:
+        return self.history(name, session_id)
