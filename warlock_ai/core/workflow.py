@@ -299,32 +299,12 @@ def _check_unique(where: str, steps: Sequence[Step]) -> None:
 
 
 def workflow(
-    name: str | None = None,
-    steps: Sequence[Step] | None = None,
-    *,
-    version: str | None = None,
-    description: str | None = None,
-    snapshot_store: Any = None,
-    default_retry: Retry | bool | None = None,
-    max_steps: int = 100,
-    loop_warn_after: int = 5,
-    next_step: Callable[[str, Any], Any] | None = None,
-    output: Output | Callable[[Any], Any] | None = None,
-    on: Mapping[str, Any] | None = None,
-    input_schema: Any = None,
+    name: str | None = None, steps: Sequence[Step] | None = None, **options: Any
 ) -> Workflow:
-    """Define a workflow: ``ai.workflow(name="catalog-import", version="1", steps=[...])``."""
-    return Workflow(
-        name=name,
-        steps=steps,
-        version=version,
-        description=description,
-        snapshot_store=snapshot_store,
-        default_retry=default_retry,
-        max_steps=max_steps,
-        loop_warn_after=loop_warn_after,
-        next_step=next_step,
-        output=output,
-        on=on,
-        input_schema=input_schema,
-    )
+    """Define a workflow: ``ai.workflow(name="catalog-import", version="1", steps=[...])``.
+
+    The options are those of :class:`Workflow`: ``version``, ``description``,
+    ``snapshot_store``, ``default_retry``, ``max_steps``, ``loop_warn_after``, ``next_step``,
+    ``output``, ``on``, ``input_schema``.
+    """
+    return Workflow(name=name, steps=steps, **options)
