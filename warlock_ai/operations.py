@@ -2,18 +2,47 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
-from .core.errors import WorkflowError
+from django.utils import timezone
+
+from .core.errors import AIError, LeaseHeldError, WorkflowError
+from .core.leases import owner_is_dead
 from .core.workflow import check_run_id
 from .registry import registry
 from .stores.handler import get_snapshot_store
+
+logger = logging.getLogger("warlock_ai.operations")
+
+Progress = Callable[[int, int], Any]
 
 
 class UnknownRunError(WorkflowError, LookupError):
     """No snapshot exists for that run id."""
 
     default_code = "UNKNOWN_RUN"
+
+
+class RunExistsError(WorkflowError):
+    """A run with that id is already stored."""
+
+    default_code = "RUN_EXISTS"
+
+
+class RunNotRunningError(WorkflowError):
+    """The operation needs a running run."""
+
+    default_code = "RUN_NOT_RUNNING"
+
+
+class MigrationError(WorkflowError):
+    """A migration mapping does not fit the run or the current definition."""
+
+    default_code = "MIGRATION_INVALID"
 
 
 def load_snapshot(run_id: str, store: Any = None) -> Any:
@@ -30,12 +59,6 @@ def definition_for(snapshot: Any) -> Any:
     return registry.get(snapshot.kind, snapshot.name)
 
 
-class RunExistsError(WorkflowError):
-    """A run with that id is already stored."""
-
-    default_code = "RUN_EXISTS"
-
-
 def execute_flow(name: str, input: Any = None, *, run_id: str | None = None, **options: Any) -> Any:
     """Start the registered flow ``name`` (``kind:name`` when ambiguous) as a new run.
 
@@ -47,7 +70,7 @@ def execute_flow(name: str, input: Any = None, *, run_id: str | None = None, **o
         if existing is not None:
             raise RunExistsError(
                 f'run "{run_id}" already exists ({existing.status}); resume it with '
-                "resume_run, or delete its snapshot first to start again"
+                "resume_run, or discard it first to start again"
             )
     return definition.execute(input, run_id=run_id, **options)
 
@@ -56,3 +79,163 @@ def resume_run(run_id: str, *, force: bool = False, **options: Any) -> Any:
     """Resume a stored run with its registered definition (drift checked unless ``force``)."""
     snapshot = load_snapshot(run_id)
     return definition_for(snapshot).resume(run_id, force=force, **options)
+
+
+def live_lease(run_id: str, store: Any = None) -> tuple[str, Any] | None:
+    """The run's lease when a live worker holds it (not expired, holder not dead), else None."""
+    store = store or get_snapshot_store()
+    lease = store.lease(run_id)
+    if lease is None:
+        return None
+    owner, expires = lease
+    if expires is not None and expires < timezone.now():
+        return None
+    return None if owner_is_dead(owner) else lease
+
+
+def _refuse_live_lease(run_id: str, store: Any, doing: str) -> None:
+    lease = live_lease(run_id, store)
+    if lease is not None:
+        owner, expires = lease
+        until = expires.isoformat(timespec="seconds") if expires else "an unknown time"
+        raise LeaseHeldError(
+            f'cannot {doing} run "{run_id}": it is leased by worker {owner} until {until}; '
+            "cancel it first, or wait for the lease to expire",
+            run_id=run_id,
+            owner=owner,
+            expires_at=expires.isoformat() if expires else None,
+        )
+
+
+def discard_run(run_id: str) -> None:
+    """Delete a run's snapshot; refused while a live worker holds the run."""
+    store = get_snapshot_store()
+    load_snapshot(run_id, store)
+    _refuse_live_lease(run_id, store, "discard")
+    store.delete(run_id)
+
+
+def request_cancel(run_id: str, reason: str = "") -> None:
+    """Ask the worker running ``run_id`` to stop at its next check point (run ends cancelled)."""
+    store = get_snapshot_store()
+    snapshot = load_snapshot(run_id, store)
+    if snapshot.status != "running":
+        raise RunNotRunningError(
+            f'run "{run_id}" is {snapshot.status}, not running: there is nothing to cancel'
+        )
+    store.request_cancel(run_id, reason)
+
+
+def migrate_run(run_id: str, renames: Mapping[str, str], accept_signature: bool = False) -> Any:
+    """The seed's manual migration: rename step records, optionally accept the current
+    signature. A mapping that does not fit is refused and nothing is saved."""
+    store = get_snapshot_store()
+    snapshot = load_snapshot(run_id, store)
+    definition = definition_for(snapshot)
+    current_steps = {step.name for step in _all_steps(definition)}
+    steps = dict(snapshot.steps)
+    for old, new in renames.items():
+        if old not in steps:
+            known = ", ".join(steps) or "none"
+            raise MigrationError(f'run "{run_id}" has no step "{old}" to rename (it has: {known})')
+        if new not in current_steps:
+            known = ", ".join(sorted(current_steps))
+            raise MigrationError(
+                f'"{new}" is not a step of {definition.name} '
+                f"version {definition.version or '-'} (its steps: {known})"
+            )
+        if new in steps and new not in renames:
+            raise MigrationError(f'run "{run_id}" already has a step "{new}"')
+    _refuse_live_lease(run_id, store, "migrate")
+    renamed = {renames.get(name, name): record for name, record in steps.items()}
+    changes: dict[str, Any] = {"steps": renamed, "next": renames.get(snapshot.next, snapshot.next)}
+    if accept_signature:
+        changes.update(
+            signature=definition.signature,
+            fingerprint=definition.fingerprint,
+            version=definition.version,
+        )
+    migrated = dataclasses.replace(snapshot, **changes)
+    store.save(migrated)
+    return migrated
+
+
+def _all_steps(definition: Any) -> Iterable[Any]:
+    for step in getattr(definition, "steps", ()):
+        yield step
+        yield from step.parallel or ()
+
+
+def prune_runs(
+    older_than: timedelta,
+    statuses: Iterable[str] = ("completed",),
+    batch_size: int = 500,
+    progress: Progress | None = None,
+    dry_run: bool = False,
+) -> int:
+    """Delete finished runs last saved more than ``older_than`` ago, in batches.
+
+    A running run is never deleted, whatever ``statuses`` says.
+    """
+    from .models import Snapshot
+
+    statuses = [s for s in statuses if s != "running"]
+    cutoff = timezone.now() - older_than
+    qs = Snapshot.objects.filter(status__in=statuses, saved_at__lt=cutoff)
+    total = qs.count()
+    if dry_run or not total:
+        return total
+    done = 0
+    while True:
+        ids = list(qs.order_by("saved_at").values_list("run_id", flat=True)[:batch_size])
+        if not ids:
+            return done
+        done += Snapshot.objects.filter(run_id__in=ids, status__in=statuses).delete()[0]
+        if progress is not None:
+            progress(done, total)
+
+
+def stale_runs() -> list[str]:
+    """Running runs whose worker is gone: lease expired, never taken, or holder dead."""
+    from .models import Snapshot
+
+    candidates = Snapshot.objects.running().values_list("run_id", "lease_owner", "lease_expires_at")
+    now = timezone.now()
+    return [
+        run_id
+        for run_id, owner, expires in candidates
+        if owner is None or expires is None or expires < now or owner_is_dead(owner)
+    ]
+
+
+def drain_runs(enqueue: bool = False, progress: Progress | None = None) -> list[tuple[str, str]]:
+    """Resume every stale run (inline, or as django-rq jobs with ``enqueue``).
+
+    Safe on every worker boot and from several hosts at once: leases decide who runs what,
+    and a run another worker took meanwhile is reported as skipped.
+    """
+    outcomes: list[tuple[str, str]] = []
+    run_ids = stale_runs()
+    for index, run_id in enumerate(run_ids, start=1):
+        outcomes.append((run_id, _drain_one(run_id, enqueue)))
+        if progress is not None:
+            progress(index, len(run_ids))
+    return outcomes
+
+
+def _drain_one(run_id: str, enqueue: bool) -> str:
+    if enqueue:
+        from .jobs import enqueue_resume
+
+        job = enqueue_resume(run_id)
+        return f"enqueued as job {job.id}"
+    try:
+        result = resume_run(run_id)
+    except LeaseHeldError as exc:
+        return f"skipped: {exc.message}"
+    except AIError as exc:
+        logger.warning("drain could not resume run %r: %s", run_id, exc.message)
+        return f"error: {exc.message}"
+    if result.error is not None:
+        return f"{result.report.status}: {result.error.message}"
+    return result.report.status

@@ -145,7 +145,9 @@ def acquire_runs(store: Any, run_ids: Iterable[str], writer: str) -> dict[str, A
     from warlock_ai.core.errors import LeaseHeldError
     from warlock_ai.core.leases import new_owner_id
 
-    owner = new_owner_id()
+    # An owner "on another host": the race is about atomicity, and a holder on this host
+    # that has already exited would rightly be taken over as dead (owner_is_dead).
+    owner = "elsewhere:" + new_owner_id().split(":", 1)[1]
     won, held = [], []
     for run_id in run_ids:
         try:

@@ -97,3 +97,16 @@ class CancelToken:
     def __repr__(self) -> str:
         state = f"cancelled reason={self.reason!r}" if self.cancelled else "active"
         return f"<CancelToken {state}>"
+
+
+class CancelRequest:
+    """An operator asked, through the store, to cancel a run (returned by a fenced save)."""
+
+    __slots__ = ("reason", "requested_at")
+
+    def __init__(self, requested_at: Any, reason: str | None = None) -> None:
+        self.requested_at = requested_at
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<CancelRequest at={self.requested_at!r} reason={self.reason!r}>"

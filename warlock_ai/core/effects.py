@@ -66,7 +66,11 @@ class Emit:
 
 
 class Save:
-    """``store.save(snapshot)`` / ``await store.asave(snapshot)``; yields back the error or None."""
+    """``store.save(snapshot)`` / ``await store.asave(snapshot)``.
+
+    Yields back the exception when the write failed, else what the store returned (a
+    ``CancelRequest`` when an operator asked to cancel the run, usually None).
+    """
 
     __slots__ = ("snapshot", "store")
 
@@ -135,10 +139,9 @@ class _SyncRunner:
             return self.resolve(result) if inspect.isawaitable(result) else result
         if kind is Save:
             try:
-                effect.store.save(effect.snapshot)
+                return effect.store.save(effect.snapshot)
             except Exception as exc:
                 return exc
-            return None
         if kind is Emit:
             for handler in effect.handlers:
                 try:
@@ -248,10 +251,9 @@ async def _perform_async(effect: Any) -> Any:
         return (await result) if inspect.isawaitable(result) else result
     if kind is Save:
         try:
-            await effect.store.asave(effect.snapshot)
+            return await effect.store.asave(effect.snapshot)
         except Exception as exc:
             return exc
-        return None
     if kind is Emit:
         for handler in effect.handlers:
             try:

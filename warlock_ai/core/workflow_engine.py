@@ -14,7 +14,7 @@ from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .cancel import CancelToken
+from .cancel import CancelRequest, CancelToken
 from .effects import Call, CallEither, Emit, Gather, Save, Sleep
 from .errors import (
     AIError,
@@ -209,9 +209,12 @@ class WorkflowRun:
         if self.store is None:
             return
         failure = yield Save(self.store, self.snapshot(status, next_name, error))
-        if failure is None:
+        if not isinstance(failure, BaseException):
             if self.owner is not None:
                 self.lease_held = status == RUNNING
+            if isinstance(failure, CancelRequest) and status == RUNNING:
+                # Asked from outside (cancel_run, the admin): noticed at this check point.
+                self.cancel.cancel(failure.reason or "cancel requested by an operator")
             return
         if isinstance(failure, (LeaseHeldError, LeaseLostError)):
             self.store = None

@@ -40,11 +40,19 @@ class SnapshotStore(ABC):
         """``(owner, expires_at)`` of the run's live or expired lease, or ``None``."""
         return None
 
+    def request_cancel(self, run_id: str, reason: str = "") -> bool:
+        """Record that an operator wants the run cancelled; False when there is no such run.
+
+        The worker learns it from its next fenced write (``save`` returns a
+        ``CancelRequest``) and ends the run ``cancelled``; the terminal write clears it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support cancel requests")
+
     async def aload(self, run_id: str) -> Any | None:
         return await sync_to_async(self.load)(run_id)
 
-    async def asave(self, snapshot: Any) -> None:
-        await sync_to_async(self.save)(snapshot)
+    async def asave(self, snapshot: Any) -> Any:
+        return await sync_to_async(self.save)(snapshot)
 
     async def adelete(self, run_id: str) -> bool:
         return await sync_to_async(self.delete)(run_id)

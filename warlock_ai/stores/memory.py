@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..core.cancel import CancelRequest
 from ..core.checkpoints import (
     CheckpointRecord,
     checkpoint_from_json,
@@ -31,17 +32,19 @@ class MemorySnapshotStore(SnapshotStore):
         self.lease_seconds = lease_seconds
         self._data: dict[str, str] = {}
         self._leases: dict[str, tuple[str, datetime]] = {}
+        self._cancels: dict[str, CancelRequest] = {}
         self._lock = threading.Lock()
 
     def load(self, run_id: str) -> Any | None:
         text = self._data.get(run_id)
         return snapshot_from_json(text) if text is not None else None
 
-    def save(self, snapshot: Any) -> None:
+    def save(self, snapshot: Any) -> CancelRequest | None:
         text = snapshot.to_json()
         claim = getattr(snapshot, "claim", None)
         run_id = snapshot.run_id
         with self._lock:
+            request = None
             if claim is not None:
                 if claim.expected is not None:
                     stored = self.load(run_id)
@@ -50,10 +53,13 @@ class MemorySnapshotStore(SnapshotStore):
                 self._check_claim(run_id, claim)
                 if claim.mode == leases.RELEASE:
                     self._leases.pop(run_id, None)
+                    self._cancels.pop(run_id, None)
                 else:
                     expires = datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
                     self._leases[run_id] = (claim.owner, expires)
+                    request = self._cancels.get(run_id)
             self._data[run_id] = text
+        return request
 
     def _check_claim(self, run_id: str, claim: leases.LeaseClaim) -> None:
         holder, expires = self._leases.get(run_id, (None, None))
@@ -70,9 +76,17 @@ class MemorySnapshotStore(SnapshotStore):
     def lease(self, run_id: str) -> tuple[str, datetime] | None:
         return self._leases.get(run_id)
 
+    def request_cancel(self, run_id: str, reason: str = "") -> bool:
+        with self._lock:
+            if run_id not in self._data:
+                return False
+            self._cancels[run_id] = CancelRequest(datetime.now(UTC), reason or None)
+            return True
+
     def delete(self, run_id: str) -> bool:
         with self._lock:
             self._leases.pop(run_id, None)
+            self._cancels.pop(run_id, None)
             return self._data.pop(run_id, None) is not None
 
     def list(self, prefix: str = "") -> list[str]:
@@ -83,6 +97,7 @@ class MemorySnapshotStore(SnapshotStore):
         with self._lock:
             self._data.clear()
             self._leases.clear()
+            self._cancels.clear()
 
     def __len__(self) -> int:
         return len(self._data)
@@ -90,8 +105,8 @@ class MemorySnapshotStore(SnapshotStore):
     async def aload(self, run_id: str) -> Any | None:
         return self.load(run_id)
 
-    async def asave(self, snapshot: Any) -> None:
-        self.save(snapshot)
+    async def asave(self, snapshot: Any) -> CancelRequest | None:
+        return self.save(snapshot)
 
     async def adelete(self, run_id: str) -> bool:
         return self.delete(run_id)

@@ -15,6 +15,7 @@ from typing import Any
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
+from ..core.cancel import CancelRequest
 from ..core.errors import StoreError
 from ..core.snapshots import TERMINAL_STATUSES
 from . import leases
@@ -41,6 +42,7 @@ _WRITE_FIELDS = (
     "finished_at",
 )
 _LEASE_FIELDS = ("lease_owner", "lease_expires_at")
+_CANCEL_FIELDS = ("cancel_requested_at", "cancel_reason")
 _JSON_FIELDS = frozenset({"input", "state", "steps", "usage", "error", "fingerprint"})
 _UPSERT_VENDORS = frozenset({"postgresql", "sqlite"})
 
@@ -94,9 +96,14 @@ class DatabaseSnapshotStore(SnapshotStore):
             f"{table}.{qn(meta.get_field(f).column)}"
             for f in ("run_id", *_LEASE_FIELDS, "saved_at")
         )
+        cancel_at, cancel_reason = (qn(meta.get_field(f).column) for f in _CANCEL_FIELDS)
+        # A fenced write also brings back any cancel request (no extra query).
+        returning = f" RETURNING {cancel_at}, {cancel_reason}" if mode != "plain" else ""
         if mode in (leases.RENEW, leases.RELEASE):
             sets = ", ".join(f"{c} = {v}" for c, v in zip(columns[1:], values[1:], strict=True))
-            sql = f"UPDATE {table} SET {sets} WHERE {run_id} = %s AND {owner} = %s"
+            if mode == leases.RELEASE:  # a finished run forgets its cancel request
+                sets += f", {cancel_at} = NULL, {cancel_reason} = NULL"
+            sql = f"UPDATE {table} SET {sets} WHERE {run_id} = %s AND {owner} = %s{returning}"
         else:
             updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:])
             where = ""
@@ -106,7 +113,7 @@ class DatabaseSnapshotStore(SnapshotStore):
                 where += f" AND {saved} = %s" if versioned else ""
             sql = (
                 f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)}) "
-                f"ON CONFLICT ({columns[0]}) DO UPDATE SET {updates}{where}"
+                f"ON CONFLICT ({columns[0]}) DO UPDATE SET {updates}{where}{returning}"
             )
         self._sql[key] = sql
         return sql
@@ -138,16 +145,13 @@ class DatabaseSnapshotStore(SnapshotStore):
         claim = getattr(snapshot, "claim", None)
         try:
             if connection.vendor not in _UPSERT_VENDORS:
-                self._save_portable(snapshot, claim)
-                return
+                return self._save_portable(snapshot, claim)
             row = self._row(snapshot, connection)
-            if claim is None:
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        self._sql_for(connection, "plain"), [row[f] for f in _WRITE_FIELDS]
-                    )
-            else:
-                self._save_fenced(connection, snapshot.run_id, row, claim)
+            if claim is not None:
+                return self._save_fenced(connection, snapshot.run_id, row, claim)
+            with connection.cursor() as cursor:
+                cursor.execute(self._sql_for(connection, "plain"), [row[f] for f in _WRITE_FIELDS])
+            return None
         except DatabaseError as exc:
             raise self._error("save", snapshot.run_id, exc) from exc
 
@@ -168,27 +172,29 @@ class DatabaseSnapshotStore(SnapshotStore):
         values = [row[f] for f in _WRITE_FIELDS] + [owner, expires]
         if claim.mode != leases.ACQUIRE:
             with connection.cursor() as cursor:
-                cursor.execute(
-                    self._sql_for(connection, claim.mode), [*values[1:], run_id, claim.owner]
-                )
-                if cursor.rowcount:
-                    return
-            raise leases.lost_error(run_id, claim, (self.lease(run_id) or (None,))[0])
+                sql = self._sql_for(connection, claim.mode)
+                cursor.execute(sql, [*values[1:], run_id, claim.owner])
+                written = cursor.fetchone()
+            if written is None:
+                raise leases.lost_error(run_id, claim, (self.lease(run_id) or (None,))[0])
+            return _cancel_request(written)
         versioned = claim.expected is not None
         version = [adapt(claim.expected)] if versioned else []
         with connection.cursor() as cursor:
             params = [*values, claim.owner, adapt(now)]
             cursor.execute(self._sql_for(connection, "acquire", versioned), params + version)
-            if cursor.rowcount:
-                return
+            written = cursor.fetchone()
+            if written is not None:
+                return _cancel_request(written)
             holder, until, saved = self._lease_row(run_id)
             if versioned and saved != claim.expected:
                 raise leases.changed_error(run_id, claim)
             if leases.owner_is_dead(holder):
                 steal = self._sql_for(connection, "steal", versioned)
                 cursor.execute(steal, [*params, holder, *version])
-                if cursor.rowcount:
-                    return
+                written = cursor.fetchone()
+                if written is not None:
+                    return _cancel_request(written)
                 holder, until, saved = self._lease_row(run_id)
         raise leases.held_error(run_id, holder, until)
 
@@ -234,7 +240,12 @@ class DatabaseSnapshotStore(SnapshotStore):
                 values["lease_expires_at"] = (
                     timezone.now() + timedelta(seconds=self.lease_seconds) if keep else None
                 )
+                if not keep:
+                    values.update(cancel_requested_at=None, cancel_reason=None)
             manager.update_or_create(run_id=snapshot.run_id, defaults=values)
+            if claim is not None and current is not None and current.cancel_requested_at:
+                return CancelRequest(current.cancel_requested_at, current.cancel_reason)
+            return None
 
     # --- read, delete, list ---------------------------------------------------------------
 
@@ -251,6 +262,18 @@ class DatabaseSnapshotStore(SnapshotStore):
         except DatabaseError as exc:
             raise self._error("read the lease of", run_id, exc) from exc
         return (holder, expires) if holder else None
+
+    def request_cancel(self, run_id: str, reason: str = "") -> bool:
+        try:
+            updated = (
+                _model()
+                .objects.using(self.using)
+                .filter(pk=run_id)
+                .update(cancel_requested_at=timezone.now(), cancel_reason=reason or None)
+            )
+        except DatabaseError as exc:
+            raise self._error("request the cancellation of", run_id, exc) from exc
+        return updated > 0
 
     def delete(self, run_id: str) -> bool:
         try:
@@ -270,6 +293,11 @@ class DatabaseSnapshotStore(SnapshotStore):
         # LIKE narrows (and uses the index on PostgreSQL); SQLite's LIKE ignores ASCII case,
         # so the exact, case-sensitive prefix test is made here.
         return [run_id for run_id in ids if run_id.startswith(prefix)]
+
+
+def _cancel_request(returned: tuple[Any, Any]) -> CancelRequest | None:
+    requested_at, reason = returned
+    return CancelRequest(requested_at, reason) if requested_at else None
 
 
 def _check_claim(run_id: str, claim: Any, current: Any) -> None:

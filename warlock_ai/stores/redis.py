@@ -32,6 +32,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the Redis stores need redis-py: pip install 'warlock-ai[redis]'") from exc
 
+from ..core.cancel import CancelRequest
 from ..core.checkpoints import (
     CheckpointRecord,
     checkpoint_from_json,
@@ -51,6 +52,13 @@ CHECKPOINT_PREFIX = "warlock:checkpoint:"
 # Applied to clients built from a URL (query parameters in the URL win): a server that does
 # not answer fails the operation instead of hanging the run.
 _URL_DEFAULTS = {"socket_connect_timeout": 5.0, "socket_timeout": 30.0}
+
+_REQUEST_CANCEL = """
+-- KEYS[1] the run; ARGV: now_ms, reason. Only an existing run can be asked to cancel.
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'cancel_requested_at', ARGV[1], 'cancel_reason', ARGV[2])
+return 1
+"""
 
 _SAVE_SNAPSHOT = """
 -- KEYS[1] the run; ARGV: data, mode ('' = no claim), owner, now_ms, expires_ms, ttl,
@@ -73,7 +81,7 @@ if mode ~= '' then
   end
 end
 if mode == 'release' then
-  redis.call('HDEL', key, 'lease_owner', 'lease_expires_at')
+  redis.call('HDEL', key, 'lease_owner', 'lease_expires_at', 'cancel_requested_at', 'cancel_reason')
   redis.call('HSET', key, 'data', ARGV[1], 'saved_at', ARGV[8])
 elseif mode == '' then
   redis.call('HSET', key, 'data', ARGV[1], 'saved_at', ARGV[8])
@@ -82,6 +90,10 @@ else
     'lease_owner', owner, 'lease_expires_at', ARGV[5])
 end
 if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', key, ARGV[6]) end
+if mode == 'acquire' or mode == 'renew' then
+  local cancel = redis.call('HMGET', key, 'cancel_requested_at', 'cancel_reason')
+  if cancel[1] then return {'ok', cancel[1], cancel[2] or ''} end
+end
 return {'ok'}
 """
 
@@ -156,6 +168,7 @@ class _Script:
             return await client.eval(self.lua, len(keys), *keys, *args)
 
 
+_request_cancel = _Script(_REQUEST_CANCEL)
 _save_snapshot = _Script(_SAVE_SNAPSHOT)
 _append_checkpoint = _Script(_APPEND_CHECKPOINT)
 _latest_checkpoint = _Script(_LATEST_CHECKPOINT)
@@ -372,7 +385,7 @@ class RedisSnapshotStore(SnapshotStore):
         return None
 
     @staticmethod
-    def _check_reply(snapshot: Any, reply: list[Any]) -> None:
+    def _check_reply(snapshot: Any, reply: list[Any]) -> CancelRequest | None:
         outcome = _text(reply[0])
         if outcome == "changed":
             raise leases.changed_error(snapshot.run_id, snapshot.claim)
@@ -381,16 +394,19 @@ class RedisSnapshotStore(SnapshotStore):
         if outcome == "lost":
             holder = _text(reply[1]) or None
             raise leases.lost_error(snapshot.run_id, snapshot.claim, holder)
+        if len(reply) > 1:  # an operator asked to cancel the run
+            return CancelRequest(_from_ms(reply[1]), _text(reply[2]) or None)
+        return None
 
-    def save(self, snapshot: Any) -> None:
+    def save(self, snapshot: Any) -> CancelRequest | None:
         key, args = self.key(snapshot.run_id), self._save_args(snapshot)
         with self._conn.errors("save", key):
             reply = _save_snapshot(self._conn.client, [key], args)
             if dead := self._dead_holder(reply):
                 reply = _save_snapshot(self._conn.client, [key], self._with_holder(args, dead))
-        self._check_reply(snapshot, reply)
+        return self._check_reply(snapshot, reply)
 
-    async def asave(self, snapshot: Any) -> None:
+    async def asave(self, snapshot: Any) -> CancelRequest | None:
         client = self._conn.async_client()
         if client is None:
             return await super().asave(snapshot)
@@ -399,7 +415,7 @@ class RedisSnapshotStore(SnapshotStore):
             reply = await _save_snapshot.run_async(client, [key], args)
             if dead := self._dead_holder(reply):
                 reply = await _save_snapshot.run_async(client, [key], self._with_holder(args, dead))
-        self._check_reply(snapshot, reply)
+        return self._check_reply(snapshot, reply)
 
     # --- read, delete, list, lease ---------------------------------------------------------
 
@@ -417,6 +433,11 @@ class RedisSnapshotStore(SnapshotStore):
         with self._conn.errors("load", key):
             data = await client.hget(key, "data")
         return snapshot_from_json(data) if data is not None else None
+
+    def request_cancel(self, run_id: str, reason: str = "") -> bool:
+        key = self.key(run_id)
+        with self._conn.errors("cancel", key):
+            return bool(_request_cancel(self._conn.client, [key], [_now_ms(), reason]))
 
     def delete(self, run_id: str) -> bool:
         key = self.key(run_id)
