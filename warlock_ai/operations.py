@@ -119,11 +119,13 @@ def request_cancel(run_id: str, reason: str = "") -> None:
     """Ask the worker running ``run_id`` to stop at its next check point (run ends cancelled)."""
     store = get_snapshot_store()
     snapshot = load_snapshot(run_id, store)
-    if snapshot.status != "running":
+    # The store only records the request while the run is still running (it may finish
+    # between this read and the write).
+    if snapshot.status != "running" or not store.request_cancel(run_id, reason):
+        status = load_snapshot(run_id, store).status
         raise RunNotRunningError(
-            f'run "{run_id}" is {snapshot.status}, not running: there is nothing to cancel'
+            f'run "{run_id}" is {status}, not running: there is nothing to cancel'
         )
-    store.request_cancel(run_id, reason)
 
 
 def migrate_run(run_id: str, renames: Mapping[str, str], accept_signature: bool = False) -> Any:
@@ -177,11 +179,10 @@ def prune_runs(
 
     A running run is never deleted, whatever ``statuses`` says.
     """
-    from .models import Snapshot
-
     statuses = [s for s in statuses if s != "running"]
     cutoff = timezone.now() - older_than
-    qs = Snapshot.objects.filter(status__in=statuses, saved_at__lt=cutoff)
+    snapshots = _snapshots()
+    qs = snapshots.filter(status__in=statuses, saved_at__lt=cutoff)
     total = qs.count()
     if dry_run or not total:
         return total
@@ -190,16 +191,22 @@ def prune_runs(
         ids = list(qs.order_by("saved_at").values_list("run_id", flat=True)[:batch_size])
         if not ids:
             return done
-        done += Snapshot.objects.filter(run_id__in=ids, status__in=statuses).delete()[0]
+        done += snapshots.filter(run_id__in=ids, status__in=statuses).delete()[0]
         if progress is not None:
             progress(done, total)
 
 
-def stale_runs() -> list[str]:
-    """Running runs whose worker is gone: lease expired, never taken, or holder dead."""
+def _snapshots() -> Any:
+    """``Snapshot`` rows on the database the configured snapshot store uses."""
     from .models import Snapshot
 
-    candidates = Snapshot.objects.running().values_list("run_id", "lease_owner", "lease_expires_at")
+    using = getattr(get_snapshot_store(), "using", None)
+    return Snapshot.objects.using(using) if using else Snapshot.objects.all()
+
+
+def stale_runs() -> list[str]:
+    """Running runs whose worker is gone: lease expired, never taken, or holder dead."""
+    candidates = _snapshots().running().values_list("run_id", "lease_owner", "lease_expires_at")
     now = timezone.now()
     return [
         run_id

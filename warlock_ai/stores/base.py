@@ -41,7 +41,7 @@ class SnapshotStore(ABC):
         return None
 
     def request_cancel(self, run_id: str, reason: str = "") -> bool:
-        """Record that an operator wants the run cancelled; False when there is no such run.
+        """Record that an operator wants the run cancelled; False when it is not running.
 
         The worker learns it from its next fenced write (``save`` returns a
         ``CancelRequest``) and ends the run ``cancelled``; the terminal write clears it.

@@ -78,7 +78,8 @@ class MemorySnapshotStore(SnapshotStore):
 
     def request_cancel(self, run_id: str, reason: str = "") -> bool:
         with self._lock:
-            if run_id not in self._data:
+            text = self._data.get(run_id)
+            if text is None or snapshot_from_json(text).status != "running":
                 return False
             self._cancels[run_id] = CancelRequest(datetime.now(UTC), reason or None)
             return True

@@ -268,7 +268,7 @@ class DatabaseSnapshotStore(SnapshotStore):
             updated = (
                 _model()
                 .objects.using(self.using)
-                .filter(pk=run_id)
+                .filter(pk=run_id, status="running")
                 .update(cancel_requested_at=timezone.now(), cancel_reason=reason or None)
             )
         except DatabaseError as exc:

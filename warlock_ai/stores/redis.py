@@ -54,8 +54,9 @@ CHECKPOINT_PREFIX = "warlock:checkpoint:"
 _URL_DEFAULTS = {"socket_connect_timeout": 5.0, "socket_timeout": 30.0}
 
 _REQUEST_CANCEL = """
--- KEYS[1] the run; ARGV: now_ms, reason. Only an existing run can be asked to cancel.
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+-- KEYS[1] the run; ARGV: now_ms, reason. Only a running run can be asked to cancel.
+local data = redis.call('HGET', KEYS[1], 'data')
+if not data or cjson.decode(data)['status'] ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'cancel_requested_at', ARGV[1], 'cancel_reason', ARGV[2])
 return 1
 """
