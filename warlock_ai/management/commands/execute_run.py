@@ -1,6 +1,12 @@
 from typing import Any
 
-from warlock_ai.management.base import RunCommand
+from warlock_ai.management.base import (
+    RunCommand,
+    add_enqueue_arguments,
+    check_enqueue_options,
+    enqueue,
+    enqueued_line,
+)
 from warlock_ai.operations import execute_flow
 from warlock_ai.registry import registry
 
@@ -9,7 +15,8 @@ class Command(RunCommand):
     help = (
         "Start a registered flow (a workflow defined in an app's flows.py) and run it to the end. "
         "Its snapshot is written after every step, so a killed run can be continued with "
-        "resume_run. Exits with 1 when the run does not complete."
+        "resume_run. Exits with 1 when the run does not complete. With --enqueue the run "
+        "goes to a django-rq worker instead, and the command prints its job id and run id."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -17,11 +24,21 @@ class Command(RunCommand):
         parser.add_argument("--input", default=None, help="the run's input as JSON")
         parser.add_argument("--run-id", default=None, help="run id to use (default: generated)")
         parser.add_argument("--context", default=None, help="per-call context as a JSON object")
+        add_enqueue_arguments(parser, "run it")
 
     def handle(self, *args: Any, **options: Any) -> None:
         definition = registry.find(options["flow"])
         payload = self.parse_json("--input", options["input"])
         context = self.parse_json("--context", options["context"], want_object=True)
+        check_enqueue_options(options)
+        if options["enqueue"]:
+            from warlock_ai.jobs import enqueue_execute
+
+            job = enqueue(
+                enqueue_execute, options["flow"], payload, options["run_id"], options["queue"]
+            )
+            self.stdout.write(enqueued_line(job))
+            return
         handlers = self.progress_handlers()
         if self.verbosity >= 1:
 

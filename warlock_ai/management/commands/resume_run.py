@@ -3,7 +3,13 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from warlock_ai.core.errors import WorkflowDriftError
-from warlock_ai.management.base import RunCommand
+from warlock_ai.management.base import (
+    RunCommand,
+    add_enqueue_arguments,
+    check_enqueue_options,
+    enqueue,
+    enqueued_line,
+)
 from warlock_ai.operations import definition_for, load_snapshot, resume_run
 
 
@@ -11,7 +17,8 @@ class Command(RunCommand):
     help = (
         "Continue a stored run where it stopped, with its registered definition; finished "
         "steps do not run again. A run whose definition changed since it started is refused "
-        "unless --force is given. Exits with 1 when the run does not complete."
+        "unless --force is given. Exits with 1 when the run does not complete. With --enqueue "
+        "a django-rq worker resumes it instead, and the command prints its job id and run id."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -22,12 +29,23 @@ class Command(RunCommand):
             help="resume even though the definition changed (skips the drift check)",
         )
         parser.add_argument("--context", default=None, help="per-call context as a JSON object")
+        add_enqueue_arguments(parser, "resume it")
 
     def handle(self, *args: Any, **options: Any) -> None:
         run_id = options["run_id"]
         context = self.parse_json("--context", options["context"], want_object=True)
+        check_enqueue_options(options)
         snapshot = load_snapshot(run_id)
         definition = definition_for(snapshot)
+        if options["enqueue"]:
+            from warlock_ai.jobs import enqueue_resume
+
+            try:
+                job = enqueue(enqueue_resume, run_id, options["force"], options["queue"])
+            except WorkflowDriftError as exc:
+                raise CommandError(drift_message(run_id, snapshot, exc)) from exc
+            self.stdout.write(enqueued_line(job))
+            return
         if snapshot.status == "completed" and self.verbosity >= 1:
             self.stdout.write(f"run {run_id} already completed; nothing to run")
         elif self.verbosity >= 1:
@@ -46,11 +64,15 @@ class Command(RunCommand):
                 run_id, force=options["force"], context=context, on=self.progress_handlers()
             )
         except WorkflowDriftError as exc:
-            raise CommandError(
-                f'run "{run_id}" was started by another version of {snapshot.name} '
-                f"(saved signature {exc.saved_signature}, current {exc.current_signature}; "
-                f"completed: {', '.join(exc.completed_steps or []) or 'none'}; "
-                f"next: {exc.pending_step or '-'}); discard it and start again, migrate it, "
-                "or resume it with --force if the change is safe"
-            ) from exc
+            raise CommandError(drift_message(run_id, snapshot, exc)) from exc
         self.report(result)
+
+
+def drift_message(run_id: str, snapshot: Any, exc: WorkflowDriftError) -> str:
+    return (
+        f'run "{run_id}" was started by another version of {snapshot.name} '
+        f"(saved signature {exc.saved_signature}, current {exc.current_signature}; "
+        f"completed: {', '.join(exc.completed_steps or []) or 'none'}; "
+        f"next: {exc.pending_step or '-'}); discard it and start again, migrate it, "
+        "or resume it with --force if the change is safe"
+    )

@@ -1,0 +1,55 @@
+import sys
+from typing import Any
+
+from django.core.management.base import CommandError
+
+from warlock_ai.core.errors import AIError
+from warlock_ai.management.base import RunCommand
+from warlock_ai.operations import discard_run, load_snapshot
+
+
+class Command(RunCommand):
+    help = (
+        "Delete the stored snapshots of one or more runs, for good. Every run id is checked "
+        "first: if any is unknown, nothing is deleted. A run whose worker still holds its "
+        "lease is refused (the error names the holder) and kept; the others are deleted. "
+        "Asks for confirmation on a terminal unless --yes is given."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("run_ids", nargs="+", metavar="run_id", help="the runs to delete")
+        parser.add_argument(
+            "--yes", action="store_true", help="do not ask for confirmation (needed in scripts)"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        run_ids = list(dict.fromkeys(options["run_ids"]))
+        snapshots = [load_snapshot(run_id) for run_id in run_ids]  # unknown: nothing deleted
+        if not options["yes"]:
+            self.confirm(snapshots)
+        refused: list[str] = []
+        for snapshot in snapshots:
+            try:
+                discard_run(snapshot.run_id)
+            except AIError as exc:
+                refused.append(exc.message)
+                continue
+            if self.verbosity >= 1:
+                self.stdout.write(f"discarded run {snapshot.run_id} ({snapshot.status})")
+        if len(refused) == 1:
+            raise CommandError(refused[0])
+        if refused:
+            raise CommandError(
+                f"{len(refused)} of {len(run_ids)} runs were not discarded: " + "; ".join(refused)
+            )
+
+    def confirm(self, snapshots: list[Any]) -> None:
+        described = ", ".join(f"{s.run_id} ({s.name}, {s.status})" for s in snapshots)
+        if not sys.stdin.isatty():
+            raise CommandError(
+                f"discard_run deletes {described} for good; pass --yes to confirm "
+                "(stdin is not a terminal, so it cannot ask)"
+            )
+        answer = input(f"Delete {described} for good? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise CommandError("nothing discarded: not confirmed")

@@ -1,0 +1,154 @@
+from datetime import datetime
+from typing import Any
+
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from warlock_ai.management.base import RunCommand
+from warlock_ai.models import Snapshot, Status
+from warlock_ai.operations import stale_runs
+from warlock_ai.registry import KINDS, registry
+from warlock_ai.stores.handler import get_snapshot_store
+
+FIELDS = (
+    "run_id",
+    "kind",
+    "name",
+    "status",
+    "next_step",
+    "started_at",
+    "saved_at",
+    "finished_at",
+    "lease_owner",
+    "lease_expires_at",
+    "cancel_requested_at",
+)
+DEFAULT_LIMIT = 50
+
+
+class Command(RunCommand):
+    help = (
+        "List stored runs, most recently saved first: run id, flow, status, next step, age "
+        "since the last save, and who holds the lease until when. Filters combine. "
+        "--json prints a JSON array with the same fields (ISO 8601 timestamps) for scripts."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--status",
+            default=None,
+            help=f"comma-separated statuses to show: {', '.join(Status.values)}",
+        )
+        parser.add_argument(
+            "--flow", default=None, help="only runs of this flow (kind:name to pick a kind)"
+        )
+        parser.add_argument(
+            "--stale",
+            action="store_true",
+            help="only running runs whose worker is gone (lease expired, or its process on this "
+            "host died): what drain_runs would resume",
+        )
+        parser.add_argument(
+            "--limit",
+            type=int,
+            default=DEFAULT_LIMIT,
+            help=f"show at most N runs (default {DEFAULT_LIMIT}; 0 shows all)",
+        )
+        parser.add_argument("--json", action="store_true", help="print a JSON array")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["limit"] < 0:
+            raise CommandError(f"--limit must be 0 (all) or more, got {options['limit']}")
+        runs = self.queryset(options)
+        total = runs.count()
+        if options["limit"]:
+            runs = runs[: options["limit"]]
+        rows = [self.row(values) for values in runs.values(*FIELDS)]
+        if options["json"]:
+            self.write_json(rows)
+            return
+        if not rows:
+            if self.verbosity >= 1:
+                self.stdout.write("no runs match")
+            return
+        self.write_table(rows)
+        if len(rows) < total:
+            self.stdout.write(f"showing {len(rows)} of {total} runs (--limit 0 shows all)")
+        elif self.verbosity >= 1:
+            self.stdout.write(f"{total} run{'s' if total != 1 else ''}")
+
+    def queryset(self, options: dict[str, Any]) -> Any:
+        store = get_snapshot_store()
+        using = getattr(store, "using", None)
+        if using is None:
+            raise CommandError(
+                "list_runs reads the Snapshot model, but WARLOCK_AI['SNAPSHOT_STORE'] is "
+                f"{store!r}; query that store directly"
+            )
+        runs = Snapshot.objects.using(using)
+        if options["status"] is not None:
+            statuses = self.parse_choices("--status", options["status"], Status.values)
+            runs = runs.filter(status__in=statuses)
+        if options["flow"] is not None:
+            runs = self.for_flow(runs, options["flow"])
+        if options["stale"]:
+            runs = runs.running().filter(pk__in=stale_runs())
+        return runs.order_by("-saved_at", "run_id")
+
+    @staticmethod
+    def for_flow(runs: Any, flow: str) -> Any:
+        """Runs of ``flow``; a name neither registered nor stored is a typo, so refused."""
+        kind, _, name = flow.partition(":") if flow.split(":", 1)[0] in KINDS else ("", "", flow)
+        selected = runs.for_flow(name, kind or None)
+        registered = any(d.name == name and kind in ("", d.kind) for d in registry.all())
+        if not registered and not selected.exists():
+            registry.find(flow)  # raises UnknownFlowError listing the registered flows
+        return selected
+
+    @staticmethod
+    def row(values: dict[str, Any]) -> dict[str, Any]:
+        age = (timezone.now() - values["saved_at"]).total_seconds()
+        return {
+            "run_id": values["run_id"],
+            "flow": values["name"],
+            "kind": values["kind"],
+            "status": values["status"],
+            "next_step": values["next_step"],
+            "age_seconds": round(age, 3),
+            **{field: values[field] for field in FIELDS[5:]},
+        }
+
+    def write_table(self, rows: list[dict[str, Any]]) -> None:
+        header = ("RUN ID", "FLOW", "STATUS", "NEXT STEP", "AGE", "LEASE")
+        table = [header] + [
+            (
+                r["run_id"],
+                r["flow"],
+                r["status"] + (" (cancel requested)" if r["cancel_requested_at"] else ""),
+                r["next_step"] or "-",
+                format_age(r["age_seconds"]),
+                format_lease(r["lease_owner"], r["lease_expires_at"]),
+            )
+            for r in rows
+        ]
+        widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
+        for line in table:
+            cells = (str(cell).ljust(width) for cell, width in zip(line, widths, strict=True))
+            self.stdout.write("  ".join(cells).rstrip())
+
+
+def format_age(seconds: float) -> str:
+    """``45s``, ``12m``, ``3h``, ``4d``: the largest whole unit."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def format_lease(owner: str | None, expires_at: datetime | None) -> str:
+    if not owner:
+        return "-"
+    if expires_at is None or expires_at <= timezone.now():
+        return f"{owner} (expired)"
+    return f"{owner} until {timezone.localtime(expires_at):%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,84 @@
+from typing import Any
+
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from warlock_ai.management.base import RunCommand, parse_duration
+from warlock_ai.models import TERMINAL
+from warlock_ai.operations import prune_runs
+
+PRUNABLE = [str(status) for status in TERMINAL]
+
+
+class Command(RunCommand):
+    help = (
+        "Delete the snapshots of finished runs last saved longer ago than --older-than, in "
+        "batches (--batch-size rows per DELETE), so a large table is never locked for long. "
+        "Only the statuses given are deleted (default: completed); a running run is never "
+        "deleted. --dry-run counts without deleting."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--older-than",
+            required=True,
+            metavar="AGE",
+            help="minimum age since the last save: 30d, 12h, 90m, 45s (or sums such as 1d12h)",
+        )
+        parser.add_argument(
+            "--status",
+            default="completed",
+            help=f"comma-separated statuses to delete (default completed): {', '.join(PRUNABLE)}",
+        )
+        parser.add_argument(
+            "--batch-size", type=int, default=500, help="rows deleted per statement (default 500)"
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="count what would be deleted, delete nothing"
+        )
+        parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        older_than = parse_duration("--older-than", options["older_than"])
+        statuses = self.parse_statuses(options["status"])
+        if options["batch_size"] < 1:
+            raise CommandError(f"--batch-size must be at least 1, got {options['batch_size']}")
+        cutoff = timezone.now() - older_than
+        progress = self.progress_bar("pruning")
+        try:
+            count = prune_runs(
+                older_than,
+                statuses=statuses,
+                batch_size=options["batch_size"],
+                dry_run=options["dry_run"],
+                progress=progress,
+            )
+        finally:
+            if progress is not None:
+                progress.close()
+        if options["json"]:
+            self.write_json(
+                {
+                    "deleted": 0 if options["dry_run"] else count,
+                    "matched": count,
+                    "dry_run": options["dry_run"],
+                    "statuses": statuses,
+                    "saved_before": cutoff,
+                }
+            )
+        elif self.verbosity >= 1:
+            verb = "would delete" if options["dry_run"] else "deleted"
+            runs = "run" if count == 1 else "runs"
+            self.stdout.write(
+                f"{verb} {count} {'/'.join(statuses)} {runs} saved before "
+                f"{timezone.localtime(cutoff).isoformat(timespec='seconds')}"
+            )
+
+    def parse_statuses(self, text: str) -> list[str]:
+        values = [item.strip() for item in text.split(",")]
+        if "running" in values:
+            raise CommandError(
+                "prune_runs never deletes running runs (a worker may still be on them); "
+                "use discard_run RUN_ID for one you know is dead, or drain_runs to finish them"
+            )
+        return self.parse_choices("--status", text, PRUNABLE)
