@@ -1,4 +1,5 @@
-# Development tasks. Needs only python3 (3.11+) and access to PyPI.
+# Development tasks. Needs only python3 (3.11+) and access to PyPI; `make test` also installs
+# redis-server and PostgreSQL with apt when the machine lacks them (see `services`).
 
 PYTHON ?= python3
 VENV = .venv
@@ -8,12 +9,12 @@ STAMP = $(VENV)/.installed
 PYTEST_ARGS ?=
 
 # Django's own checks on the example project: system checks, and models that agree with
-# their migrations. PostgreSQL (pgserver) and Redis are found or started by tests/services.py
-# when the test settings load.
+# their migrations. PostgreSQL 16 (pgserver), PostgreSQL 15 and Redis are found or started by
+# tests/services.py when the test settings load.
 TEST_PREP = $(PY) manage.py check --fail-level WARNING && \
 	$(PY) manage.py makemigrations --check --dry-run
 
-.PHONY: venv lint format test bench demo clean
+.PHONY: venv lint format services test bench demo clean
 
 venv: $(STAMP)
 
@@ -34,7 +35,25 @@ format: venv
 	$(RUFF) format .
 	$(RUFF) check --fix .
 
-test: venv lint
+# What tests/services.py needs to start its private servers and that the machine lacks:
+# redis-server, and PostgreSQL (Debian 12's `postgresql` is 15, without pgvector) when nothing
+# answers on 127.0.0.1:5432 / WARLOCK_TEST_PG15_URL. apt-get as root, else through sudo.
+services: venv
+	@pkgs="$$($(PY) tests/services.py apt-packages)" || exit 1; \
+	[ -z "$$pkgs" ] && exit 0; \
+	if ! command -v apt-get >/dev/null 2>&1; then sudo=none; \
+	elif [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+	else sudo=none; fi; \
+	if [ "$$sudo" = none ]; then \
+		echo "make test needs these packages, not installed: $$pkgs; run \`apt-get install $$pkgs\` as root (or your system's equivalent)" >&2; \
+		exit 1; \
+	fi; \
+	echo "Installing $$pkgs for the tests"; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs
+
+test: venv lint services
 	$(TEST_PREP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 

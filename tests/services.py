@@ -3,34 +3,56 @@
 Importable without Django. Each finder returns a URL, starting the service at most once per
 process and exporting the URL in ``os.environ`` so that child processes (``manage.py`` in crash
 tests) reuse the same server instead of starting their own.
+
+- PostgreSQL 16 + pgvector: ``$WARLOCK_TEST_PG_URL``, else a pgserver of this process.
+- PostgreSQL 15 without pgvector: ``$WARLOCK_TEST_PG15_URL``, else the machine's on
+  127.0.0.1:5432, else a private cluster of this process from the installed server binaries
+  (``/usr/lib/postgresql/*/bin``, Debian's ``postgresql`` package).
+- Redis: ``$WARLOCK_TEST_REDIS_URL``, else the machine's on 127.0.0.1:6379, else a private
+  ``redis-server`` of this process.
+
+``WARLOCK_TEST_PG15_PROBE_URL`` / ``WARLOCK_TEST_REDIS_PROBE_URL`` replace the machine's
+addresses above (point them at a closed port to test the fallbacks on a machine that has the
+services). ``python tests/services.py apt-packages`` prints the Debian packages that are missing
+for the fallbacks (``make services`` installs them).
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import pwd
+import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 PG_URL_ENV = "WARLOCK_TEST_PG_URL"
 PG15_URL_ENV = "WARLOCK_TEST_PG15_URL"
 REDIS_URL_ENV = "WARLOCK_TEST_REDIS_URL"
+# Where the machine's own servers are looked for before a private one is started.
+PG15_PROBE_URL_ENV = "WARLOCK_TEST_PG15_PROBE_URL"
+REDIS_PROBE_URL_ENV = "WARLOCK_TEST_REDIS_PROBE_URL"
 
 DEFAULT_PG15_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+# Debian's layout (postgresql-common): one directory of server binaries per major version.
+PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
 _lock = threading.RLock()
 # Handles kept alive for the whole process: pgserver stops its server when its handle is cleaned up.
 _pgserver: Any = None
 _redis_process: subprocess.Popen[bytes] | None = None
 _checked_pg_urls: set[str] = set()
+_clusters: list[PostgresCluster] = []
 
 
 def postgres_url() -> str:
@@ -96,20 +118,203 @@ def _check_pgvector(url: str, *, source: str) -> None:
 
 
 def postgres15_url() -> str:
-    """URL of the machine's PostgreSQL 15 (no pgvector): ``$WARLOCK_TEST_PG15_URL`` or local."""
+    """URL of a PostgreSQL 15 without pgvector.
+
+    ``$WARLOCK_TEST_PG15_URL``; else the machine's (``$WARLOCK_TEST_PG15_PROBE_URL``, default
+    127.0.0.1:5432) when it answers; else a private cluster started by this process
+    (``start_postgres_cluster()``), its URL exported in ``$WARLOCK_TEST_PG15_URL``.
+    """
+    with _lock:
+        url = os.environ.get(PG15_URL_ENV)
+        if url:
+            error = _pg_error(url)
+            if error is not None:
+                raise RuntimeError(
+                    f"PostgreSQL 15 from ${PG15_URL_ENV} ({url}) does not answer: {error}"
+                )
+            return url
+        probe = _pg15_probe_url()
+        url = probe if _pg_error(probe) is None else start_postgres_cluster().url
+        os.environ[PG15_URL_ENV] = url
+        return url
+
+
+def _pg15_probe_url() -> str:
+    return os.environ.get(PG15_PROBE_URL_ENV) or DEFAULT_PG15_URL
+
+
+def _pg_error(url: str) -> str | None:
+    """None when a PostgreSQL answers at ``url``, else what the connection said."""
     import psycopg
 
-    url = os.environ.get(PG15_URL_ENV) or DEFAULT_PG15_URL
     try:
-        with psycopg.connect(url, connect_timeout=5) as conn:
+        with psycopg.connect(url, connect_timeout=3) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
+        return str(exc).strip() or type(exc).__name__
+    return None
+
+
+def postgres_bin_dirs() -> list[Path]:
+    """Installed PostgreSQL server binaries (initdb, pg_ctl), version 15 first, then newest."""
+    dirs = []
+    for bindir in Path("/").glob(PG_BIN_GLOB.lstrip("/")):
+        match = re.fullmatch(r"\d+", bindir.parent.name)
+        if match and all((bindir / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
+            dirs.append((int(bindir.parent.name), bindir))
+    dirs.sort(key=lambda item: (item[0] != 15, -item[0]))
+    return [bindir for _version, bindir in dirs]
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster: its own data directory and socket in a temp dir, a free
+    port on 127.0.0.1, trust authentication, no durability. Run as the ``postgres`` user (or
+    ``nobody``) when this process is root, since initdb refuses to run as root."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.workdir = Path(tempfile.mkdtemp(prefix="warlock-pg15-"))
+        self.datadir = self.workdir / "data"
+        self.logfile = self.workdir / "postgres.log"
+        self.port = 0
+        self.user: pwd.struct_passwd | None = None
+        if os.geteuid() == 0:
+            self.user = _unprivileged_user()
+            os.chown(self.workdir, self.user.pw_uid, self.user.pw_gid)
+        self.started = False
+        self.owner_pid = os.getpid()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def run(self, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        kwargs: dict[str, Any] = {}
+        env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+        for name in ("PGDATA", "PGPORT", "PGHOST", "PGUSER", "PGDATABASE", "PGOPTIONS"):
+            env.pop(name, None)
+        if self.user is not None:
+            kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
+            env.update(HOME=str(self.workdir), USER=self.user.pw_name, LOGNAME=self.user.pw_name)
+        return subprocess.run(
+            [str(arg) for arg in args],
+            cwd=self.workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            **kwargs,
+        )
+
+    def init(self) -> None:
+        result = self.run(
+            self.bindir / "initdb",
+            *("-D", self.datadir, "-U", "postgres", "-A", "trust", "-E", "UTF8"),
+            "--no-locale",
+            "--no-sync",
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"initdb ({self.bindir}) failed in {self.datadir}: {_last_lines(result)}"
+            )
+        with (self.datadir / "postgresql.conf").open("a") as conf:
+            conf.write(
+                "\n# warlock_ai tests: a private, throwaway server\n"
+                "listen_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.workdir}'\n"
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                "max_connections = 200\n"
+            )
+
+    def start(self) -> None:
+        """Start on a free port (a few tries, in case another process takes it meanwhile)."""
+        for _attempt in range(3):
+            self.port = _free_port()
+            result = self.run(
+                self.bindir / "pg_ctl",
+                *("start", "-w", "-t", "60", "-D", self.datadir, "-l", self.logfile),
+                *("-o", f"-p {self.port}"),
+            )
+            if result.returncode == 0:
+                self.started = True
+                return
+        log = self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
         raise RuntimeError(
-            f"PostgreSQL 15 does not answer at {url}: install and start it "
-            "(`apt-get install postgresql-15`, trust auth for 127.0.0.1) or set "
-            f"{PG15_URL_ENV}. The connection said: {exc}"
-        ) from exc
-    return url
+            f"PostgreSQL ({self.bindir}) did not start in {self.datadir}: "
+            f"{_last_lines(result)} {log[-1000:]}"
+        )
+
+    def stop(self) -> None:
+        if self.started:
+            self.run(self.bindir / "pg_ctl", "stop", "-D", self.datadir, "-m", "immediate", "-w")
+            self.started = False
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def stop_at_exit(self) -> None:
+        # Only the process that started it: a forked child inherits the atexit hooks.
+        if os.getpid() == self.owner_pid:
+            self.stop()
+
+    def query(self, sql: str) -> Any:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute(sql).fetchone()
+        return row[0] if row else None
+
+
+def _unprivileged_user() -> pwd.struct_passwd:
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise RuntimeError(
+        "Running as root and neither a `postgres` nor a `nobody` user exists to own a private "
+        f"PostgreSQL cluster (initdb refuses root); set {PG15_URL_ENV}."
+    )
+
+
+def _last_lines(result: subprocess.CompletedProcess[str], count: int = 5) -> str:
+    lines = (result.stderr or result.stdout or "").strip().splitlines()
+    return " | ".join(lines[-count:]) or f"exit status {result.returncode}"
+
+
+def start_postgres_cluster() -> PostgresCluster:
+    """Start a private PostgreSQL (15 preferred) without pgvector for this process. It is
+    stopped and its directory removed by ``stop()`` or, at the latest, when this process exits."""
+    bindirs = postgres_bin_dirs()
+    if not bindirs:
+        raise RuntimeError(
+            "No PostgreSQL 15 for the tests: nothing answers at "
+            f"{_pg15_probe_url()} and no PostgreSQL server is installed ({PG_BIN_GLOB}). Run "
+            f"`apt-get install postgresql` (make test does) or set {PG15_URL_ENV}."
+        )
+    refused = []
+    for bindir in bindirs:
+        cluster = PostgresCluster(bindir)
+        try:
+            cluster.init()
+            cluster.start()
+            has_vector = cluster.query(
+                "SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'"
+            )
+        except BaseException:
+            cluster.stop()
+            raise
+        if has_vector:
+            cluster.stop()
+            refused.append(str(bindir))
+            continue
+        _clusters.append(cluster)
+        atexit.register(cluster.stop_at_exit)
+        return cluster
+    raise RuntimeError(
+        f"Every installed PostgreSQL ({', '.join(refused)}) has pgvector available; the tests "
+        f"need one without it. Set {PG15_URL_ENV} to a PostgreSQL 15 without pgvector."
+    )
 
 
 def redis_url() -> str:
@@ -120,9 +325,14 @@ def redis_url() -> str:
             if not _redis_answers(url):
                 raise RuntimeError(f"Redis from ${REDIS_URL_ENV} ({url}) does not answer PING.")
             return url
-        url = DEFAULT_REDIS_URL if _redis_answers(DEFAULT_REDIS_URL) else start_redis_server()
+        probe = _redis_probe_url()
+        url = probe if _redis_answers(probe) else start_redis_server()
         os.environ[REDIS_URL_ENV] = url
         return url
+
+
+def _redis_probe_url() -> str:
+    return os.environ.get(REDIS_PROBE_URL_ENV) or DEFAULT_REDIS_URL
 
 
 def _redis_answers(url: str) -> bool:
@@ -144,7 +354,7 @@ def start_redis_server() -> str:
     if binary is None:
         raise RuntimeError(
             "No Redis for the tests: nothing answers at "
-            f"{DEFAULT_REDIS_URL} and `redis-server` is not installed. "
+            f"{_redis_probe_url()} and `redis-server` is not installed. "
             f"Run `apt-get install redis-server` (make test does) or set {REDIS_URL_ENV}."
         )
     workdir = tempfile.mkdtemp(prefix="warlock-redis-")
@@ -248,3 +458,26 @@ def drop_database(pg_url: str, name: str) -> None:
     statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     with psycopg.connect(pg_url, autocommit=True, connect_timeout=5) as conn:
         conn.execute(statement)
+
+
+def missing_apt_packages() -> list[str]:
+    """Debian packages the test suite needs on this machine and that are not installed."""
+    packages = []
+    # Not only a fallback for 127.0.0.1:6379: tests/stores/test_store_outage.py starts and stops
+    # a redis-server of its own, so the binary is needed even when a Redis answers.
+    if shutil.which("redis-server") is None:
+        packages.append("redis-server")
+    # An explicit $WARLOCK_TEST_PG15_URL is used or reported as it is, never replaced.
+    if (
+        not os.environ.get(PG15_URL_ENV)
+        and not postgres_bin_dirs()
+        and _pg_error(_pg15_probe_url()) is not None
+    ):
+        packages.append("postgresql")  # Debian 12: PostgreSQL 15, without pgvector
+    return packages
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["apt-packages"]:
+        sys.exit(f"usage: {sys.argv[0]} apt-packages")
+    print(" ".join(missing_apt_packages()))

@@ -1,4 +1,5 @@
-"""Django settings for the test suite: SQLite as "default", pgserver PostgreSQL as "pg"."""
+"""Django settings for the test suite: SQLite as "default", pgserver PostgreSQL 16 as "pg",
+PostgreSQL 15 without pgvector as "pg15"."""
 
 import atexit
 import shutil
@@ -64,8 +65,9 @@ DATABASES = {
         "TEST": {"NAME": str(_SQLITE_DIR / "test_default.sqlite3")},
     },
     "pg": database_settings(postgres_url()),
-    # The machine's PostgreSQL 15 without pgvector: the stores and the migrations must work
-    # there too (vector parts skipped).
+    # A PostgreSQL 15 without pgvector (the machine's, or a private cluster started from the
+    # installed binaries): the stores and the migrations must work there too (vector parts
+    # skipped).
     "pg15": {**database_settings(postgres15_url()), "TEST": {"NAME": "test_warlock_pg15"}},
 }
 

@@ -52,6 +52,27 @@ def test_postgres15_has_no_pgvector():
     assert available == 0
 
 
+def test_private_postgres_cluster_is_15_without_pgvector():
+    """The fallback when no PostgreSQL 15 answers: a cluster of this process alone, from the
+    installed server binaries, gone once stopped."""
+    cluster = services.start_postgres_cluster()
+    try:
+        assert cluster.workdir.is_dir()
+        assert cluster.url.startswith("postgresql://postgres@127.0.0.1:")
+        assert cluster.url != services.DEFAULT_PG15_URL
+        (version_num,) = _fetch_one(cluster.url, "SHOW server_version_num")
+        (available,) = _fetch_one(
+            cluster.url, "SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'"
+        )
+        assert int(version_num) // 10000 == 15
+        assert available == 0
+    finally:
+        cluster.stop()
+    assert not cluster.workdir.exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(cluster.url, connect_timeout=2).close()
+
+
 def test_redis_answers_and_round_trips(redis_url):
     client = redis.Redis.from_url(redis_url)
     key = f"warlock-test:{uuid.uuid4().hex}"
