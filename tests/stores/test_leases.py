@@ -39,8 +39,10 @@ def close_enough(a: datetime, b: datetime, seconds: float = 2.0) -> bool:
 
 
 def lease_expired(store: Any, run_id: str) -> bool:
+    """Expired with a margin: stores keep expiries at millisecond precision (Redis) and
+    compare strictly, so "expired" must not be decided within the same millisecond."""
     lease = store.lease(run_id)
-    return lease is not None and lease[1] < datetime.now(UTC)
+    return lease is not None and lease[1] + timedelta(milliseconds=20) < datetime.now(UTC)
 
 
 # --- the store rules ----------------------------------------------------------------------
