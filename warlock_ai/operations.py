@@ -222,6 +222,12 @@ def drain_runs(enqueue: bool = False, progress: Progress | None = None) -> list[
     and a run another worker took meanwhile is reported as skipped.
     """
     outcomes: list[tuple[str, str]] = []
+    if enqueue:
+        # Jobs a dead worker took before its run's first snapshot write leave no stale run
+        # behind: put them back on their queue first.
+        from .jobs import requeue_abandoned_jobs
+
+        requeue_abandoned_jobs()
     run_ids = stale_runs()
     for index, run_id in enumerate(run_ids, start=1):
         outcomes.append((run_id, _drain_one(run_id, enqueue)))
@@ -231,12 +237,11 @@ def drain_runs(enqueue: bool = False, progress: Progress | None = None) -> list[
 
 
 def _drain_one(run_id: str, enqueue: bool) -> str:
-    if enqueue:
-        from .jobs import enqueue_resume
-
-        job = enqueue_resume(run_id)
-        return f"enqueued as job {job.id}"
     try:
+        if enqueue:
+            from .jobs import enqueue_resume
+
+            return f"enqueued as job {enqueue_resume(run_id).id}"
         result = resume_run(run_id)
     except LeaseHeldError as exc:
         return f"skipped: {exc.message}"

@@ -1,0 +1,22 @@
+"""Settings of the ``manage.py`` children of the rq worker tests and of the rq benchmark.
+
+The example project (database from ``$WARLOCK_DB_URL``) plus django-rq and a small app of test
+flows (``flows_app``). Each test run has its own queue, ``$WARLOCK_TEST_RQ_QUEUE``, on the
+Redis of ``$WARLOCK_TEST_RQ_URL``.
+"""
+
+import os
+
+from example_project.settings import *  # noqa: F403
+from example_project.settings import INSTALLED_APPS
+
+INSTALLED_APPS = [*INSTALLED_APPS, "django_rq", "tests.workers.flows_app"]
+
+RQ_QUEUE = os.environ.get("WARLOCK_TEST_RQ_QUEUE", "default")
+RQ_QUEUES = {
+    RQ_QUEUE: {
+        "URL": os.environ.get("WARLOCK_TEST_RQ_URL", "redis://127.0.0.1:6379/13"),
+        "DEFAULT_TIMEOUT": 600,
+    }
+}
+WARLOCK_AI = {"RQ_QUEUE": RQ_QUEUE}
