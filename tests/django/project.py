@@ -213,3 +213,17 @@ def feed_skus(path: str | os.PathLike[str] = FEED) -> set[str]:
 
 def completed_steps(row: dict[str, Any]) -> list[str]:
     return [name for name, record in row["steps"].items() if record.get("status") == "completed"]
+
+
+def assert_refused(result, *fragments: str) -> str:
+    """Exit code 1, exactly one line on stderr, ``error: ...``, no traceback anywhere."""
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, describe(result)
+    assert result.returncode == 1, describe(result)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, describe(result)
+    (line,) = lines
+    assert line.startswith("error: "), describe(result)
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    return line

@@ -26,6 +26,7 @@ from tests.django.project import (
     FEED,
     FLOW,
     REPO_ROOT,
+    assert_refused,
     describe,
     execute_in_shell,
     feed_skus,
@@ -90,20 +91,6 @@ def project(fresh_project_db, template):
     assert fresh_project_db["vendor"] == "sqlite"
     shutil.copyfile(template, urlsplit(fresh_project_db["url"]).path)
     return fresh_project_db
-
-
-def assert_refused(result, *fragments: str) -> str:
-    """Exit code 1, exactly one line on stderr, ``error: ...``, no traceback anywhere."""
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output, describe(result)
-    assert result.returncode == 1, describe(result)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, describe(result)
-    (line,) = lines
-    assert line.startswith("error: "), describe(result)
-    for fragment in fragments:
-        assert fragment in line, f"{fragment!r} not in {line!r}"
-    return line
 
 
 # --- refused commands (real manage.py) -----------------------------------------------------
