@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.apps import apps
+from django.conf import settings
 from django.utils import timezone
 
+from .conf import warlock_settings
 from .core.errors import AIError, LeaseHeldError, WorkflowError
 from .core.leases import owner_is_dead
 from .core.workflow import check_run_id
@@ -19,6 +23,17 @@ from .stores.handler import get_snapshot_store
 logger = logging.getLogger("warlock_ai.operations")
 
 Progress = Callable[[int, int], Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an operation did, in one line; ``ok`` is False when the run itself failed."""
+
+    message: str
+    ok: bool = True
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class UnknownRunError(WorkflowError, LookupError):
@@ -37,6 +52,12 @@ class RunNotRunningError(WorkflowError):
     """The operation needs a running run."""
 
     default_code = "RUN_NOT_RUNNING"
+
+
+class RunCompletedError(WorkflowError):
+    """The operation needs a run that has not completed."""
+
+    default_code = "RUN_COMPLETED"
 
 
 class MigrationError(WorkflowError):
@@ -79,6 +100,64 @@ def resume_run(run_id: str, *, force: bool = False, **options: Any) -> Any:
     """Resume a stored run with its registered definition (drift checked unless ``force``)."""
     snapshot = load_snapshot(run_id)
     return definition_for(snapshot).resume(run_id, force=force, **options)
+
+
+def rq_configured() -> bool:
+    """django-rq is installed and ``WARLOCK_AI["RQ_QUEUE"]`` is one of its ``RQ_QUEUES``."""
+    queues = getattr(settings, "RQ_QUEUES", None) or {}
+    return apps.is_installed("django_rq") and warlock_settings.RQ_QUEUE in queues
+
+
+def start_resume(run_id: str, *, force: bool = False, enqueue: bool | None = None) -> Outcome:
+    """Resume a run on a django-rq worker (when rq is configured, or ``enqueue``) or inline;
+    returns a one-line outcome. A completed run, a live lease and (unless ``force``) drift
+    are refused with an ``AIError`` before anything runs or is enqueued."""
+    store = get_snapshot_store()
+    snapshot = load_snapshot(run_id, store)
+    if snapshot.status == "completed":
+        raise RunCompletedError(f'run "{run_id}" is already completed: there is nothing to resume')
+    definition = definition_for(snapshot)
+    if not force:
+        definition.check_drift(snapshot)
+    _refuse_live_lease(run_id, store, "resume")
+    if rq_configured() if enqueue is None else enqueue:
+        from .jobs import enqueue_resume
+
+        job = enqueue_resume(run_id, force=force)
+        return Outcome(f'run "{run_id}" enqueued as job {job.id}: a worker resumes it')
+    return describe_result(run_id, definition.resume(run_id, force=force))
+
+
+def restart_run(run_id: str, *, enqueue: bool | None = None) -> Outcome:
+    """Discard a run and start it again from scratch with the same input and run id.
+
+    If the new start cannot even be enqueued, the discarded snapshot is put back.
+    """
+    store = get_snapshot_store()
+    snapshot = load_snapshot(run_id, store)
+    definition = definition_for(snapshot)
+    _refuse_live_lease(run_id, store, "restart")
+    store.delete(run_id)
+    if not (rq_configured() if enqueue is None else enqueue):
+        return describe_result(run_id, definition.execute(snapshot.input, run_id=run_id))
+    from .jobs import enqueue_execute
+
+    try:
+        job = enqueue_execute(f"{definition.kind}:{definition.name}", snapshot.input, run_id)
+    except BaseException:
+        store.save(snapshot)
+        raise
+    return Outcome(f'run "{run_id}" enqueued again from scratch as job {job.id}')
+
+
+def describe_result(run_id: str, result: Any) -> Outcome:
+    """A run's result in one line: its status, duration and error."""
+    report = result.report
+    seconds = getattr(report, "duration_ms", 0) / 1000
+    text = f'run "{run_id}" {report.status} in {seconds:.1f} s'
+    if result.error is not None:
+        text += f": {result.error.message}"
+    return Outcome(text, ok=result.error is None)
 
 
 def live_lease(run_id: str, store: Any = None) -> tuple[str, Any] | None:
@@ -128,29 +207,25 @@ def request_cancel(run_id: str, reason: str = "") -> None:
         )
 
 
-def migrate_run(run_id: str, renames: Mapping[str, str], accept_signature: bool = False) -> Any:
-    """The seed's manual migration: rename step records, optionally accept the current
-    signature. A mapping that does not fit is refused and nothing is saved."""
+def migrate_run(
+    run_id: str,
+    renames: Mapping[str, str],
+    accept_signature: bool = False,
+    drop: Iterable[str] = (),
+) -> Any:
+    """The seed's manual migration: rename step records (and drop the ones in ``drop``),
+    optionally accept the current signature. A mapping that does not fit is refused and
+    nothing is saved."""
     store = get_snapshot_store()
     snapshot = load_snapshot(run_id, store)
     definition = definition_for(snapshot)
-    current_steps = {step.name for step in _all_steps(definition)}
-    steps = dict(snapshot.steps)
-    for old, new in renames.items():
-        if old not in steps:
-            known = ", ".join(steps) or "none"
-            raise MigrationError(f'run "{run_id}" has no step "{old}" to rename (it has: {known})')
-        if new not in current_steps:
-            known = ", ".join(sorted(current_steps))
-            raise MigrationError(
-                f'"{new}" is not a step of {definition.name} '
-                f"version {definition.version or '-'} (its steps: {known})"
-            )
-        if new in steps and new not in renames:
-            raise MigrationError(f'run "{run_id}" already has a step "{new}"')
+    drop = set(drop)
+    _check_mapping(snapshot, definition, renames, drop)
     _refuse_live_lease(run_id, store, "migrate")
+    steps = {n: r for n, r in snapshot.steps.items() if n not in drop}
     renamed = {renames.get(name, name): record for name, record in steps.items()}
-    changes: dict[str, Any] = {"steps": renamed, "next": renames.get(snapshot.next, snapshot.next)}
+    pending = None if snapshot.next in drop else renames.get(snapshot.next, snapshot.next)
+    changes: dict[str, Any] = {"steps": renamed, "next": pending}
     if accept_signature:
         changes.update(
             signature=definition.signature,
@@ -160,6 +235,40 @@ def migrate_run(run_id: str, renames: Mapping[str, str], accept_signature: bool 
     migrated = dataclasses.replace(snapshot, **changes)
     store.save(migrated)
     return migrated
+
+
+def migratable_steps(snapshot: Any) -> list[str]:
+    """The stored step names a migration maps: recorded steps, then the pending one."""
+    names = list(snapshot.steps)
+    if snapshot.next and snapshot.next not in names:
+        names.append(snapshot.next)
+    return names
+
+
+def current_step_names(definition: Any) -> list[str]:
+    """Every step name of ``definition`` (parallel children included), in order."""
+    return [step.name for step in _all_steps(definition)]
+
+
+def _check_mapping(snapshot: Any, definition: Any, renames: Mapping[str, str], drop: set) -> None:
+    run_id, stored = snapshot.run_id, migratable_steps(snapshot)
+    current = set(current_step_names(definition))
+    for old in [*renames, *drop]:
+        if old not in stored:
+            known = ", ".join(stored) or "none"
+            raise MigrationError(f'run "{run_id}" has no step "{old}" to migrate (it has: {known})')
+    targets: dict[str, str] = {}
+    for old, new in renames.items():
+        if new not in current:
+            raise MigrationError(
+                f'"{new}" is not a step of {definition.name} '
+                f"version {definition.version or '-'} (its steps: {', '.join(sorted(current))})"
+            )
+        if new in targets:
+            raise MigrationError(f'steps "{targets[new]}" and "{old}" are both mapped to "{new}"')
+        targets[new] = old
+        if new in snapshot.steps and new not in renames and new not in drop:
+            raise MigrationError(f'run "{run_id}" already has a step "{new}"')
 
 
 def _all_steps(definition: Any) -> Iterable[Any]:
@@ -181,7 +290,7 @@ def prune_runs(
     """
     statuses = [s for s in statuses if s != "running"]
     cutoff = timezone.now() - older_than
-    snapshots = _snapshots()
+    snapshots = snapshot_rows()
     qs = snapshots.filter(status__in=statuses, saved_at__lt=cutoff)
     total = qs.count()
     if dry_run or not total:
@@ -196,7 +305,7 @@ def prune_runs(
             progress(done, total)
 
 
-def _snapshots() -> Any:
+def snapshot_rows() -> Any:
     """``Snapshot`` rows on the database the configured snapshot store uses."""
     from .models import Snapshot
 
@@ -206,7 +315,7 @@ def _snapshots() -> Any:
 
 def stale_runs() -> list[str]:
     """Running runs whose worker is gone: lease expired, never taken, or holder dead."""
-    candidates = _snapshots().running().values_list("run_id", "lease_owner", "lease_expires_at")
+    candidates = snapshot_rows().running().values_list("run_id", "lease_owner", "lease_expires_at")
     now = timezone.now()
     return [
         run_id

@@ -66,6 +66,10 @@ class FlowRegistry:
         except KeyError:
             raise self._unknown(name, kind) from None
 
+    def lookup(self, kind: str, name: str) -> Any | None:
+        """The definition registered as ``(kind, name)``, or None."""
+        return self._flows.get((kind, name))
+
     def find(self, name: str) -> Any:
         """Look a flow up by name (``kind:name`` picks one when two kinds share a name)."""
         if ":" in name and name.split(":", 1)[0] in KINDS:
