@@ -101,3 +101,16 @@ def test_errors_survive_deepcopy():
     copied = copy.deepcopy(err)
     assert type(copied) is ai.WorkflowDriftError
     assert (copied.saved_signature, copied.run_id) == ("a", "r")
+
+
+def test_a_rebuilt_error_gives_back_exactly_what_was_stored():
+    from warlock_ai.core.errors import StepFailedError
+
+    original = StepFailedError(
+        "step failed", step_name="x", attempts=1, cause=to_ai_error(ValueError("no price"))
+    ).to_dict()
+    original["from_another_version"] = {"kept": True}
+    rebuilt = error_from_dict(original)
+    assert isinstance(rebuilt, StepFailedError)
+    assert rebuilt.to_dict() == original
+    assert rebuilt.to_dict()["cause"]["cause"] == {"name": "ValueError", "message": "no price"}

@@ -52,6 +52,8 @@ class AIError(Exception):
     default_category: ClassVar[str] = "unknown"
     #: Extra attributes serialised with the error (subclasses extend this).
     fields: ClassVar[tuple[str, ...]] = ()
+    #: The dict an error was rebuilt from (``error_from_dict``); ``to_dict`` returns it.
+    _stored: dict[str, Any] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -87,7 +89,9 @@ class AIError(Exception):
         return type(self).__name__
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form stored in snapshots."""
+        """The JSON form stored in snapshots (a rebuilt error gives back what was stored)."""
+        if self._stored is not None:
+            return dict(self._stored)
         data: dict[str, Any] = {
             "name": self.name,
             "code": self.code,
@@ -124,11 +128,16 @@ def _rebuild(cls: type[AIError], data: dict[str, Any]) -> AIError:
 
 
 def error_from_dict(data: dict[str, Any], default: type[AIError] | None = None) -> AIError:
-    """Rebuild an error stored by :meth:`AIError.to_dict` (unknown names become ``AIError``)."""
+    """Rebuild an error stored by :meth:`AIError.to_dict` (unknown names become ``AIError``).
+
+    The rebuilt error keeps the stored dict, so saving a loaded snapshot again (migrate,
+    restore) writes back exactly what was there: a plain exception's name in a ``cause``, or
+    fields of an error class this process does not know, are not lost.
+    """
     cls = _REGISTRY.get(data.get("name", ""), default or AIError)
     fields = {k: data[k] for k in cls.fields if k in data}
     cause = data.get("cause")
-    return cls(
+    error = cls(
         data.get("message", ""),
         code=data.get("code"),
         category=data.get("category"),
@@ -136,6 +145,8 @@ def error_from_dict(data: dict[str, Any], default: type[AIError] | None = None) 
         cause=error_from_dict(cause) if isinstance(cause, dict) else None,
         **fields,
     )
+    error._stored = dict(data)
+    return error
 
 
 def to_ai_error(err: BaseException, wrap_as: type[AIError] | None = None) -> AIError:
