@@ -205,9 +205,17 @@ def _live_job(rq_queue: Queue, job_id: str) -> Job | None:
     if job is None:
         return None
     status = job.get_status(refresh=False)  # a str enum: equal to "queued" etc.
-    if status in _WAITING or (status == "started" and _workers_of(job, alive=True)):
+    if status in _WAITING and (status != "queued" or _in_its_queue(rq_queue, job)):
+        return job
+    if status == "started" and _workers_of(job, alive=True):
         return job
     return None
+
+
+def _in_its_queue(rq_queue: Queue, job: Job) -> bool:
+    """A "queued" job whose queue no longer lists it (emptied, flushed) will never run."""
+    key = f"{rq_queue.redis_queue_namespace_prefix}{job.origin}"
+    return rq_queue.connection.lpos(key, job.id) is not None
 
 
 # --- workers that died --------------------------------------------------------------------

@@ -6,8 +6,6 @@ no worker runs here except through a synchronous queue (``ASYNC: False``).
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.db import transaction
 from rq.job import JOB_ID_PATTERN
@@ -32,27 +30,6 @@ def flow():
     definition = registry.register(ai.workflow(name=FLOW, steps=[ai.step("only", noop)]))
     yield definition
     registry.unregister("workflow", FLOW)
-
-
-@pytest.fixture
-def queue_name(settings, redis_url):
-    """A queue of this test on the workers' Redis database; its keys, and the jobs of run ids
-    that start with its name, removed afterwards."""
-    import redis
-
-    from tests.workers.harness import worker_redis_url
-
-    token = "wt" + uuid.uuid4().hex[:10]
-    url = worker_redis_url(redis_url)
-    settings.RQ_QUEUES = {token: {"URL": url}}
-    settings.WARLOCK_AI = {"RQ_QUEUE": token}
-    yield token
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"*{token}*"))
-    if keys:
-        client.delete(*keys)
-    client.srem("rq:queues", f"rq:queue:{token}")
-    client.close()
 
 
 def queued(name: str) -> list[str]:
@@ -152,3 +129,16 @@ def test_execute_job_delivered_again_resumes_nothing_finished(flow, queue_name):
         "outcome": "nothing to run",
     }
     assert jobs.resume_job(rid)["outcome"] == "nothing to run"
+
+
+def test_a_queued_job_missing_from_its_queue_does_not_block_the_run(flow, queue_name):
+    import django_rq
+
+    rid = f"{queue_name}-1"
+    first = jobs.enqueue_execute(FLOW, None, run_id=rid)
+    queue = django_rq.get_queue(queue_name)
+    queue.connection.delete(queue.key)  # the list is gone (flushed by hand); the job hash stays
+    assert queue.fetch_job(first.id).get_status() == "queued"
+    again = jobs.enqueue_execute(FLOW, None, run_id=rid)
+    assert again.id == first.id
+    assert queued(queue_name) == [first.id]
