@@ -460,6 +460,9 @@ def drop_database(pg_url: str, name: str) -> None:
         conn.execute(statement)
 
 
+CHROMIUM = os.environ.get("WARLOCK_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
 def missing_apt_packages() -> list[str]:
     """Debian packages the test suite needs on this machine and that are not installed."""
     packages = []
@@ -474,6 +477,10 @@ def missing_apt_packages() -> list[str]:
         and _pg_error(_pg15_probe_url()) is not None
     ):
         packages.append("postgresql")  # Debian 12: PostgreSQL 15, without pgvector
+    # The admin's browser tests drive Debian's Chromium through Playwright (never
+    # `playwright install`, which downloads a browser).
+    if not os.path.exists(CHROMIUM):
+        packages.append("chromium")
     return packages
 
 
