@@ -114,6 +114,22 @@ class CheckpointQuerySet(models.QuerySet):
     def for_session(self, name: str, session_id: str) -> CheckpointQuerySet:
         return self.filter(orchestrator_name=name, session_id=session_id)
 
+    def latest_turns(self) -> CheckpointQuerySet:
+        """One row per session, its latest turn, annotated with ``turn_count``.
+
+        Both are correlated subqueries served by the unique index, so listing sessions is one
+        query however many there are; the count is not ``turn_index + 1`` once pruned.
+        """
+        session = self.model._default_manager.filter(
+            orchestrator_name=models.OuterRef("orchestrator_name"),
+            session_id=models.OuterRef("session_id"),
+        ).order_by()
+        last = session.order_by("-turn_index").values("turn_index")[:1]
+        count = session.values("orchestrator_name", "session_id").annotate(n=models.Count("pk"))
+        return self.filter(turn_index=models.Subquery(last)).annotate(
+            turn_count=models.Subquery(count.values("n"))
+        )
+
     def update(self, **kwargs: Any) -> int:
         raise CheckpointConflictError(
             "checkpoints are append-only: QuerySet.update() is refused; save a new turn instead"
