@@ -64,3 +64,13 @@ def fresh_project_db(
 
 def _project_db(vendor: str, url: str, env: dict[str, str]) -> dict[str, Any]:
     return {"vendor": vendor, "url": url, "env": {**env, "WARLOCK_DB_URL": url}}
+
+
+@pytest.fixture
+def runs(transactional_db: None) -> Iterator[Any]:
+    """Real runs on the ORM store for the admin tests (see tests/django/admin_runs.py)."""
+    from tests.django.admin_runs import RunFactory
+
+    factory = RunFactory()
+    yield factory
+    factory.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,3 +19,27 @@ def project(fresh_project_db, redis_url, tmp_path) -> Iterator[Project]:
         yield project
     finally:
         project.cleanup()
+
+
+@pytest.fixture
+def queue_name(settings, redis_url):
+    """A queue of this test on the workers' Redis database; its keys, and the jobs of run ids
+    that start with its name, removed afterwards."""
+    import redis
+
+    from tests.workers.harness import worker_redis_url
+
+    token = "wt" + uuid.uuid4().hex[:10]
+    url = worker_redis_url(redis_url)
+    settings.RQ_QUEUES = {token: {"URL": url}}
+    settings.WARLOCK_AI = {"RQ_QUEUE": token}
+    yield token
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"*{token}*"))
+    keys += [
+        k for k in client.scan_iter(match="rq:job:*") if client.hget(k, "origin") == token.encode()
+    ]
+    if keys:
+        client.delete(*keys)
+    client.srem("rq:queues", f"rq:queue:{token}")
+    client.close()

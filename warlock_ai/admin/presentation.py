@@ -1,0 +1,174 @@
+"""What the runs admin shows, computed from a ``Snapshot`` row without extra queries:
+the definition verdict (current, drifted, unregistered), the lease, the step timeline and
+formatted JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+from django.utils.timesince import timesince, timeuntil
+
+from ..core.drift import DefinitionDiff, diff_definitions
+from ..core.leases import owner_is_dead
+from ..core.snapshots import parse_iso
+from ..registry import registry
+
+CURRENT, DRIFTED, UNREGISTERED = "current", "drifted", "unregistered"
+#: Larger JSON documents are cut in the page (the full value stays in the database).
+JSON_DISPLAY_LIMIT = 200_000
+
+
+def definition_of(row: Any) -> Any | None:
+    return registry.lookup(row.kind, row.name)
+
+
+def verdict(row: Any) -> str:
+    """Whether the run was written by the definition registered now."""
+    definition = definition_of(row)
+    if definition is None:
+        return UNREGISTERED
+    return CURRENT if definition.signature == row.signature else DRIFTED
+
+
+def drift_diff(row: Any) -> DefinitionDiff | None:
+    """What changed between the run's stored definition and the registered one."""
+    definition = definition_of(row)
+    if definition is None or definition.signature == row.signature:
+        return None
+    return diff_definitions(row.fingerprint, definition.fingerprint)
+
+
+def step_lists(row: Any) -> tuple[list[str], list[str]]:
+    """Top-level step names of the stored definition and of the current one."""
+    definition = definition_of(row)
+    stored = [s["n"] for s in (row.fingerprint or {}).get("s") or []]
+    current = [s["n"] for s in (definition.fingerprint.get("s") or [])] if definition else []
+    return stored, current
+
+
+@dataclass(frozen=True)
+class Lease:
+    owner: str | None
+    expires_at: datetime | None
+    state: str  # "live", "expired", "dead", "none"
+
+    @property
+    def blocks(self) -> bool:
+        """A live worker holds the run: resume and discard must wait."""
+        return self.state == "live"
+
+    def when(self) -> str:
+        """The expiry relative to now: "4 minutes left", "1 hour ago"."""
+        if self.expires_at is None:
+            return ""
+        now = timezone.now()
+        if self.expires_at >= now:
+            return f"{timeuntil(self.expires_at, now)} left"
+        return f"{timesince(self.expires_at, now)} ago"
+
+    def describe(self) -> str:
+        if self.state == "none":
+            return "no worker holds this run"
+        until = self.expires_at.strftime("%Y-%m-%d %H:%M:%S %Z") if self.expires_at else "?"
+        return {
+            "live": f"held by worker {self.owner} until {until}",
+            "expired": f"expired at {until} (worker {self.owner} is gone or stuck)",
+            "dead": f"worker {self.owner} is dead (its process is gone on this host)",
+        }[self.state]
+
+
+def lease_of(row: Any, now: datetime | None = None) -> Lease:
+    if not row.lease_owner or row.status != "running":
+        return Lease(None, None, "none")
+    now = now or timezone.now()
+    if row.lease_expires_at is None or row.lease_expires_at < now:
+        return Lease(row.lease_owner, row.lease_expires_at, "expired")
+    if owner_is_dead(row.lease_owner):
+        return Lease(row.lease_owner, row.lease_expires_at, "dead")
+    return Lease(row.lease_owner, row.lease_expires_at, "live")
+
+
+@dataclass
+class TimelineStep:
+    """One step record as the detail page draws it, with its bar on the run's time axis."""
+
+    name: str
+    status: str
+    started_at: datetime | None
+    duration_ms: float
+    attempts: int
+    error: dict[str, Any] | None
+    attempt_history: list[dict[str, Any]]
+    output: Any
+    children: list[TimelineStep] = field(default_factory=list)
+    offset: float = 0.0  # percent of the run's span
+    width: float = 0.0
+
+    @property
+    def error_message(self) -> str:
+        return (self.error or {}).get("message") or ""
+
+    @property
+    def output_json(self) -> str:
+        return pretty_json(self.output)
+
+
+def timeline(row: Any) -> list[TimelineStep]:
+    """Top-level step records in the order they started, parallel children nested."""
+    records: dict[str, Any] = row.steps or {}
+    children = {c for r in records.values() for c in (r.get("children") or ())}
+    steps = [_step(name, records) for name in records if name not in children]
+    steps.sort(key=lambda s: (s.started_at is None, s.started_at or timezone.now()))
+    _place(steps, row.started_at, _end_of(row, steps))
+    return steps
+
+
+def _step(name: str, records: dict[str, Any]) -> TimelineStep:
+    data = records[name]
+    status = "skipped" if data.get("skipped") else data.get("status", "?")
+    return TimelineStep(
+        name=name,
+        status=status,
+        started_at=parse_iso(data.get("started_at")),
+        duration_ms=float(data.get("duration_ms") or 0),
+        attempts=int(data.get("attempts") or 0),
+        error=data.get("error"),
+        attempt_history=list(data.get("attempt_history") or ()),
+        output=data.get("output"),
+        children=[_step(c, records) for c in data.get("children") or () if c in records],
+    )
+
+
+def _end_of(row: Any, steps: list[TimelineStep]) -> datetime:
+    ends = [s.started_at + timedelta(milliseconds=s.duration_ms) for s in steps if s.started_at]
+    return max([row.saved_at, *ends])
+
+
+def _place(steps: list[TimelineStep], start: datetime, end: datetime) -> None:
+    span = max((end - start).total_seconds(), 1e-3)
+    for step in steps:
+        if step.started_at is not None:
+            step.offset = min(max((step.started_at - start).total_seconds() / span, 0), 1) * 100
+            step.width = max(step.duration_ms / 1000 / span * 100, 0.5)
+            step.width = min(step.width, 100 - step.offset)
+        _place(step.children, start, end)
+
+
+def pretty_json(value: Any) -> str:
+    """Indented JSON for reading; very large documents are cut with a note."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=repr)
+    if len(text) <= JSON_DISPLAY_LIMIT:
+        return text
+    return text[:JSON_DISPLAY_LIMIT] + f"\n… cut: {len(text):,} characters in all"
+
+
+def error_fields(error: dict[str, Any] | None) -> str:
+    """A stored error's diagnostic fields (everything but name, code, category, message)."""
+    rest = {
+        k: v for k, v in (error or {}).items() if k not in ("name", "code", "category", "message")
+    }
+    return pretty_json(rest) if rest else ""
