@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -58,6 +59,12 @@ class RunCompletedError(WorkflowError):
     """The operation needs a run that has not completed."""
 
     default_code = "RUN_COMPLETED"
+
+
+class QueueUnavailableError(WorkflowError):
+    """django-rq is configured but the job could not be enqueued (Redis down, ...)."""
+
+    default_code = "QUEUE_UNAVAILABLE"
 
 
 class MigrationError(WorkflowError):
@@ -123,7 +130,8 @@ def start_resume(run_id: str, *, force: bool = False, enqueue: bool | None = Non
     if rq_configured() if enqueue is None else enqueue:
         from .jobs import enqueue_resume
 
-        job = enqueue_resume(run_id, force=force)
+        with _enqueueing(run_id):
+            job = enqueue_resume(run_id, force=force)
         return Outcome(f'run "{run_id}" enqueued as job {job.id}: a worker resumes it')
     return describe_result(run_id, definition.resume(run_id, force=force))
 
@@ -143,11 +151,27 @@ def restart_run(run_id: str, *, enqueue: bool | None = None) -> Outcome:
     from .jobs import enqueue_execute
 
     try:
-        job = enqueue_execute(f"{definition.kind}:{definition.name}", snapshot.input, run_id)
+        with _enqueueing(run_id):
+            job = enqueue_execute(f"{definition.kind}:{definition.name}", snapshot.input, run_id)
     except BaseException:
         store.save(snapshot)
         raise
     return Outcome(f'run "{run_id}" enqueued again from scratch as job {job.id}')
+
+
+@contextmanager
+def _enqueueing(run_id: str) -> Iterator[None]:
+    """Turn a queue failure into one clear error (a refusal by the jobs layer passes as is)."""
+    try:
+        yield
+    except AIError:
+        raise
+    except Exception as exc:
+        queue = warlock_settings.RQ_QUEUE
+        raise QueueUnavailableError(
+            f'could not enqueue run "{run_id}" on the django-rq queue "{queue}": '
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def describe_result(run_id: str, result: Any) -> Outcome:
