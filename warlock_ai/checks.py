@@ -241,3 +241,27 @@ def _w003(alias: str, problem: str, hint: str) -> CheckWarning:
         hint=hint or "Keep the cache on a PostgreSQL database with pgvector.",
         id="warlock_ai.W003",
     )
+
+
+@register(TAG)
+def check_rq_queue(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """django-rq is installed but the queue runs are enqueued on is not one of its queues."""
+    from django.apps import apps
+
+    if not apps.is_installed("django_rq"):
+        return []
+    queue = warlock_settings.RQ_QUEUE
+    queues = getattr(settings, "RQ_QUEUES", None) or {}
+    if queue in queues:
+        return []
+    known = ", ".join(sorted(queues)) or "none"
+    return [
+        CheckWarning(
+            f'{_setting("RQ_QUEUE")} is "{queue}", which is not in settings.RQ_QUEUES '
+            f"(it has: {known})",
+            hint="Add the queue to RQ_QUEUES or set WARLOCK_AI['RQ_QUEUE'] to one of them; "
+            "until then enqueue_execute/enqueue_resume fail and the admin resumes runs "
+            f"inline, in the web request; {DOCS}.",
+            id="warlock_ai.W006",
+        )
+    ]

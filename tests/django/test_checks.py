@@ -200,3 +200,21 @@ def test_w005_when_the_database_cannot_be_inspected(monkeypatch):
     monkeypatch.setattr(vector, "pgvector_installed", down)
     message = only(run(databases=["pg"], CACHE=pgvector_cache(using="pg")), "warlock_ai.W005")
     assert "connection refused" in message.msg
+
+
+def rq_messages():
+    return [m for m in checks.run_checks(tags=["warlock_ai"]) if m.id == "warlock_ai.W006"]
+
+
+def test_w006_rq_queue_missing_from_rq_queues(settings):
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "django_rq"]
+    settings.RQ_QUEUES = {"high": {"URL": "redis://127.0.0.1:6379/0"}}
+    (message,) = rq_messages()
+    assert '"default", which is not in settings.RQ_QUEUES (it has: high)' in message.msg
+    settings.WARLOCK_AI = {"RQ_QUEUE": "high"}
+    assert rq_messages() == []
+
+
+def test_w006_quiet_without_django_rq(settings):
+    settings.RQ_QUEUES = {}
+    assert rq_messages() == []
