@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import IntegrityError, models, router, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -46,6 +46,27 @@ class SnapshotQuerySet(models.QuerySet):
     def for_flow(self, name: str, kind: str | None = None) -> SnapshotQuerySet:
         qs = self.filter(name=name)
         return qs.filter(kind=kind) if kind else qs
+
+    def flow_names(self) -> list[str]:
+        """Every stored flow name, in order, ignoring this queryset's filters.
+
+        A recursive query that jumps from one name to the next through the ``(name, status)``
+        index: its cost grows with the number of flows, not of runs (a plain ``DISTINCT``
+        reads all 100,000 rows of a large table).
+        """
+        connection = connections[self.db]
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        name = connection.ops.quote_name("name")
+        sql = (
+            f"WITH RECURSIVE flows(flow) AS ("
+            f"SELECT MIN({name}) FROM {table} "
+            f"UNION ALL SELECT (SELECT MIN({name}) FROM {table} WHERE {name} > flows.flow) "
+            f"FROM flows WHERE flows.flow IS NOT NULL) "
+            f"SELECT flow FROM flows WHERE flow IS NOT NULL"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            return [row[0] for row in cursor.fetchall()]
 
     def stale(self, now: Any = None) -> SnapshotQuerySet:
         """Running runs whose worker's lease expired (or that never had one): a worker died."""

@@ -19,21 +19,23 @@ class FlowFilter(admin.SimpleListFilter):
     parameter_name = "flow"
 
     def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
-        stored = model_admin.get_queryset(request).order_by().values_list("name", flat=True)
-        names = set(stored.distinct()) | {d.name for d in registry.all()}
+        stored = model_admin.get_queryset(request).flow_names()
+        names = set(stored) | {d.name for d in registry.all()}
         return [(name, name) for name in sorted(names)]
 
     def queryset(self, request: Any, queryset: Any) -> Any:
         return queryset.for_flow(self.value()) if self.value() else queryset
 
 
-def registered_q(signatures: bool) -> Q:
-    """Rows of a registered (kind, name), with its current signature when ``signatures``."""
+def registered_q(signatures: bool | None) -> Q:
+    """Rows of a registered (kind, name): with its current signature (``True``), with another
+    one (``False``: drifted), or with any (``None``)."""
     condition = Q(pk__in=[])
     for definition in registry.all():
         match = Q(kind=definition.kind, name=definition.name)
-        if signatures:
-            match &= Q(signature=definition.signature)
+        if signatures is not None:
+            same = Q(signature=definition.signature)
+            match &= same if signatures else ~same
         condition |= match
     return condition
 
@@ -56,11 +58,9 @@ class DriftFilter(admin.SimpleListFilter):
         if value == CURRENT:
             return queryset.filter(registered_q(signatures=True))
         if value == DRIFTED:
-            return queryset.filter(registered_q(signatures=False)).exclude(
-                registered_q(signatures=True)
-            )
+            return queryset.filter(registered_q(signatures=False))
         if value == UNREGISTERED:
-            return queryset.exclude(registered_q(signatures=False))
+            return queryset.exclude(registered_q(signatures=None))
         return queryset
 
 

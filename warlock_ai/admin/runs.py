@@ -23,6 +23,7 @@ from ..core.errors import AIError
 from ..models import Snapshot
 from . import presentation
 from .actions import ACTIONS, RunAction
+from .dates import drill_down
 from .detail import bulk_migrate_form, detail_context, migrate_form
 from .filters import DriftFilter, FlowFilter, LeaseFilter
 
@@ -34,6 +35,16 @@ _VERDICT_LABELS = {
     presentation.DRIFTED: "drifted",
     presentation.UNREGISTERED: "not registered",
 }
+
+
+def _confirm_row(spec: RunAction, row: Snapshot) -> tuple[Snapshot, str | None, Any]:
+    lease = presentation.lease_of(row)
+    return row, spec.unavailable(row, lease), lease
+
+
+def _drift_lines(row: Snapshot) -> list[str]:
+    diff = presentation.drift_diff(row)
+    return diff.lines() if diff is not None else []
 
 
 def _bulk(spec: RunAction) -> Any:
@@ -50,8 +61,8 @@ def _bulk(spec: RunAction) -> Any:
 class SnapshotAdmin(admin.ModelAdmin):
     list_display = ["run_id", "flow", "status_badge", "position", "age", "lease", "definition"]
     list_filter = ["status", "kind", FlowFilter, DriftFilter, LeaseFilter]
-    search_fields = ["=run_id", "^run_id"]
-    search_help_text = "Run id, exactly or its beginning."
+    search_fields = ["run_id"]
+    search_help_text = "A run id or its beginning (case-sensitive)."
     date_hierarchy = "saved_at"
     ordering = ["-saved_at"]
     list_per_page = 50
@@ -96,11 +107,16 @@ class SnapshotAdmin(admin.ModelAdmin):
     def has_migrate_snapshot_permission(self, request: Any) -> bool:
         return request.user.has_perm(ACTIONS["migrate"].perm)
 
+    def get_search_results(self, request: Any, queryset: Any, search_term: str) -> Any:
+        # Case-sensitive like run ids; Django's default would compare UPPER(run_id) twice.
+        term = search_term.strip()
+        return (queryset.filter(run_id__startswith=term) if term else queryset), False
+
     def get_queryset(self, request: Any) -> Any:
         queryset = operations.snapshot_rows()
         match = getattr(request, "resolver_match", None)
         if match and match.url_name == "warlock_ai_snapshot_changelist":
-            queryset = queryset.defer(*_HEAVY)
+            queryset = drill_down(queryset.defer(*_HEAVY))
         return queryset
 
     # Columns and read-only fields.
@@ -268,7 +284,8 @@ class SnapshotAdmin(admin.ModelAdmin):
             "title": f"{spec.label} {'run' if single else f'{len(rows)} runs'}",
             "opts": self.opts,
             "spec": spec,
-            "rows": [(row, spec.unavailable(row, presentation.lease_of(row))) for row in rows],
+            "rows": [_confirm_row(spec, row) for row in rows],
+            "drift_lines": _drift_lines(rows[0]) if single else [],
             "form": form,
             "single": single,
             "post_url": self.action_url(rows[0], spec) if single else "",
