@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 TEST_PREP = $(PY) manage.py check --fail-level WARNING && \
 	$(PY) manage.py makemigrations --check --dry-run
 
-.PHONY: venv lint format services test bench demo clean
+.PHONY: venv lint format services test bench demo screenshots clean
 
 venv: $(STAMP)
 
@@ -56,6 +56,11 @@ services: venv
 test: venv lint services
 	$(TEST_PREP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The admin screenshots in docs/img come from the browser tests (tests/e2e); regenerate them
+# after changing an admin page.
+screenshots: venv services
+	WARLOCK_SCREENSHOT_DIR=docs/img $(PY) -m pytest tests/e2e -q
 
 bench: venv
 	$(PY) bench/step_overhead.py
