@@ -17,10 +17,6 @@ import pytest
 from tests.services import CHROMIUM
 from tests.users import PASSWORD, make_staff_user
 
-# Playwright's sync API keeps an asyncio loop on this thread; Django would then refuse ORM
-# calls made by the test itself. The test's own queries are ordinary synchronous code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -42,8 +38,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Playwright's sync API runs an asyncio loop on this
+    thread while it is started, so it is stopped after each browser module (the rest of the
+    suite runs its own event loops), and Django's async-safety check, which would refuse the
+    test's own ORM calls while that loop runs, is relaxed for these modules only."""
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):
@@ -51,7 +51,8 @@ def browser() -> Iterator[Any]:
             f"{CHROMIUM} not found: `make test` installs Debian's chromium "
             "(apt-get install chromium), or set WARLOCK_TEST_CHROMIUM"
         )
-    with sync_playwright() as playwright:
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
         )
@@ -66,6 +67,8 @@ def page(browser: Any, live_server: Any) -> Iterator[Any]:
         base_url=live_server.url, viewport={"width": 1600, "height": 1000}
     )
     context.set_default_timeout(15_000)
+    # The admin's navigation sidebar starts collapsed: more room for the tables.
+    context.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
     pg = context.new_page()
     yield pg
     context.close()

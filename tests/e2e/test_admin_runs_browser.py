@@ -41,6 +41,7 @@ def fleet(runs):
     v2 = registry.get("workflow", "orders")
     for n in (1046, 1047):
         v2.execute({"items": 4}, run_id=f"order-{n}")
+    v2.execute({"fail": True, "items": 4}, run_id="order-1048")
     return runs
 
 
@@ -51,7 +52,7 @@ def flash(page):
 def test_operator_finds_and_fixes_stuck_runs(fleet, page, staff_user, login, screenshot):
     login(staff_user("ops", *ALL_ACTIONS))
     page.goto(LIST)
-    expect(page.locator("#result_list tbody tr")).to_have_count(8)
+    expect(page.locator("#result_list tbody tr")).to_have_count(9)
     expect(page.locator("td.field-definition .warlock-drifted")).to_have_count(6)
     screenshot(page, "runs-list")
 
@@ -63,8 +64,8 @@ def test_operator_finds_and_fixes_stuck_runs(fleet, page, staff_user, login, scr
     shown = set(page.locator("#result_list tbody th a").all_inner_texts())
     assert shown == {"order-1043", "order-1044", "order-1045"}
 
-    # The failed run: what failed, where, and its data.
-    page.goto(f"{LIST}order-1041/change/")
+    # A failed run of the current definition: what failed, where, and its data.
+    page.goto(f"{LIST}order-1048/change/")
     assert "vendor feed row 17 has no price" in page.locator(".warlock-alert-error").inner_text()
     page.click("summary:text('Input')")
     assert '"fail": true' in page.locator("details[open] pre").last.inner_text()
@@ -134,19 +135,31 @@ def test_a_live_lease_disables_resume_and_discard(fleet, page, staff_user, login
     assert tools.locator("a", has_text="Cancel…").count() == 1
 
 
-def test_each_permission_shows_only_its_action(fleet, page, staff_user, login):
-    login(staff_user("resumer", "view_snapshot", "resume_snapshot"))
-    page.goto(f"{LIST}order-1043/change/")
-    tools = page.locator(".object-tools").inner_text()
-    assert "RESUME" in tools.upper()
-    for other in ("FORCE-RESUME", "DISCARD", "CANCEL", "MIGRATE"):
-        assert other not in tools.upper()
+BUTTONS = {
+    "resume_snapshot": "Resume",
+    "force_resume_snapshot": "Force-resume",
+    "discard_snapshot": "Discard",
+    "cancel_snapshot": "Cancel",
+    "migrate_snapshot": "Migrate",
+}
+
+
+@pytest.mark.parametrize("permission", list(BUTTONS))
+def test_each_permission_shows_only_its_action(fleet, page, staff_user, login, permission):
+    login(staff_user("operator", "view_snapshot", permission))
+    page.goto(f"{LIST}order-1042/change/")  # running: every action applies to it
+    labels = page.locator(".object-tools li").all_inner_texts()
+    shown = {label.strip().rstrip("…").lower() for label in labels} - {"history"}
+    assert shown == {BUTTONS[permission].lower()}
     page.goto(LIST)
     options = page.locator("select[name=action] option").all_inner_texts()
-    assert [o for o in options if o.strip("-")] == ["Resume selected runs"]
-    response = page.goto(f"{LIST}order-1043/actions/discard/")
-    assert response.status == 403
-    assert row("order-1043") is not None
+    assert [o for o in options if o.strip("-")] == [f"{BUTTONS[permission]} selected runs"]
+    for other, label in BUTTONS.items():
+        if other != permission:
+            slug = label.lower()
+            response = page.goto(f"{LIST}order-1043/actions/{slug}/")
+            assert response.status == 403, slug
+    assert row("order-1043").status == "running"
 
 
 def test_tampered_posts_are_refused(fleet, page, staff_user, login):
