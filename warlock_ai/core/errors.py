@@ -285,6 +285,14 @@ class ToolExecutionError(AIError):
     fields = ("tool_name", "trip_index")
 
 
+class ModelCallError(AIError):
+    """A model or embedder call failed (HTTP error, timeout, malformed reply)."""
+
+    default_code = "MODEL_CALL_FAILED"
+    default_category = "provider"
+    fields = ("provider", "model", "status", "retryable")
+
+
 # --- cache ------------------------------------------------------------------------------
 
 

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import SchemaValidationError
+from .json_schema import json_schema_issues
 
 
 def validate_schema(schema: Any, value: Any) -> Any:
     """Return the validated (possibly transformed) value or raise ``SchemaValidationError``.
 
-    Accepted schemas: a pydantic model class (``model_validate``; the result is dumped back to
-    JSON-shaped data), a pydantic ``TypeAdapter`` (``validate_python``), an object with
-    ``validate(value)``, or a plain callable ``value -> value`` that raises when invalid.
+    Accepted schemas: a JSON Schema dict (checked by ``json_schema``), a pydantic model class
+    (``model_validate``; the result is dumped back to JSON-shaped data), a pydantic
+    ``TypeAdapter`` (``validate_python``), an object with ``validate(value)``, or a plain
+    callable ``value -> value`` that raises when invalid.
     """
+    if isinstance(schema, Mapping):
+        issues = json_schema_issues(schema, value)
+        if issues:
+            raise SchemaValidationError(
+                f"output failed schema validation: {issues[0]}", issues=issues
+            )
+        return value
     try:
         if hasattr(schema, "model_validate"):
             model = schema.model_validate(value)
