@@ -1,0 +1,1 @@
+"""Tests of the model providers against a real local HTTP server."""
