@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from . import checkpoint, snapshot
+from .core.agent import Agent, AgentReport, AgentResult, TripRecord, agent
 from .core.cancel import CancelToken
 from .core.checkpoints import CheckpointRecord
 from .core.config import config, get_config, reset_config
@@ -25,6 +26,7 @@ from .core.errors import (
     LeaseLostError,
     MaxIterationsError,
     MaxStepsExceededError,
+    ModelCallError,
     OrchestratorCancelledError,
     OrchestratorConfigError,
     OrchestratorDriftError,
@@ -43,11 +45,18 @@ from .core.errors import (
     WorkflowDriftError,
     WorkflowError,
 )
+from .core.intents import intent
+from .core.messages import Embedding, Embeddings, Message, ModelResponse, Price, ToolCall
+from .core.middleware import Hooks, Middleware, PipelineContext
 from .core.results import WorkflowContext, WorkflowReport, WorkflowResult
 from .core.retry import Retry
 from .core.routing import END
 from .core.snapshots import AttemptRecord, StepRecord, WorkflowSnapshot
 from .core.steps import Output, Step, parallel, step
+from .core.supervisor import Supervisor, supervisor
+from .core.supervisor_engine import SupervisorContext, SupervisorReport, SupervisorResult
+from .core.supervisor_snapshots import SupervisorSnapshot
+from .core.tools import Tool, tool
 from .core.usage import Usage
 from .core.workflow import Workflow, workflow
 from .stores.base import CheckpointStore, SnapshotStore
@@ -60,10 +69,13 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 __all__ = [
     "END",
     "AIError",
+    "Agent",
     "AgentCancelledError",
     "AgentDriftError",
     "AgentExecutionError",
     "AgentMaxTripsError",
+    "AgentReport",
+    "AgentResult",
     "AttemptRecord",
     "CacheConfigurationError",
     "CacheUnsupportedError",
@@ -71,15 +83,24 @@ __all__ = [
     "CheckpointConflictError",
     "CheckpointRecord",
     "CheckpointStore",
+    "Embedding",
+    "Embeddings",
+    "Hooks",
     "LeaseHeldError",
     "LeaseLostError",
     "MaxIterationsError",
     "MaxStepsExceededError",
+    "Message",
+    "Middleware",
+    "ModelCallError",
+    "ModelResponse",
     "OrchestratorCancelledError",
     "OrchestratorConfigError",
     "OrchestratorDriftError",
     "OrchestratorFailedError",
     "Output",
+    "PipelineContext",
+    "Price",
     "Retry",
     "RoutingError",
     "SchemaValidationError",
@@ -89,11 +110,19 @@ __all__ = [
     "StepFailedError",
     "StepRecord",
     "StoreError",
+    "Supervisor",
     "SupervisorCancelledError",
+    "SupervisorContext",
     "SupervisorDriftError",
     "SupervisorFailedError",
+    "SupervisorReport",
+    "SupervisorResult",
     "SupervisorRoutingError",
+    "SupervisorSnapshot",
+    "Tool",
+    "ToolCall",
     "ToolExecutionError",
+    "TripRecord",
     "Usage",
     "Workflow",
     "WorkflowCancelledError",
@@ -104,12 +133,16 @@ __all__ = [
     "WorkflowResult",
     "WorkflowSnapshot",
     "__version__",
+    "agent",
     "checkpoint",
     "config",
     "get_config",
+    "intent",
     "parallel",
     "reset_config",
     "snapshot",
     "step",
+    "supervisor",
+    "tool",
     "workflow",
 ]

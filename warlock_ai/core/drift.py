@@ -24,11 +24,21 @@ class DefinitionDiff:
     renamed: list[tuple[str, str]] = field(default_factory=list)
     moved: list[str] = field(default_factory=list)
     changed: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     unknown: bool = False  # the stored fingerprint was not recorded
+    noun: str = "step"
 
     def __bool__(self) -> bool:
         return self.unknown or any(
-            (self.version, self.added, self.removed, self.renamed, self.moved, self.changed)
+            (
+                self.version,
+                self.added,
+                self.removed,
+                self.renamed,
+                self.moved,
+                self.changed,
+                self.notes,
+            )
         )
 
     def lines(self) -> list[str]:
@@ -39,12 +49,13 @@ class DefinitionDiff:
         if self.version:
             old, new = self.version
             out.append(f"version changed from {old or '(none)'} to {new or '(none)'}")
-        out += [f'step "{old}" renamed to "{new}"' for old, new in self.renamed]
-        out += [f'step "{name}" added' for name in self.added]
-        out += [f'step "{name}" removed' for name in self.removed]
-        out += [f'step "{name}" moved' for name in self.moved]
-        out += [f'step "{name}": {what}' for name, what in self.changed]
-        return out
+        noun = self.noun
+        out += [f'{noun} "{old}" renamed to "{new}"' for old, new in self.renamed]
+        out += [f'{noun} "{name}" added' for name in self.added]
+        out += [f'{noun} "{name}" removed' for name in self.removed]
+        out += [f'{noun} "{name}" moved' for name in self.moved]
+        out += [f'{noun} "{name}": {what}' for name, what in self.changed]
+        return out + self.notes
 
 
 def diff_definitions(saved: dict[str, Any] | None, current: dict[str, Any]) -> DefinitionDiff:
@@ -56,6 +67,51 @@ def diff_definitions(saved: dict[str, Any] | None, current: dict[str, Any]) -> D
         version = (saved.get("v"), current.get("v"))
     diff = _diff_steps(saved.get("s") or [], current.get("s") or [])
     return DefinitionDiff(version=version, **diff)
+
+
+def diff_supervisors(saved: dict[str, Any] | None, current: dict[str, Any]) -> DefinitionDiff:
+    """Compare two supervisor fingerprints (``{n, a, r, rc, e, i, m, c}``): intents added,
+    removed or changed (description, unit), and the router, evaluate, initial intent and
+    iteration limit."""
+    if not saved:
+        return DefinitionDiff(unknown=True, noun="intent")
+    old = {a["k"]: a for a in saved.get("a") or []}
+    new = {a["k"]: a for a in current.get("a") or []}
+    changed = []
+    for key in (k for k in new if k in old):
+        if old[key].get("u") != new[key].get("u"):
+            changed.append(
+                (key, f"now runs {_unit(new[key].get('u'))}, was {_unit(old[key].get('u'))}")
+            )
+        if old[key].get("d") != new[key].get("d"):
+            changed.append((key, "description changed"))
+    labels = {
+        "r": "router agent",
+        "rc": "route callable",
+        "e": "evaluate",
+        "i": "initial intent",
+        "m": "max_iterations",
+        "c": "classifier",
+    }
+    notes = [
+        f"{label} changed from {saved.get(k)!r} to {current.get(k)!r}"
+        for k, label in labels.items()
+        if saved.get(k) != current.get(k)
+    ]
+    return DefinitionDiff(
+        added=[k for k in new if k not in old],
+        removed=[k for k in old if k not in new],
+        changed=changed,
+        notes=notes,
+        noun="intent",
+    )
+
+
+def _unit(unit: Any) -> str:
+    if not isinstance(unit, dict):
+        return "?"
+    name = unit.get("n")
+    return f"{unit.get('t')} {name}" if name else str(unit.get("t"))
 
 
 def _diff_steps(saved: list[dict], current: list[dict], prefix: str = "") -> dict[str, list]:

@@ -350,3 +350,7 @@ def snapshot_from_dict(data: dict[str, Any]) -> Any:
 
 def snapshot_from_json(text: str | bytes) -> Any:
     return snapshot_from_dict(loads(text))
+
+
+# Registers the "supervisor" kind (it builds on the helpers above).
+from . import supervisor_snapshots  # noqa: E402, F401
