@@ -74,3 +74,13 @@ def runs(transactional_db: None) -> Iterator[Any]:
     factory = RunFactory()
     yield factory
     factory.close()
+
+
+@pytest.fixture
+def supervised(transactional_db: None) -> Iterator[Any]:
+    """Supervisor runs on the ORM store for the admin tests (tests/django/admin_runs.py)."""
+    from tests.django.admin_runs import SupervisedRuns
+
+    factory = SupervisedRuns()
+    yield factory
+    factory.close()

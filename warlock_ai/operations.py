@@ -242,6 +242,11 @@ def migrate_run(
     nothing is saved."""
     store = get_snapshot_store()
     snapshot = load_snapshot(run_id, store)
+    if snapshot.kind != "workflow":
+        raise MigrationError(
+            f'run "{run_id}" is a {snapshot.kind} run: it has iterations, not step records to '
+            "rename; discard it, or resume it with force"
+        )
     definition = definition_for(snapshot)
     drop = set(drop)
     _check_mapping(snapshot, definition, renames, drop)

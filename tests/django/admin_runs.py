@@ -106,3 +106,60 @@ class RunFactory:
         row = self.stale(run_id)
         registry.register(orders("2"), replace=True)
         return row
+
+
+# --- a supervisor: triage, then billing, then end ------------------------------------------
+
+
+def _triage(ctx: Any) -> dict[str, Any]:
+    CALLS["triage"] += 1
+    return {"category": "billing"}
+
+
+def _billing(ctx: Any) -> dict[str, Any]:
+    CALLS["billing"] += 1
+    if ctx.input.get("interrupt"):
+        raise Interrupt()
+    if ctx.input.get("fail"):
+        raise ValueError("the payment provider timed out")
+    return {"refund": 49}
+
+
+def _route(ctx: Any) -> Any:
+    return ai.END if ctx.iteration >= 2 else ["triage", "billing"][ctx.iteration]
+
+
+def support(extra_intent: bool = False) -> Any:
+    intents = {"triage": _triage, "billing": _billing}
+    if extra_intent:
+        intents["resolver"] = lambda ctx: {"reply": "sorted"}
+    return ai.supervisor(name="support", intents=intents, route=_route)
+
+
+class SupervisedRuns:
+    """Supervisor runs next to ``RunFactory``'s workflow runs."""
+
+    def __init__(self) -> None:
+        CALLS.clear()
+        self.definition = registry.register(support(), replace=True)
+
+    def close(self) -> None:
+        registry.unregister("supervisor", "support")
+
+    def completed(self, run_id: str = "sv-done") -> Snapshot:
+        self.definition.execute({"ticket": 1}, run_id=run_id)
+        return Snapshot.objects.get(pk=run_id)
+
+    def stale(self, run_id: str = "sv-stale") -> Snapshot:
+        """Killed during iteration 1 (billing), its lease long expired."""
+        with contextlib.suppress(Interrupt):
+            self.definition.execute({"ticket": 2, "interrupt": True}, run_id=run_id)
+        Snapshot.objects.filter(pk=run_id).update(
+            lease_expires_at=timezone.now() - timedelta(minutes=3), input={"ticket": 2}
+        )
+        return Snapshot.objects.get(pk=run_id)
+
+    def drifted(self, run_id: str = "sv-drift") -> Snapshot:
+        row = self.stale(run_id)
+        self.definition = registry.register(support(extra_intent=True), replace=True)
+        return row

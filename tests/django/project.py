@@ -164,23 +164,26 @@ def query(db: dict[str, Any], sql: str, params: tuple[Any, ...] = ()) -> list[di
     return rows
 
 
-def _decode(row: dict[str, Any]) -> dict[str, Any]:
-    for key in _JSON_COLUMNS:
-        if isinstance(row.get(key), str):
-            row[key] = json.loads(row[key])
+def _decode(row: dict[str, Any], vendor: str) -> dict[str, Any]:
+    """SQLite returns JSON columns as text; psycopg decodes jsonb itself (a JSON string value
+    comes back as a ``str`` that must not be decoded again)."""
+    if vendor == "sqlite":
+        for key in _JSON_COLUMNS:
+            if isinstance(row.get(key), str):
+                row[key] = json.loads(row[key])
     return row
 
 
 def snapshot_row(db: dict[str, Any], run_id: str) -> dict[str, Any] | None:
     """The ``warlock_ai_snapshot`` row of ``run_id`` (JSON columns decoded), or ``None``."""
     rows = query(db, "SELECT * FROM warlock_ai_snapshot WHERE run_id = ?", (run_id,))
-    return _decode(rows[0]) if rows else None
+    return _decode(rows[0], db["vendor"]) if rows else None
 
 
 def snapshot_table(db: dict[str, Any]) -> list[dict[str, Any]]:
     """Every snapshot row, every column, ordered by run id: compare it before and after."""
     rows = query(db, "SELECT * FROM warlock_ai_snapshot ORDER BY run_id")
-    return [_decode(row) for row in rows]
+    return [_decode(row, db["vendor"]) for row in rows]
 
 
 def step_counts(db: dict[str, Any], run_id: str) -> Counter[str]:

@@ -471,3 +471,46 @@ def test_user_without_view_permission_sees_nothing(runs):
     client.force_login(make_staff_user("nobody"))
     assert client.get(LIST).status_code == 403
     assert client.get(detail("done-1")).status_code == 403
+
+
+# Supervisor runs: same list, same actions, one row per iteration.
+
+
+def test_supervisor_runs_in_the_list(supervised, ops):
+    supervised.completed()
+    supervised.stale()
+    page = text(ops.get(LIST))
+    assert page.count('<span class="warlock-kind">supervisor</span>') == 2
+    assert "iteration 1" in page  # the stale run resumes at iteration 1
+
+
+def test_supervisor_detail_shows_one_row_per_iteration(supervised, ops):
+    supervised.completed()
+    page = text(ops.get(detail("sv-done")))
+    assert "Iterations" in page
+    body = page[page.index("warlock-iterations") :]
+    assert body.index(">triage<") < body.index(">billing<")
+    assert '"refund": 49' in body and '"category": "billing"' in body
+    assert ">end<" in body  # the terminal END iteration
+
+
+def test_resume_a_supervisor_from_the_admin(supervised, ops):
+    supervised.stale()
+    ops.post(action("sv-stale", "resume"), {"post": "yes"})
+    row_ = row("sv-stale")
+    assert (row_.status, row_.iteration) == ("completed", 2)
+    assert CALLS["triage"] == 1  # iteration 0 was snapshotted before the crash: not run again
+    assert CALLS["billing"] == 2  # iteration 1 was in flight: it ran again
+    assert row_.state == {"category": "billing", "refund": 49}
+
+
+def test_supervisors_cannot_be_migrated(supervised, ops):
+    before = supervised.drifted()
+    page = text(ops.get(detail("sv-drift")))
+    assert 'intent "resolver" added' in page
+    assert "a supervisor run has iterations, not step records to rename" in page
+    response = ops.post(action("sv-drift", "migrate"), {"post": "yes"}, follow=True)
+    assert any("Only workflow runs can be migrated" in m for m in messages_of(response))
+    assert row("sv-drift").signature == before.signature
+    ops.post(action("sv-drift", "force-resume"), {"post": "yes"})
+    assert row("sv-drift").status == "completed"

@@ -106,6 +106,8 @@ def _cancel_unavailable(row: Any, lease: presentation.Lease) -> str | None:
 
 
 def _migrate_unavailable(row: Any, lease: presentation.Lease) -> str | None:
+    if row.kind != "workflow":
+        return f"a {row.kind} run has iterations, not step records to rename"
     if presentation.definition_of(row) is None:
         return f'flow "{row.name}" is not registered'
     return _held(lease)

@@ -12,7 +12,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
-from ..core.drift import DefinitionDiff, diff_definitions
+from ..core.drift import DefinitionDiff, diff_definitions, diff_supervisors
 from ..core.leases import owner_is_dead
 from ..core.snapshots import parse_iso
 from ..registry import registry
@@ -39,14 +39,17 @@ def drift_diff(row: Any) -> DefinitionDiff | None:
     definition = definition_of(row)
     if definition is None or definition.signature == row.signature:
         return None
+    if row.kind == "supervisor":
+        return diff_supervisors(row.fingerprint, definition.fingerprint)
     return diff_definitions(row.fingerprint, definition.fingerprint)
 
 
 def step_lists(row: Any) -> tuple[list[str], list[str]]:
-    """Top-level step names of the stored definition and of the current one."""
+    """Step names (intent keys for a supervisor) of the stored definition and the current one."""
     definition = definition_of(row)
-    stored = [s["n"] for s in (row.fingerprint or {}).get("s") or []]
-    current = [s["n"] for s in (definition.fingerprint.get("s") or [])] if definition else []
+    key, field_name = ("k", "a") if row.kind == "supervisor" else ("n", "s")
+    stored = [s[key] for s in (row.fingerprint or {}).get(field_name) or []]
+    current = [s[key] for s in definition.fingerprint.get(field_name) or []] if definition else []
     return stored, current
 
 
@@ -172,3 +175,48 @@ def error_fields(error: dict[str, Any] | None) -> str:
         k: v for k, v in (error or {}).items() if k not in ("name", "code", "category", "message")
     }
     return pretty_json(rest) if rest else ""
+
+
+@dataclass
+class IterationRow:
+    """One settled supervisor iteration as the detail page draws it."""
+
+    index: int
+    source: str
+    next: str
+    reasoning: str | None
+    duration_ms: float
+    branches: list[dict[str, Any]]
+    verdict: Any
+    state_json: str
+    ended: bool
+
+    @property
+    def failed(self) -> list[str]:
+        return [b["intent"] for b in self.branches if b.get("error")]
+
+
+def iterations(row: Any) -> list[IterationRow]:
+    """A supervisor run's iterations, oldest first, with each branch's outcome."""
+    out = []
+    for record in row.steps if isinstance(row.steps, list) else []:
+        decision = record.get("decision") or {}
+        raw = decision.get("next")
+        branches = [
+            {**branch, "output_json": pretty_json(branch.get("output"))}
+            for branch in (record.get("result") or {}).values()
+        ]
+        out.append(
+            IterationRow(
+                index=record.get("iteration", len(out)),
+                source=decision.get("source") or "?",
+                next=", ".join(raw) if isinstance(raw, list) else str(raw),
+                reasoning=decision.get("reasoning"),
+                duration_ms=float(record.get("duration_ms") or 0),
+                branches=branches,
+                verdict=record.get("evaluate_verdict"),
+                state_json=pretty_json(record.get("state")),
+                ended=not branches,
+            )
+        )
+    return out

@@ -133,7 +133,10 @@ class SnapshotAdmin(admin.ModelAdmin):
     @admin.display(description="next step")
     def position(self, row: Snapshot) -> str:
         if row.kind == "supervisor":
-            return f"iteration {row.iteration}" if row.iteration is not None else "—"
+            if row.status == "completed":
+                return "—"
+            settled = (row.iteration if row.iteration is not None else -1) + 1
+            return f"iteration {settled}"
         if row.status == "completed":
             return "—"
         return row.next_step or "(first incomplete step)"
@@ -211,7 +214,9 @@ class SnapshotAdmin(admin.ModelAdmin):
         if row is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         form = self._form(spec, [row], request)
-        if form is not None and form.is_bound and form.is_valid():
+        if form is None:
+            return HttpResponseRedirect(self.detail_url(row.run_id))
+        if form.is_bound and form.is_valid():
             outcomes = self._perform(request, spec, [row], form)
             gone = spec.deletes and not form.cleaned_data.get("restart")
             if gone and outcomes:
@@ -243,6 +248,12 @@ class SnapshotAdmin(admin.ModelAdmin):
         data = request.POST if request.method == "POST" and request.POST.get("post") else None
         if spec.name != "migrate":
             return spec.form(data)
+        kinds = sorted({row.kind for row in rows} - {"workflow"})
+        if kinds:
+            others = " and ".join(kinds)
+            message = f"Only workflow runs can be migrated; {others} runs have no step records."
+            self.message_user(request, message, messages.ERROR)
+            return None
         if len(rows) == 1:
             return migrate_form(rows[0], data)
         form, problem = bulk_migrate_form(rows, data)

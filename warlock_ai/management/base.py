@@ -57,10 +57,12 @@ class RunCommand(BaseCommand):
             raise CommandError(f"{option} must be a JSON object, got {type(value).__name__}")
         return value
 
-    def progress_handlers(self) -> dict[str, Any]:
-        """Per-call event handlers printing each step as it settles (verbosity >= 1)."""
+    def progress_handlers(self, kind: str = "workflow") -> dict[str, Any]:
+        """Per-call event handlers printing each step or iteration as it settles."""
         if self.verbosity < 1:
             return {}
+        if kind == "supervisor":
+            return self._iteration_handlers()
 
         def completed(event: dict[str, Any]) -> None:
             self.stdout.write(f"  {event['step']:<24} completed  {event['duration_ms']:.0f} ms")
@@ -76,6 +78,17 @@ class RunCommand(BaseCommand):
             "workflow.step.skipped": skipped,
             "workflow.step.failed": failed,
         }
+
+    def _iteration_handlers(self) -> dict[str, Any]:
+        def completed(event: dict[str, Any]) -> None:
+            record = event["snapshot"]
+            ran = ", ".join(record["result"]) or "end"
+            failed = [k for k, b in record["result"].items() if b.get("error")]
+            line = f"  iteration {event['iteration']:<3} {record['decision']['source']:<14} {ran}"
+            line += f"  {record['duration_ms']:.0f} ms"
+            self.stdout.write(line + (f"  (failed: {', '.join(failed)})" if failed else ""))
+
+        return {"supervisor.iteration.completed": completed}
 
     def report(self, result: Any) -> None:
         """Print the outcome; a run that did not complete exits with 1."""

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -70,3 +71,60 @@ worker_gate = ai.workflow(
     steps=[ai.step("before", before), ai.step("gate", gate), ai.step("after", after)],
 )
 worker_bench = ai.workflow(name="worker-bench", steps=[bench_step(i) for i in range(10)])
+
+
+# --- worker-supervisor: a supervisor whose agents run on counted fake models -----------------
+
+PER_CALL = {"input": 12, "output": 4}  # the usage every model call reports
+
+
+class CountedModel:
+    """A ``FakeModel`` that writes a ``SideEffect`` row before answering (what a paid model
+    call would cost), so a test counts the calls across processes. The prompt carries the run
+    id and the iteration; iteration 2's ``research`` call waits at the run's gate."""
+
+    provider = "fake"
+
+    def __init__(self, name: str, reply: dict[str, Any]) -> None:
+        from warlock_ai.testing import FakeModel
+
+        self.name = name
+        self.inner = FakeModel([{"content": json.dumps(reply), "usage": PER_CALL}], name=name)
+
+    def complete(self, messages: Any, **options: Any) -> Any:
+        run_id, iteration = messages[-1].content.split("|")[:2]
+        SideEffect.objects.create(run_id=run_id, step=f"{self.name}:{iteration}", pid=os.getpid())
+        if self.name == "research" and iteration == "2":
+            wait_at_gate(run_id)
+        return self.inner.complete(messages, **options)
+
+
+def wait_at_gate(run_id: str) -> None:
+    path = Path(os.environ["WARLOCK_TEST_GATE_DIR"]) / run_id
+    deadline = time.monotonic() + GATE_TIMEOUT
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gate {path} was never opened")
+        time.sleep(0.01)
+
+
+def counted_agent(name: str, reply: dict[str, Any]) -> Any:
+    return ai.intent(
+        ai.agent(name=name, model=CountedModel(name, reply), description=f"{name} things"),
+        input=lambda ctx: f"{ctx.run_id}|{ctx.iteration}|{name} the topic {ctx.input}",
+        output={"type": "object"},
+    )
+
+
+def supervisor_route(ctx: Any) -> Any:
+    return {0: "research", 1: "write", 2: ["research", "write"]}.get(ctx.iteration, ai.END)
+
+
+worker_supervisor = ai.supervisor(
+    name="worker-supervisor",
+    intents={
+        "research": counted_agent("research", {"notes": "three facts"}),
+        "write": counted_agent("write", {"draft": "a paragraph"}),
+    },
+    route=supervisor_route,
+)

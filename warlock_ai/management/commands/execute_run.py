@@ -39,7 +39,7 @@ class Command(RunCommand):
             )
             self.stdout.write(enqueued_line(job))
             return
-        handlers = self.progress_handlers()
+        handlers = self.progress_handlers(definition.kind)
         if self.verbosity >= 1:
 
             def starting(event: dict[str, Any]) -> None:
@@ -48,7 +48,7 @@ class Command(RunCommand):
                     f"(version {definition.version or '-'}, signature {definition.signature})"
                 )
 
-            handlers["workflow.starting"] = starting
+            handlers[f"{definition.kind}.starting"] = starting
         result = execute_flow(
             options["flow"], payload, run_id=options["run_id"], context=context, on=handlers
         )

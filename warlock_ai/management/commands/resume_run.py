@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from warlock_ai.core.errors import WorkflowDriftError
+from warlock_ai.core.errors import SupervisorDriftError, WorkflowDriftError
 from warlock_ai.management.base import (
     RunCommand,
     add_enqueue_arguments,
@@ -11,6 +11,8 @@ from warlock_ai.management.base import (
     enqueued_line,
 )
 from warlock_ai.operations import definition_for, load_snapshot, resume_run
+
+DRIFT = (WorkflowDriftError, SupervisorDriftError)
 
 
 class Command(RunCommand):
@@ -42,17 +44,16 @@ class Command(RunCommand):
 
             try:
                 job = enqueue(enqueue_resume, run_id, options["force"], options["queue"])
-            except WorkflowDriftError as exc:
+            except DRIFT as exc:
                 raise CommandError(drift_message(run_id, snapshot, exc)) from exc
             self.stdout.write(enqueued_line(job))
             return
         if snapshot.status == "completed" and self.verbosity >= 1:
             self.stdout.write(f"run {run_id} already completed; nothing to run")
         elif self.verbosity >= 1:
-            done = ", ".join(snapshot.completed_steps) or "none"
             self.stdout.write(
                 f"resuming {snapshot.kind} {snapshot.name} run {run_id} "
-                f"(was {snapshot.status}; completed: {done}; next: {snapshot.next_step or '-'})"
+                f"(was {snapshot.status}; {progress(snapshot)})"
             )
             if options["force"] and snapshot.signature != definition.signature:
                 self.stdout.write(
@@ -61,18 +62,33 @@ class Command(RunCommand):
                 )
         try:
             result = resume_run(
-                run_id, force=options["force"], context=context, on=self.progress_handlers()
+                run_id,
+                force=options["force"],
+                context=context,
+                on=self.progress_handlers(snapshot.kind),
             )
-        except WorkflowDriftError as exc:
+        except DRIFT as exc:
             raise CommandError(drift_message(run_id, snapshot, exc)) from exc
         self.report(result)
 
 
-def drift_message(run_id: str, snapshot: Any, exc: WorkflowDriftError) -> str:
+def progress(snapshot: Any) -> str:
+    if snapshot.kind == "supervisor":
+        settled = len(snapshot.snapshots)
+        return f"iterations settled: {settled}; next: iteration {settled}"
+    done = ", ".join(snapshot.completed_steps) or "none"
+    return f"completed: {done}; next: {snapshot.next_step or '-'}"
+
+
+def drift_message(run_id: str, snapshot: Any, exc: Any) -> str:
+    where = progress(snapshot)
+    if isinstance(exc, WorkflowDriftError):
+        done = ", ".join(exc.completed_steps or []) or "none"
+        where = f"completed: {done}; next: {exc.pending_step or '-'}"
+    fixes = "migrate it, " if snapshot.kind == "workflow" else ""
     return (
         f'run "{run_id}" was started by another version of {snapshot.name} '
         f"(saved signature {exc.saved_signature}, current {exc.current_signature}; "
-        f"completed: {', '.join(exc.completed_steps or []) or 'none'}; "
-        f"next: {exc.pending_step or '-'}); discard it and start again, migrate it, "
+        f"{where}); discard it and start again, {fixes}"
         "or resume it with --force if the change is safe"
     )
