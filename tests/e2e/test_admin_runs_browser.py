@@ -190,3 +190,20 @@ def test_tampered_posts_are_refused(fleet, page, staff_user, login):
         before.steps,
         before.saved_at,
     )
+
+
+def test_a_supervisor_run_shows_its_iterations(supervised, page, staff_user, login, screenshot):
+    supervised.completed("ticket-7")
+    supervised.stale("ticket-8")
+    login(staff_user("ops", *ALL_ACTIONS))
+    page.goto(f"{LIST}ticket-7/change/")
+    rows = page.locator(".warlock-iterations tr.warlock-iteration")
+    expect(rows).to_have_count(3)
+    assert "triage" in rows.nth(0).inner_text() and "billing" in rows.nth(1).inner_text()
+    page.locator(".warlock-branches summary").first.click()
+    assert '"category": "billing"' in page.locator(".warlock-branches pre").first.inner_text()
+    screenshot(page, "run-supervisor")
+    page.goto(f"{LIST}ticket-8/change/")
+    page.click("button.warlock-action-resume")
+    assert 'run "ticket-8" completed' in flash(page)
+    assert row("ticket-8").status == "completed"

@@ -203,7 +203,11 @@ def iterations(row: Any) -> list[IterationRow]:
         decision = record.get("decision") or {}
         raw = decision.get("next")
         branches = [
-            {**branch, "output_json": pretty_json(branch.get("output"))}
+            {
+                **branch,
+                "output_json": pretty_json(branch.get("output")),
+                "input_text": _compact(branch.get("input")),
+            }
             for branch in (record.get("result") or {}).values()
         ]
         out.append(
@@ -220,3 +224,9 @@ def iterations(row: Any) -> list[IterationRow]:
             )
         )
     return out
+
+
+def _compact(value: Any) -> str:
+    if value is None or isinstance(value, str):
+        return value or ""
+    return json.dumps(value, ensure_ascii=False, default=repr)
