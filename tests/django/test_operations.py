@@ -156,3 +156,32 @@ def test_stale_runs_and_drain(flow):
     assert gate["calls"] == ["three", "three"]
     assert Snapshot.objects.get(pk="s-live").status == "running"
     assert operations.drain_runs() == []
+
+
+def test_cancel_a_supervisor_from_outside():
+    """request_cancel reaches a supervisor at its next snapshot write; it ends cancelled."""
+    gate = {"entered": threading.Event(), "release": threading.Event()}
+
+    def slow(ctx):
+        gate["entered"].set()
+        gate["release"].wait(10)
+        return {"slow": True}
+
+    sup = registry.register(
+        ai.supervisor(name="ops-sup", intents={"slow": slow}, route=lambda ctx: "slow"),
+        replace=True,
+    )
+    try:
+        thread, box = run_in_thread(lambda: sup.execute("go", run_id="sv-c"))
+        assert gate["entered"].wait(10)
+        operations.request_cancel("sv-c", reason="wrong customer")
+        gate["release"].set()
+        thread.join(10)
+        result = box["result"]
+        assert result.status == "cancelled"
+        assert "wrong customer" in result.error.message
+        row = Snapshot.objects.get(pk="sv-c")
+        assert (row.status, row.iteration, row.state) == ("cancelled", 0, {"slow": True})
+        assert row.cancel_requested_at is None and row.lease_owner is None
+    finally:
+        registry.unregister("supervisor", "ops-sup")
