@@ -435,3 +435,64 @@ def test_authoring_errors():
         ai.supervisor(name="x", intents={"w": worker}, route=lambda c: ai.END, initial_agent="z")
     with pytest.raises(ai.SupervisorFailedError, match="max_iterations"):
         ai.supervisor(name="x", intents={"w": worker}, route=lambda c: ai.END, max_iterations=0)
+
+
+@MODES
+def test_a_router_agent_and_agent_intents_on_fake_models(mode):
+    from warlock_ai.testing import FakeModel, scripted_agent
+
+    router = scripted_agent(
+        [
+            '{"next": "triage", "reasoning": "new ticket"}',
+            '{"next": ["billing", "faq"], "reasoning": "money and a question"}',
+            f'{{"next": "{ai.END}", "reasoning": "answered"}}',
+        ],
+        name="router",
+    )
+    triage = ai.agent(
+        name="triage",
+        model=FakeModel(['{"category": "billing"}'], name="m-triage"),
+        description="classifies",
+    )
+    billing = ai.agent(
+        name="billing", model=FakeModel(['{"refund": 49}'], name="m-billing"), description="refunds"
+    )
+    faq = ai.agent(name="faq", model=FakeModel(["See our FAQ."], name="m-faq"), description="faq")
+    sup = ai.supervisor(
+        name="agents",
+        router=router,
+        intents={
+            "triage": ai.intent(triage, output={"type": "object"}),
+            "billing": ai.intent(billing, output={"type": "object"}),
+            "faq": faq,
+        },
+        snapshot_store=store(),
+    )
+    result = run(sup, mode, "I was charged twice", run_id="agents-1", session_id="s-9")
+    assert result.status == "completed" and result.report.terminated_by == "router"
+    assert result.report.state == {"category": "billing", "refund": 49}
+    decisions = [s["decision"] for s in result.report.snapshots]
+    assert [d["reasoning"] for d in decisions] == ["new ticket", "money and a question", "answered"]
+    assert result.report.snapshots[1]["result"]["faq"]["output"] == "See our FAQ."
+    prompt, options = router.model.call_history[0]
+    assert "triage: classifies" in prompt[-1].content and options["session_id"] == "s-9"
+    assert options["response_format"]["required"] == ["next"]
+    assert router.model.call_count == 3
+    assert [a.model.call_count for a in (triage, billing, faq)] == [1, 1, 1]
+    assert result.usage.total == sum(s["usage"]["total"] for s in result.report.snapshots)
+
+
+def test_a_workflow_intent_merges_its_data():
+    wf = ai.workflow(
+        name="lookup",
+        steps=[ai.step("find", lambda ctx: ctx.state.update(plan="gold"))],
+        output=lambda ctx: {"plan": ctx.state["plan"]},
+    )
+    sup = ai.supervisor(
+        name="with-workflow",
+        intents={"lookup": ai.intent(wf, output=True)},
+        route=lambda ctx: "lookup" if ctx.iteration == 0 else ai.END,
+    )
+    result = sup.execute({"customer": 7})
+    assert result.report.state == {"plan": "gold"}
+    assert result.report.snapshots[0]["result"]["lookup"]["input"] == {"customer": 7}

@@ -471,9 +471,7 @@ class SupervisorRun:
                 usage = usage + Usage.from_dict(outcome.get("usage"))
             dropped = yield from self.merge(keys, branches)
         verdict = (yield from self.judge(index, branches)) if keys is not END else None
-        stop = "route" if keys is END and decision["source"] in ("route", "router") else None
-        if keys is END and stop is None:
-            stop = decision["source"]
+        stop = decision["source"] if keys is END else None  # "route" or "router"
         carried = None
         if stop is None:
             stop, carried = yield from self.carry(verdict, branches)
