@@ -15,6 +15,7 @@ from .effects import run_async, run_sync
 from .errors import SupervisorDriftError, SupervisorFailedError
 from .events import Emitter
 from .intents import AGENT, Intent, resolve_intents, supervisor_fingerprint
+from .serialization import dumps
 from .signature import signature_of
 from .snapshots import COMPLETED
 from .supervisor_engine import (
@@ -94,6 +95,7 @@ class Supervisor:
         self.fingerprint = supervisor_fingerprint(
             name, self.intents, router, route, evaluate, initial_agent, max_iterations
         )
+        self.fingerprint_json = dumps(self.fingerprint)
         self.signature = signature_of(self.fingerprint)
         self.emitter = Emitter(on, SUPERVISOR_EVENTS)
 

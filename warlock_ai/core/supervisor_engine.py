@@ -37,7 +37,7 @@ from .routing import END
 from .schema import validate_schema
 from .serialization import dumps
 from .snapshots import CANCELLED, COMPLETED, FAILED, MAX_ITERATIONS, RUNNING, iso, now
-from .supervisor_snapshots import SupervisorSnapshot
+from .supervisor_snapshots import EncodedRun, SupervisorSnapshot
 from .usage import ZERO, Usage
 
 if TYPE_CHECKING:
@@ -256,6 +256,7 @@ class SupervisorRun:
             self.snapshots, self.state = [], dict(sup.initial_state)
             self.usage, self.started_at = ZERO, now()
         self.encoded = [dumps(s) for s in self.snapshots]
+        self.input_json: str | None = None
         self.writes = 0
 
     # --- middleware -----------------------------------------------------------------------
@@ -315,7 +316,9 @@ class SupervisorRun:
             error=error.to_dict() if error is not None else None,
             fingerprint=sup.fingerprint,
         )
-        object.__setattr__(snap, "encoded", list(self.encoded))
+        if self.input_json is not None:
+            encoded = EncodedRun(self.input_json, self.sup.fingerprint_json, list(self.encoded))
+            object.__setattr__(snap, "encoded", encoded)
         if self.owner is not None:
             mode = ACQUIRE if not self.lease_held else RENEW if status == RUNNING else RELEASE
             expected = None
@@ -379,7 +382,7 @@ class SupervisorRun:
         sup = self.sup
         status, error, terminated_by = COMPLETED, None, None
         try:
-            dumps(self.input, path="input")
+            self.input_json = dumps(self.input, path="input")
         except SnapshotSerializationError as exc:
             self.store, error, status = None, exc, FAILED
         yield from self.checkpoint(RUNNING)  # takes the lease: a held run fails fast here

@@ -17,6 +17,16 @@ from .snapshots import SNAPSHOT_TYPES, _error_json, _usage_json, iso, key_json, 
 from .usage import ZERO, Usage
 
 
+@dataclass(frozen=True, eq=False)
+class EncodedRun:
+    """JSON the engine already produced: the input and fingerprint (fixed for the run) and
+    each settled iteration (encoded once, when it settled)."""
+
+    input: str
+    fingerprint: str
+    iterations: list[str]
+
+
 @dataclass(frozen=True)
 class SupervisorSnapshot:
     """The live snapshot of one supervisor run (one per ``run_id``; each save replaces it).
@@ -44,8 +54,8 @@ class SupervisorSnapshot:
     usage: Usage = ZERO
     error: dict[str, Any] | None = None
     fingerprint: dict[str, Any] | None = None
-    # Set by the engine only (encoded iterations, the lease claim).
-    encoded: list[str] | None = field(default=None, init=False, compare=False, repr=False)
+    # Set by the engine only (what it already encoded, the lease claim).
+    encoded: EncodedRun | None = field(default=None, init=False, compare=False, repr=False)
     claim: Any = field(default=None, init=False, compare=False, repr=False)
 
     @property
@@ -65,16 +75,22 @@ class SupervisorSnapshot:
         return loads(self.to_json())
 
     def json_parts(self) -> dict[str, str]:
-        iterations = self.encoded
-        if iterations is None:
-            iterations = [dumps(s, path=f"snapshots.{i}") for i, s in enumerate(self.snapshots)]
+        """Each JSON-valued field encoded; a save of an engine-made snapshot encodes only
+        the state (the iterations, input and fingerprint were encoded once)."""
+        enc = self.encoded
+        if enc is None:
+            enc = EncodedRun(
+                dumps(self.input, path="input"),
+                dumps(self.fingerprint, path="fingerprint"),
+                [dumps(s, path=f"snapshots.{i}") for i, s in enumerate(self.snapshots)],
+            )
         return {
-            "input": dumps(self.input, path="input"),
+            "input": enc.input,
             "state": dumps(self.state, path="state"),
-            "steps": f"[{','.join(iterations)}]",
+            "steps": f"[{','.join(enc.iterations)}]",
             "usage": _usage_json(self.usage),
             "error": _error_json(self.error),
-            "fingerprint": dumps(self.fingerprint, path="fingerprint"),
+            "fingerprint": enc.fingerprint,
         }
 
     def to_json(self) -> str:
