@@ -246,7 +246,7 @@ def test_output_given_per_call_and_a_code_fence_is_tolerated():
     ("reply", "issue"),
     [
         ("not json at all", "not JSON"),
-        ('{"title": "Kite"}', "missing 'price'"),
+        ('{"title": "Kite"}', "missing required 'price'"),
         ('{"title": "Kite", "price": "cheap"}', "$.price: expected number"),
         ('{"title": "Kite", "price": 1, "colour": "red"}', "unexpected property 'colour'"),
     ],
