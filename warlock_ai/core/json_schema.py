@@ -1,5 +1,5 @@
 """A small JSON Schema checker for model outputs: ``type``, ``properties``, ``required``,
-``additionalProperties: false``, ``items``, ``enum``, ``const``, ``anyOf``/``oneOf``,
+``additionalProperties`` (false or a schema), ``items``, ``enum``, ``const``, ``anyOf``/``oneOf``,
 ``minLength``/``maxLength``, ``minimum``/``maximum``. Enough for structured replies; use a
 pydantic model as the schema for anything richer."""
 
@@ -54,6 +54,8 @@ def _type_issues(schema: Mapping[str, Any], value: Any, path: str) -> list[str]:
         is_bool = isinstance(value, bool)
         if isinstance(value, kinds) and not (is_bool and name in ("integer", "number")):
             return []
+        if name == "integer" and isinstance(value, float) and value.is_integer():
+            return []  # JSON Schema: 3.0 is an integer
     return [f"{path}: expected {' or '.join(names)}, got {type(value).__name__}"]
 
 
@@ -62,11 +64,14 @@ def _object_issues(schema: Mapping[str, Any], value: dict, path: str) -> list[st
     issues = [
         f"{path}: missing required {k!r}" for k in schema.get("required", ()) if k not in value
     ]
+    extra = schema.get("additionalProperties")
     for key, item in value.items():
         if key in properties:
             issues += json_schema_issues(properties[key], item, f"{path}.{key}")
-        elif schema.get("additionalProperties") is False:
+        elif extra is False:
             issues.append(f"{path}: unexpected property {key!r}")
+        elif isinstance(extra, Mapping):
+            issues += json_schema_issues(extra, item, f"{path}.{key}")
     return issues
 
 
