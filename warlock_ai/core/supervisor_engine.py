@@ -9,15 +9,13 @@ A crash inside an iteration loses only that iteration: resume starts it again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Generator
 from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .cancel import CancelRequest, CancelToken
-from .effects import Call, CallEither, Emit, Gather, Save
+from .effects import Call, Emit, Gather, Save
 from .errors import (
     AIError,
     LeaseHeldError,
@@ -27,18 +25,30 @@ from .errors import (
     StoreError,
     SupervisorCancelledError,
     SupervisorFailedError,
-    SupervisorRoutingError,
     to_ai_error,
 )
 from .events import normalise_handlers
-from .intents import AGENT, WORKFLOW, Intent
 from .leases import ACQUIRE, RELEASE, RENEW, LeaseClaim, new_owner_id
 from .routing import END
 from .schema import validate_schema
 from .serialization import dumps
 from .snapshots import CANCELLED, COMPLETED, FAILED, MAX_ITERATIONS, RUNNING, iso, now
+from .supervisor_decide import ROUTER_SCHEMA, Deciding
+from .supervisor_dispatch import UNSAFE_KEYS, Dispatching, is_unsafe_key
+from .supervisor_results import SupervisorContext, SupervisorReport, SupervisorResult
 from .supervisor_snapshots import EncodedRun, SupervisorSnapshot
 from .usage import ZERO, Usage
+
+__all__ = [
+    "ROUTER_SCHEMA",
+    "SUPERVISOR_EVENTS",
+    "UNSAFE_KEYS",
+    "SupervisorContext",
+    "SupervisorReport",
+    "SupervisorResult",
+    "SupervisorRun",
+    "is_unsafe_key",
+]
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
@@ -64,150 +74,10 @@ SUPERVISOR_EVENTS = frozenset(
         "supervisor.completed",
     }
 )
-#: Keys never merged into the state: the original's prototype keys, and Python's dunders.
-UNSAFE_KEYS = frozenset({"__proto__", "constructor", "prototype"})
-ROUTER_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "next": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-        "reasoning": {"type": "string"},
-    },
-    "required": ["next"],
-}
 
 
 def _ms(start: float) -> float:
     return round((perf_counter() - start) * 1000.0, 3)
-
-
-def is_unsafe_key(key: Any) -> bool:
-    return (
-        not isinstance(key, str)
-        or key in UNSAFE_KEYS
-        or (key.startswith("__") and key.endswith("__"))
-    )
-
-
-@dataclass
-class SupervisorContext:
-    """What ``route``, ``evaluate``, ``next`` and callback intents receive.
-
-    ``state`` is the live state (callbacks return a dict to merge instead of mutating it);
-    ``results`` holds this iteration's branches (for ``evaluate`` and ``next``); callbacks
-    call agents and workflows through ``run`` / ``arun`` so their usage is counted.
-    """
-
-    input: Any
-    state: dict[str, Any]
-    iteration: int
-    snapshots: list[dict[str, Any]]
-    context: Mapping[str, Any]
-    run_id: str
-    supervisor_name: str
-    cancel: CancelToken
-    session_id: str | None = None
-    intent: str | None = None
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)
-    usage: Usage = ZERO
-
-    @property
-    def last(self) -> dict[str, Any] | None:
-        return self.snapshots[-1] if self.snapshots else None
-
-    def _options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"cancel": self.cancel}
-        if self.session_id is not None:
-            options["session_id"] = self.session_id
-        return options
-
-    def run(self, unit: Any, input: Any = None, **options: Any) -> Any:
-        """Call an agent (``input`` is the prompt) or a workflow; its usage is counted."""
-        result = unit.execute(input, **{**self._options(), **options})
-        self.usage = self.usage + Usage.coerce(getattr(result, "usage", None))
-        return result
-
-    async def arun(self, unit: Any, input: Any = None, **options: Any) -> Any:
-        call = getattr(unit, "aexecute", None)
-        if call is None:
-            import asyncio
-
-            return await asyncio.to_thread(self.run, unit, input, **options)
-        result = await call(input, **{**self._options(), **options})
-        self.usage = self.usage + Usage.coerce(getattr(result, "usage", None))
-        return result
-
-
-@dataclass
-class SupervisorReport:
-    run_id: str
-    name: str
-    status: str
-    started_at: datetime
-    ended_at: datetime
-    duration_ms: float
-    signature: str
-    terminated_by: str | None = None
-    version: str | None = None
-    session_id: str | None = None
-    error: AIError | None = None
-    usage: Usage = ZERO
-    snapshots: list[dict[str, Any]] = field(default_factory=list)
-    state: dict[str, Any] = field(default_factory=dict)
-    cancelled_at: datetime | None = None
-    type: str = "supervisor"
-
-    @property
-    def iterations(self) -> int:
-        return len(self.snapshots)
-
-    @property
-    def supervisor_name(self) -> str:
-        return self.name
-
-    @staticmethod
-    def stored_result(
-        sup: Supervisor, snap: SupervisorSnapshot, session_id: Any
-    ) -> SupervisorResult:
-        """A completed run resumes to its stored result and runs nothing."""
-        duration = (snap.saved_at - snap.started_at).total_seconds() * 1000.0
-        report = SupervisorReport(
-            run_id=snap.run_id,
-            name=sup.name,
-            status=COMPLETED,
-            started_at=snap.started_at,
-            ended_at=snap.saved_at,
-            duration_ms=round(duration, 3),
-            signature=snap.signature,
-            version=sup.version,
-            session_id=session_id,
-            usage=snap.usage,
-            snapshots=list(snap.snapshots),
-            state=dict(snap.state),
-        )
-        return SupervisorResult(report=report, data=report.state, usage=snap.usage)
-
-
-@dataclass
-class SupervisorResult:
-    """``execute`` never raises for a failing run: the error comes back in ``error``."""
-
-    report: SupervisorReport
-    data: Any = None
-    error: AIError | None = None
-    usage: Usage = ZERO
-    type: str = "supervisor"
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def status(self) -> str:
-        return self.report.status
-
-    @property
-    def run_id(self) -> str:
-        return self.report.run_id
 
 
 class _Stop(Exception):
@@ -217,7 +87,7 @@ class _Stop(Exception):
         self.terminated_by = terminated_by
 
 
-class SupervisorRun:
+class SupervisorRun(Deciding, Dispatching):
     """The mutable side of one execution; :meth:`run` is the engine generator."""
 
     def __init__(
@@ -499,261 +369,3 @@ class SupervisorRun:
         yield from self.checkpoint(RUNNING)
         if stop is not None:
             raise _Stop(stop)
-
-    # --- deciding ---------------------------------------------------------------------------
-
-    def decide(self, index: int) -> Effects:
-        """Returns ``(END or [keys], decision record, usage of the router)``."""
-        sup, clock, usage, reasoning = self.sup, perf_counter(), ZERO, None
-        carried, fresh = self.carried or {}, self.resume_from is None
-        if carried.get("reassign_to"):
-            source, raw = "evaluate", carried["reassign_to"]
-        elif carried.get("next"):
-            source, raw = "next", carried["next"]
-        elif index == 0 and fresh and sup.initial_agent is not None:
-            source, raw = "initial_agent", sup.initial_agent
-        elif sup.route is not None:
-            source = "route"
-            try:
-                raw = yield Call(sup.route, (self.ctx(),), True)
-            except AIError:
-                raise
-            except Exception as exc:
-                raise SupervisorFailedError(
-                    f'supervisor "{sup.name}": route() raised: {exc}', cause=exc
-                ) from exc
-        else:
-            source = "router"
-            raw, reasoning, usage = yield from self.ask_router(index)
-        self.check_cancel()
-        keys = self.normalise(raw)
-        decision = {
-            "source": source,
-            "next": raw,
-            "reasoning": reasoning,
-            "duration_ms": _ms(clock),
-        }
-        yield from self.emit(
-            "supervisor.router.decided",
-            iteration=index,
-            next=raw,
-            reasoning=reasoning,
-            duration_ms=decision["duration_ms"],
-        )
-        return keys, decision, usage
-
-    def ask_router(self, index: int) -> Effects:
-        router = self.sup.router
-        yield from self.emit("supervisor.router.deciding", iteration=index)
-        options: dict[str, Any] = {"output": ROUTER_SCHEMA, "cancel": self.cancel}
-        if self.session_id is not None:
-            options["session_id"] = self.session_id
-        result = yield CallEither(
-            router.execute, getattr(router, "aexecute", None), (self.router_prompt(index),), options
-        )
-        usage = Usage.coerce(getattr(result, "usage", None))
-        error = getattr(result, "error", None)
-        if error is not None:
-            raise error
-        data = getattr(result, "data", None)
-        if not isinstance(data, Mapping) or "next" not in data:
-            raise SupervisorRoutingError(
-                f'supervisor "{self.sup.name}": the router returned no "next" ({data!r})',
-                returned=data
-                if isinstance(data, (str, int, float, bool, type(None)))
-                else repr(data),
-                available_keys=list(self.sup.intents),
-            )
-        return data["next"], data.get("reasoning"), usage
-
-    def router_prompt(self, index: int) -> str:
-        sup = self.sup
-        lines = [f'You route the work of the supervisor "{sup.name}".']
-        if sup.goal:
-            lines.append(f"Goal: {sup.goal}")
-        lines.append("Intents:")
-        lines += [f"- {key}: {intent.description}" for key, intent in sup.intents.items()]
-        lines.append(f"Input: {_text(self.input)}")
-        lines.append(f"State: {dumps(self.state)}")
-        if self.snapshots:
-            last = self.snapshots[-1]
-            done = ", ".join(last.get("result") or {}) or "nothing"
-            lines.append(f"Iteration {index}; the last iteration ran: {done}.")
-        lines.append(
-            'Answer with JSON {"next": <an intent key, a list of keys to run in parallel, or '
-            f'"{END}" when the work is done>, "reasoning": <one sentence>}}.'
-        )
-        return "\n".join(lines)
-
-    def normalise(self, raw: Any) -> Any:
-        """END, or a de-duplicated list of known intent keys no wider than ``max_fan_out``."""
-        sup = self.sup
-        available = list(sup.intents)
-        if raw == END:
-            return END
-        items = [raw] if isinstance(raw, str) else raw
-        problem = None
-        if not isinstance(items, list) or not items:
-            problem = "an intent key, a non-empty list of keys, or END"
-        elif any(not isinstance(k, str) for k in items):
-            problem = "intent keys (strings)"
-        elif any(k not in sup.intents for k in items):
-            unknown = [k for k in items if k not in sup.intents]
-            problem = f"known intent keys (unknown: {', '.join(unknown)})"
-        else:
-            items = list(dict.fromkeys(items))
-            if len(items) > sup.max_fan_out:
-                problem = f"at most max_fan_out={sup.max_fan_out} intents (got {len(items)})"
-        if problem is not None:
-            raise SupervisorRoutingError(
-                f'supervisor "{sup.name}": route returned {raw!r}; expected {problem}',
-                returned=raw if _plain(raw) else repr(raw),
-                available_keys=available,
-            )
-        return items
-
-    # --- dispatching ------------------------------------------------------------------------
-
-    def dispatch(self, key: str, index: int) -> Effects:
-        """Run one intent; its failure is recorded on its branch, never raised."""
-        intent = self.sup.intents[key]
-        started, clock = now(), perf_counter()
-        ctx = self.ctx(intent=key)
-        usage, output, error, prompt = ZERO, None, None, None
-        try:
-            prompt = yield from self.branch_input(intent, ctx)
-            yield from self.emit(
-                "supervisor.agent.starting", iteration=index, intent=key, input=prompt
-            )
-            output, usage, error = yield from self.call_unit(intent, prompt, ctx)
-        except Exception as exc:
-            error = to_ai_error(exc, wrap_as=SupervisorFailedError)
-        branch = {
-            "intent": key,
-            "input": prompt,
-            "output": output,
-            "usage": usage.to_dict(),
-            "started_at": iso(started),
-            "ended_at": iso(now()),
-            "duration_ms": _ms(clock),
-            "error": error.to_dict() if error is not None else None,
-        }
-        if error is not None:
-            yield from self.emit(
-                "supervisor.agent.failed", iteration=index, intent=key, error=error
-            )
-        else:
-            yield from self.emit(
-                "supervisor.agent.completed",
-                iteration=index,
-                intent=key,
-                output=output,
-                usage=usage,
-                duration_ms=branch["duration_ms"],
-            )
-        return branch
-
-    def branch_input(self, intent: Intent, ctx: SupervisorContext) -> Effects:
-        if intent.input is not None:
-            return (yield Call(intent.input, (ctx,)))
-        if intent.kind == AGENT:
-            return _text(self.input)
-        return self.input
-
-    def call_unit(self, intent: Intent, prompt: Any, ctx: SupervisorContext) -> Effects:
-        """Returns ``(output, usage, error)`` of one agent, workflow or callback."""
-        unit = intent.unit
-        if intent.kind in (AGENT, WORKFLOW):
-            options = ctx._options()
-            if intent.kind == AGENT and isinstance(intent.output, Mapping):
-                options["output"] = dict(intent.output)
-            result = yield CallEither(
-                unit.execute, getattr(unit, "aexecute", None), (prompt,), options
-            )
-            usage = Usage.coerce(getattr(result, "usage", None))
-            error = getattr(result, "error", None)
-            if intent.kind == WORKFLOW or intent.output is not None:
-                output = getattr(result, "data", None)
-            else:
-                output = getattr(result, "text", None)
-            return output, usage, error
-        output = yield Call(unit, (ctx,), True)
-        return output, ctx.usage, None
-
-    def merge(self, keys: list[str], branches: dict[str, dict[str, Any]]) -> Effects:
-        """Merge branch outputs into the state in decision order; unsafe keys are dropped."""
-        dropped: list[str] = []
-        for key in keys:
-            branch, intent = branches[key], self.sup.intents[key]
-            output = branch["output"]
-            if branch["error"] is not None or not intent.merges or not isinstance(output, Mapping):
-                continue
-            for name, value in output.items():
-                if is_unsafe_key(name):
-                    dropped.append(str(name))
-                    logger.warning(
-                        "state.merge.unsafe-key: intent %r returned key %r (dropped)", key, name
-                    )
-                    yield from self.emit("supervisor.state.unsafe_key", intent=key, key=str(name))
-                    continue
-                self.state[name] = value
-        return dropped
-
-    # --- after the branches -----------------------------------------------------------------
-
-    def judge(self, index: int, branches: dict[str, dict[str, Any]]) -> Effects:
-        if self.sup.evaluate is None:
-            return None
-        try:
-            verdict = yield Call(self.sup.evaluate, (self.ctx(results=branches),), True)
-        except AIError:
-            raise
-        except Exception as exc:
-            raise SupervisorFailedError(
-                f'supervisor "{self.sup.name}": evaluate() raised: {exc}', cause=exc
-            ) from exc
-        if verdict is None:
-            return None
-        if not isinstance(verdict, Mapping):
-            raise SupervisorFailedError(
-                f'supervisor "{self.sup.name}": evaluate() must return None or a dict with '
-                f"satisfied / reassign_to / feedback, got {verdict!r}"
-            )
-        verdict = {
-            k: verdict.get(k)
-            for k in ("satisfied", "reassign_to", "feedback")
-            if verdict.get(k) is not None
-        }
-        yield from self.emit("supervisor.evaluate.verdict", iteration=index, verdict=verdict)
-        return verdict
-
-    def carry(self, verdict: dict | None, branches: dict[str, dict[str, Any]]) -> Effects:
-        """What ends the run now, or what the next iteration dispatches without routing."""
-        if verdict and verdict.get("satisfied"):
-            return "evaluate", None
-        if verdict and verdict.get("reassign_to"):
-            return None, {"reassign_to": self.normalise(verdict["reassign_to"])}
-        targets: list[str] = []
-        for key, branch in branches.items():
-            intent = self.sup.intents[key]
-            if intent.next is None or branch["error"] is not None:
-                continue
-            chosen = yield Call(intent.next, (self.ctx(intent=key, results=branches),))
-            if chosen is None:
-                continue
-            if chosen == END:
-                return "route", None
-            targets += [t for t in self.normalise(chosen) if t not in targets]
-        return None, ({"next": self.normalise(targets)} if targets else None)
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else dumps(value)
-
-
-def _plain(value: Any) -> bool:
-    try:
-        dumps(value)
-    except SnapshotSerializationError:
-        return False
-    return True
