@@ -2,6 +2,7 @@
 children, and SnapshotSerializationError (SPEC 1.1; reference 1.6-1.12)."""
 
 import asyncio
+import contextvars
 import decimal
 import json
 import threading
@@ -671,3 +672,28 @@ async def test_non_json_input_writes_nothing(mode):
     assert result.error.path.startswith("input")
     assert store.load("ser-3") is None
     assert store.list() == []
+
+
+REQUEST_ID = contextvars.ContextVar("request_id", default=None)
+
+
+@pytest.mark.parametrize("mode", ["execute", "aexecute"])
+def test_parallel_children_see_the_callers_context_variables(mode):
+    seen = []
+
+    def child(ctx):
+        seen.append(REQUEST_ID.get())
+
+    wf = ai.workflow(
+        name="ctxvars",
+        steps=[ai.parallel("fan", [ai.step("a", child), ai.step("b", child)])],
+    )
+    token = REQUEST_ID.set("req-42")
+    try:
+        if mode == "execute":
+            wf.execute()
+        else:
+            asyncio.run(wf.aexecute())
+    finally:
+        REQUEST_ID.reset(token)
+    assert seen == ["req-42", "req-42"]

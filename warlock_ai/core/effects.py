@@ -11,6 +11,7 @@ called from the caller's own thread in sync mode, as Django expects.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import threading
@@ -181,7 +182,11 @@ class _SyncRunner:
         if len(engines) <= 1:
             return [_settle_sync(e) for e in engines]
         with ThreadPoolExecutor(max_workers=len(engines), thread_name_prefix="warlock") as pool:
-            futures = [pool.submit(_settle_in_worker, engine) for engine in engines]
+            # Each child sees the caller's context variables, as asyncio tasks do.
+            futures = [
+                pool.submit(contextvars.copy_context().run, _settle_in_worker, engine)
+                for engine in engines
+            ]
             return [future.result() for future in futures]
 
 
