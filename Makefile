@@ -65,8 +65,11 @@ screenshots: venv services
 bench: venv
 	$(PY) bench/step_overhead.py
 
+# The catalog import (a workflow killed mid-step, resumed, then migrated after a deploy), then
+# the support-ticket triage (a supervisor killed mid-iteration, resumed without paying twice).
 demo: venv
 	$(PY) -m example_project.demo
+	$(PY) -m example_project.support_demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist site .bench *.egg-info

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "warlock_ai",
     "example_project.catalog",
+    "example_project.support",
 ]
 
 MIDDLEWARE = [
