@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .cancel import CancelRequest, CancelToken
-from .effects import Call, CallEither, Emit, Gather, Save, Sleep
+from .effects import Call, Emit, Save
 from .errors import (
     AIError,
     LeaseHeldError,
@@ -23,7 +23,6 @@ from .errors import (
     MaxStepsExceededError,
     RoutingError,
     SnapshotSerializationError,
-    StepFailedError,
     StoreError,
     WorkflowCancelledError,
     WorkflowError,
@@ -32,23 +31,21 @@ from .errors import (
 from .events import normalise_handlers
 from .leases import ACQUIRE, RELEASE, RENEW, LeaseClaim, new_owner_id
 from .results import WorkflowContext, WorkflowReport, WorkflowResult
-from .retry import resolve_backoff, resolve_retry
 from .routing import parse_route
-from .schema import validate_schema
-from .serialization import clone, dumps
+from .serialization import dumps
 from .snapshots import (
     CANCELLED,
     COMPLETED,
     FAILED,
     RUNNING,
-    AttemptRecord,
     Encoded,
     StepRecord,
     WorkflowSnapshot,
     now,
 )
-from .steps import Output, Step
+from .steps import Step
 from .usage import ZERO, Usage
+from .workflow_steps import StepExecution, describe, elapsed_ms, is_cancellation
 
 if TYPE_CHECKING:
     from .workflow import Workflow
@@ -74,16 +71,6 @@ WORKFLOW_EVENTS = frozenset(
 Effects = Generator[Any, Any, Any]
 
 
-def is_cancellation(exc: BaseException) -> bool:
-    return isinstance(exc, WorkflowCancelledError) or (
-        isinstance(exc, AIError) and exc.category == "cancelled"
-    )
-
-
-def describe(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, AIError) else (str(exc) or type(exc).__name__)
-
-
 def _context(context: Any) -> dict[str, Any]:
     if context is None:
         return {}
@@ -92,12 +79,11 @@ def _context(context: Any) -> dict[str, Any]:
     return dict(context)
 
 
-def _ms(start: float) -> float:
-    return round((perf_counter() - start) * 1000.0, 3)
+class WorkflowRun(StepExecution):
+    """The mutable side of one execution; :meth:`run` is the engine generator.
 
-
-class WorkflowRun:
-    """The mutable side of one execution; :meth:`run` is the engine generator."""
+    Running a step (attempts, retries, agent calls, parallel groups) is ``StepExecution``'s.
+    """
 
     def __init__(
         self,
@@ -317,7 +303,7 @@ class WorkflowRun:
             error=error if status in (FAILED, CANCELLED) else None,
             started_at=self.started_at,
             ended_at=now(),
-            duration_ms=_ms(self.clock),
+            duration_ms=elapsed_ms(self.clock),
             signature=wf.signature,
             usage=self.usage,
             steps=self.steps,
@@ -463,246 +449,3 @@ class WorkflowRun:
                 step_name=step.name,
                 cause=exc,
             ) from exc
-
-    # --- one step -------------------------------------------------------------------------
-
-    def execute_step(self, step: Step, base: dict[str, Any], child: bool = False) -> Effects:
-        """Run ``step`` against ``base``; returns ``(record, resulting state)``, never raising
-        for a step failure (only cancellation and step-local handler errors propagate)."""
-        name = step.name
-        started, clock = now(), perf_counter()
-        if step.on:
-            yield from self.local(step, "starting", {"step": name})
-        yield from self.emit("workflow.step.starting", step=name)
-        if step.skip is not None:
-            skip_state = clone(base)
-            try:
-                skipped = yield Call(step.skip, (self.ctx.with_state(skip_state),))
-            except Exception as exc:
-                if is_cancellation(exc):
-                    raise self.cancelled_error(exc) from exc
-                err = StepFailedError(
-                    f'step "{name}" skip raised: {describe(exc)}',
-                    step_name=name,
-                    attempts=1,
-                    cause=exc,
-                )
-                return self.failed(started, clock, 1, (), err), base
-            if skipped:
-                yield from self.emit("workflow.step.skipped", step=name)
-                record = StepRecord(
-                    status="skipped",
-                    started_at=started,
-                    duration_ms=_ms(clock),
-                    attempts=0,
-                    skipped=True,
-                )
-                return record, skip_state
-        if step.parallel is not None:
-            return (yield from self.execute_group(step, base, started, clock))
-        try:
-            return (yield from self.attempts(step, base, started, clock, child))
-        except WorkflowCancelledError:
-            if step.on_cancel is not None:
-                try:
-                    yield Call(step.on_cancel, (self.ctx.with_state(base),))
-                except Exception:
-                    logger.exception("on_cancel of step %r failed", name)
-            raise
-
-    def attempts(self, step: Step, base: dict[str, Any], started, clock, child: bool) -> Effects:
-        name = step.name
-        retry = resolve_retry(step.retry, None if child else self.wf.default_retry)
-        total = retry.total_attempts
-        history: list[AttemptRecord] = []
-        usage = [ZERO]
-        last: AIError | None = None
-        for k in range(1, total + 1):
-            self.check_cancel()
-            attempt_started, attempt_clock = now(), perf_counter()
-            ctx = self.ctx.with_state(clone(base))
-            try:
-                result, output = yield from self.attempt(step, ctx, usage)
-            except Exception as exc:
-                if is_cancellation(exc):
-                    raise self.cancelled_error(exc) from exc
-                last = to_ai_error(exc)
-                history.append(
-                    AttemptRecord(k, attempt_started, _ms(attempt_clock), "failed", last)
-                )
-                if k >= total:
-                    break
-                if retry.retry_on is not None and (yield Call(retry.retry_on, (exc, k))) is False:
-                    break
-                payload = {
-                    "step": name,
-                    "attempt": k + 1,
-                    "total_attempts": total,
-                    "last_error": last,
-                }
-                yield from self.emit("workflow.step.retrying", **payload)
-                if step.on:
-                    yield from self.local(step, "retrying", payload)
-                if retry.on_retry is not None:
-                    yield Call(retry.on_retry, (k + 1, exc))
-                delay = resolve_backoff(k, retry.backoff)
-                if delay > 0 and (yield Sleep(delay, self.cancel)):
-                    raise self.cancelled_error() from exc
-                continue
-            history.append(AttemptRecord(k, attempt_started, _ms(attempt_clock), "success"))
-            duration = _ms(clock)
-            record = StepRecord(
-                status=COMPLETED,
-                started_at=started,
-                duration_ms=duration,
-                attempts=k,
-                attempt_history=tuple(history),
-                output=output,
-                usage=usage[0],
-                result=result,
-            )
-            yield from self.emit(
-                "workflow.step.completed", step=name, output=output, duration_ms=duration
-            )
-            if step.on:
-                yield from self.local(
-                    step, "completed", {"step": name, "output": output, "duration_ms": duration}
-                )
-            return record, ctx.state
-        attempts = len(history)
-        err = StepFailedError(
-            f'step "{name}" failed after {attempts} attempt(s): {describe(last)}',
-            step_name=name,
-            attempts=attempts,
-            cause=last,
-        )
-        record = self.failed(started, clock, attempts, tuple(history), err, usage[0])
-        yield from self.emit("workflow.step.failed", step=name, error=err, attempts=attempts)
-        if step.on:
-            yield from self.local(
-                step, "failed", {"step": name, "error": err, "attempts": attempts}
-            )
-        return record, base
-
-    def failed(self, started, clock, attempts, history, err, usage: Usage = ZERO) -> StepRecord:
-        return StepRecord(
-            status=FAILED,
-            started_at=started,
-            duration_ms=_ms(clock),
-            attempts=attempts,
-            attempt_history=history,
-            error=err,
-            usage=usage,
-        )
-
-    def attempt(self, step: Step, ctx: WorkflowContext, usage: list[Usage]) -> Effects:
-        """before -> run | agent -> output -> after, on this attempt's own copy of the state."""
-        if step.before is not None:
-            yield Call(step.before, (ctx,))
-        result = None
-        if step.run is not None:
-            result = yield Call(step.run, (ctx,), True)
-        elif step.agent is not None:
-            result = yield from self.call_agent(step, ctx, usage)
-        ctx.agent_result = result
-        output = None
-        if step.output is not None:
-            output = yield from self.extract(step.output, ctx)
-        if step.after is not None:
-            yield Call(step.after, (ctx,))
-        return result, output
-
-    def call_agent(self, step: Step, ctx: WorkflowContext, usage: list[Usage]) -> Effects:
-        spec = yield Call(step.input, (ctx,))
-        if isinstance(spec, str):
-            prompt, options = spec, {}
-        elif isinstance(spec, dict) and "prompt" in spec:
-            options = dict(spec)
-            prompt = options.pop("prompt")
-        else:
-            raise WorkflowError(
-                f'step "{step.name}": input() must return a prompt or {{"prompt": ...}}'
-            )
-        options.setdefault("cancel", self.cancel)
-        if self.session_id is not None:
-            options.setdefault("session_id", self.session_id)
-        agent = step.agent
-        result = yield CallEither(
-            agent.execute, getattr(agent, "aexecute", None), (prompt,), options
-        )
-        usage[0] = usage[0] + Usage.coerce(getattr(result, "usage", None))
-        error = getattr(result, "error", None)
-        if error is not None:
-            raise error
-        return result
-
-    def extract(self, output: Output, ctx: WorkflowContext) -> Effects:
-        value = yield Call(output.extract, (ctx,))
-        if output.schema is not None:
-            value = yield Call(validate_schema, (output.schema, value))
-        return value
-
-    def execute_group(self, step: Step, base: dict[str, Any], started, clock) -> Effects:
-        """Children run concurrently from the same base; merged in declaration order."""
-        children = step.parallel
-        outcomes = yield Gather([self.execute_step(c, base, child=True) for c in children])
-        records: dict[str, StepRecord] = {}
-        deltas: list[tuple[str, dict[str, Any]]] = []
-        first_error: AIError | None = None
-        for child, outcome in zip(children, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                raise outcome
-            record, state = outcome
-            records[child.name] = record
-            if record.status == FAILED:
-                first_error = first_error or record.error
-            else:
-                deltas.append(
-                    (child.name, {k: v for k, v in state.items() if k not in base or base[k] != v})
-                )
-        merged = clone(base)
-        for child_name, delta in deltas:
-            if step.merge_state is not None:
-                yield Call(step.merge_state, (merged, delta, child_name))
-            else:
-                merged.update(delta)
-        output = None
-        if step.output is not None:
-            ctx = self.ctx.with_state(merged)
-            ctx.steps = {
-                **self.steps,
-                step.name: StepRecord(
-                    status=FAILED if first_error else COMPLETED,
-                    started_at=started,
-                    duration_ms=_ms(clock),
-                    attempts=1,
-                    steps=records,
-                ),
-            }
-            try:
-                output = yield from self.extract(step.output, ctx)
-            except Exception as exc:
-                if is_cancellation(exc):
-                    raise self.cancelled_error(exc) from exc
-                first_error = first_error or to_ai_error(exc)
-        usage = sum((r.usage for r in records.values()), ZERO)
-        duration = _ms(clock)
-        record = StepRecord(
-            status=FAILED if first_error else COMPLETED,
-            started_at=started,
-            duration_ms=duration,
-            attempts=1,
-            output=output,
-            error=first_error,
-            steps=records,
-            usage=usage,
-        )
-        if first_error is not None:
-            yield from self.emit(
-                "workflow.step.failed", step=step.name, error=first_error, attempts=1
-            )
-            return record, base
-        yield from self.emit(
-            "workflow.step.completed", step=step.name, output=output, duration_ms=duration
-        )
-        return record, merged

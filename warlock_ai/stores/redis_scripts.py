@@ -1,0 +1,136 @@
+"""The Lua scripts of the Redis stores, each run by SHA; one script is one atomic write.
+
+The key layouts they work on are described in ``redis`` (snapshots) and ``redis_checkpoints``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+REQUEST_CANCEL = """
+-- KEYS[1] the run; ARGV: now_ms, reason. Only a running run can be asked to cancel.
+local data = redis.call('HGET', KEYS[1], 'data')
+if not data or cjson.decode(data)['status'] ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'cancel_requested_at', ARGV[1], 'cancel_reason', ARGV[2])
+return 1
+"""
+
+SAVE_SNAPSHOT = """
+-- KEYS[1] the run; ARGV: data, mode ('' = no claim), owner, now_ms, expires_ms, ttl,
+-- a holder to take over because its process is dead ('' = none), this snapshot's saved_at,
+-- and the saved_at the resuming worker loaded ('' = any).
+local key, mode, owner = KEYS[1], ARGV[2], ARGV[3]
+if mode ~= '' then
+  local lease = redis.call('HMGET', key, 'lease_owner', 'lease_expires_at', 'saved_at')
+  local holder, expires = lease[1], tonumber(lease[2])
+  if mode == 'acquire' and ARGV[9] ~= '' and lease[3] ~= ARGV[9] then
+    return {'changed'}
+  end
+  if mode == 'acquire' then
+    if holder and holder ~= owner and holder ~= ARGV[7]
+        and not (expires and expires < tonumber(ARGV[4])) then
+      return {'held', holder, lease[2] or ''}
+    end
+  elseif holder ~= owner then
+    return {'lost', holder or ''}
+  end
+end
+if mode == 'release' then
+  redis.call('HDEL', key, 'lease_owner', 'lease_expires_at', 'cancel_requested_at', 'cancel_reason')
+  redis.call('HSET', key, 'data', ARGV[1], 'saved_at', ARGV[8])
+elseif mode == '' then
+  redis.call('HSET', key, 'data', ARGV[1], 'saved_at', ARGV[8])
+else
+  redis.call('HSET', key, 'data', ARGV[1], 'saved_at', ARGV[8],
+    'lease_owner', owner, 'lease_expires_at', ARGV[5])
+end
+if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', key, ARGV[6]) end
+if mode == 'acquire' or mode == 'renew' then
+  local cancel = redis.call('HMGET', key, 'cancel_requested_at', 'cancel_reason')
+  if cancel[1] then return {'ok', cancel[1], cancel[2] or ''} end
+end
+return {'ok'}
+"""
+
+APPEND_CHECKPOINT = """
+-- KEYS: rows, turns, sessions; ARGV: turn, record JSON, session id, ttl
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[3])
+if tonumber(ARGV[4]) > 0 then
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+end
+return 1
+"""
+
+LATEST_CHECKPOINT = """
+-- KEYS: rows, turns
+local top = redis.call('ZREVRANGE', KEYS[2], 0, 0)
+if #top == 0 then return false end
+return redis.call('HGET', KEYS[1], top[1])
+"""
+
+DELETE_SESSION = """
+-- KEYS: rows, turns, sessions; ARGV: session id
+local n = redis.call('HLEN', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+return n
+"""
+
+PRUNE_SESSION = """
+-- KEYS: rows, turns, sessions; ARGV: keep_from_turn, session id
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+if #old == 0 then return 0 end
+for i = 1, #old, 1000 do
+  redis.call('HDEL', KEYS[1], unpack(old, i, math.min(i + 999, #old)))
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+if redis.call('HLEN', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[2])
+  redis.call('SREM', KEYS[3], ARGV[2])
+end
+return #old
+"""
+
+FORGET_EXPIRED = """
+-- KEYS[1] the session index, KEYS[i + 1] the rows of session ARGV[i]
+local n = 0
+for i, session in ipairs(ARGV) do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 then n = n + redis.call('SREM', KEYS[1], session) end
+end
+return n
+"""
+
+
+class Script:
+    """A Lua script run by SHA (``EVALSHA``), sent in full once per server (``EVAL``)."""
+
+    def __init__(self, lua: str) -> None:
+        self.lua = lua
+        self.sha = hashlib.sha1(lua.encode()).hexdigest()
+
+    def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return client.eval(self.lua, len(keys), *keys, *args)
+
+    async def run_async(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return await client.eval(self.lua, len(keys), *keys, *args)
+
+
+request_cancel = Script(REQUEST_CANCEL)
+save_snapshot = Script(SAVE_SNAPSHOT)
+append_checkpoint = Script(APPEND_CHECKPOINT)
+latest_checkpoint = Script(LATEST_CHECKPOINT)
+delete_session = Script(DELETE_SESSION)
+prune_session = Script(PRUNE_SESSION)
+forget_expired = Script(FORGET_EXPIRED)
