@@ -362,7 +362,8 @@ class SupervisorRun(Deciding, Dispatching):
             "duration_ms": _ms(clock),
             "usage": usage.to_dict(),
         }
-        self.encoded.append(dumps(record, path=f"snapshots.{index}"))
+        if self.store is not None:  # encoded once, reused by every later save
+            self.encoded.append(dumps(record, path=f"snapshots.{index}"))
         self.snapshots.append(record)
         self.carried = carried
         yield from self.emit("supervisor.iteration.completed", iteration=index, snapshot=record)
