@@ -29,7 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "CACHE": None,
     # Module names autodiscovered in every installed app to register flows.
     "FLOW_MODULES": ["flows"],
-    # How long a worker's lease on a run lasts without a snapshot write renewing it.
+    # How long a worker's lease on a run lasts without a renewal: snapshot writes and a
+    # heartbeat every third of it renew it, so this is how long a dead worker's run waits.
     "LEASE_SECONDS": 300,
     # The django-rq queue background runs are enqueued on.
     "RQ_QUEUE": "default",

@@ -28,6 +28,7 @@ from .errors import (
     to_ai_error,
 )
 from .events import normalise_handlers
+from .heartbeat import start_heartbeat
 from .leases import ACQUIRE, RELEASE, RENEW, LeaseClaim, new_owner_id
 from .routing import END
 from .schema import validate_schema
@@ -113,6 +114,7 @@ class SupervisorRun(Deciding, Dispatching):
         self.store = store
         self.owner = new_owner_id() if getattr(store, "supports_leases", False) else None
         self.lease_held = False
+        self.heartbeat: Any = None
         self.resume_from = resume_from
         self.clock = perf_counter()
         self.carried: dict[str, Any] | None = None
@@ -202,6 +204,8 @@ class SupervisorRun(Deciding, Dispatching):
         (a lease held elsewhere, or lost to a takeover, stops this execution)."""
         if self.store is None:
             return
+        if status != RUNNING:
+            self.stop_heartbeat()  # the final write releases the lease
         failure = yield Save(self.store, self.snapshot(status, error))
         self.writes += 1
         if not isinstance(failure, BaseException):
@@ -218,6 +222,11 @@ class SupervisorRun(Deciding, Dispatching):
             "snapshot write failed for run %r (status=%s): %s", self.run_id, status, err.message
         )
         yield from self.emit("supervisor.error", error=err, phase="persist")
+
+    def stop_heartbeat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
 
     def cancelled_error(self) -> SupervisorCancelledError:
         token = self.cancel
@@ -249,13 +258,22 @@ class SupervisorRun(Deciding, Dispatching):
     # --- the run --------------------------------------------------------------------------
 
     def run(self) -> Effects:
-        sup = self.sup
-        status, error, terminated_by = COMPLETED, None, None
+        status, error = COMPLETED, None
         try:
             self.input_json = dumps(self.input, path="input")
         except SnapshotSerializationError as exc:
             self.store, error, status = None, exc, FAILED
         yield from self.checkpoint(RUNNING)  # takes the lease: a held run fails fast here
+        held = self.owner if self.lease_held else None
+        self.heartbeat = start_heartbeat(self.store, self.run_id, held, self.cancel)
+        try:
+            return (yield from self.run_held(error, status))
+        finally:
+            self.stop_heartbeat()
+
+    def run_held(self, error: Any, status: str) -> Effects:
+        """The run once its lease is held: iterations, output, final write, events."""
+        sup, terminated_by = self.sup, None
         yield from self.emit("supervisor.starting", supervisor_name=sup.name, input=self.input)
         try:
             if error is not None:

@@ -29,6 +29,7 @@ from .errors import (
     to_ai_error,
 )
 from .events import normalise_handlers
+from .heartbeat import start_heartbeat
 from .leases import ACQUIRE, RELEASE, RENEW, LeaseClaim, new_owner_id
 from .results import WorkflowContext, WorkflowReport, WorkflowResult
 from .routing import parse_route
@@ -108,6 +109,7 @@ class WorkflowRun(StepExecution):
         # One owner id per execution: it is also the fencing token of every write.
         self.owner = new_owner_id() if getattr(store, "supports_leases", False) else None
         self.lease_held = False
+        self.heartbeat: Any = None
         self.resume_from = resume_from
         if resume_from is not None:
             self.state: dict[str, Any] = dict(resume_from.state)
@@ -194,6 +196,8 @@ class WorkflowRun(StepExecution):
         """
         if self.store is None:
             return
+        if status != RUNNING:
+            self.stop_heartbeat()  # the terminal write releases the lease
         failure = yield Save(self.store, self.snapshot(status, next_name, error))
         if not isinstance(failure, BaseException):
             if self.owner is not None:
@@ -211,6 +215,11 @@ class WorkflowRun(StepExecution):
                 "snapshot write failed for run %r (status=%s): %s", self.run_id, status, err.message
             )
             yield from self.emit("workflow.error", error=err, phase="persist")
+
+    def stop_heartbeat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
 
     def check_cancel(self) -> None:
         if self.cancel.cancelled:
@@ -242,9 +251,6 @@ class WorkflowRun(StepExecution):
         return None
 
     def run(self) -> Effects:
-        wf = self.wf
-        status, error, data = COMPLETED, None, None
-        terminal_written = False
         current = self.first_step()
         not_json = None
         if self.store is not None:
@@ -256,6 +262,18 @@ class WorkflowRun(StepExecution):
         # The first write takes the run's lease: a run leased by a live worker fails fast
         # here (LeaseHeldError propagates out of execute/resume) before anything runs.
         yield from self.checkpoint(RUNNING, current)
+        held = self.owner if self.lease_held else None
+        self.heartbeat = start_heartbeat(self.store, self.run_id, held, self.cancel)
+        try:
+            return (yield from self.run_held(current, not_json))
+        finally:
+            self.stop_heartbeat()
+
+    def run_held(self, current: str | None, not_json: Any) -> Effects:
+        """The run once its lease is held: steps, output, terminal write, events."""
+        wf = self.wf
+        status, error, data = COMPLETED, None, None
+        terminal_written = False
         yield from self.emit("workflow.starting", workflow_name=wf.name, input=self.input)
         try:
             if not_json is not None:

@@ -40,6 +40,12 @@ class SnapshotStore(ABC):
         """``(owner, expires_at)`` of the run's live or expired lease, or ``None``."""
         return None
 
+    def renew_lease(self, run_id: str, owner: str) -> bool:
+        """Push the expiry of ``owner``'s lease on the run ``lease_seconds`` ahead, without
+        writing a snapshot (the heartbeat of a long step). False when ``owner`` no longer
+        holds it: another worker took the run over."""
+        return True
+
     def request_cancel(self, run_id: str, reason: str = "") -> bool:
         """Record that an operator wants the run cancelled; False when it is not running.
 

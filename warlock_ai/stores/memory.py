@@ -76,6 +76,15 @@ class MemorySnapshotStore(SnapshotStore):
     def lease(self, run_id: str) -> tuple[str, datetime] | None:
         return self._leases.get(run_id)
 
+    def renew_lease(self, run_id: str, owner: str) -> bool:
+        with self._lock:
+            holder, _ = self._leases.get(run_id, (None, None))
+            if holder != owner:
+                return False
+            expires = datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
+            self._leases[run_id] = (owner, expires)
+            return True
+
     def request_cancel(self, run_id: str, reason: str = "") -> bool:
         with self._lock:
             text = self._data.get(run_id)

@@ -263,6 +263,19 @@ class DatabaseSnapshotStore(SnapshotStore):
             raise self._error("read the lease of", run_id, exc) from exc
         return (holder, expires) if holder else None
 
+    def renew_lease(self, run_id: str, owner: str) -> bool:
+        expires = timezone.now() + timedelta(seconds=self.lease_seconds)
+        try:
+            updated = (
+                _model()
+                .objects.using(self.using)
+                .filter(pk=run_id, lease_owner=owner)
+                .update(lease_expires_at=expires)
+            )
+        except DatabaseError as exc:
+            raise self._error("renew the lease of", run_id, exc) from exc
+        return updated == 1
+
     def request_cancel(self, run_id: str, reason: str = "") -> bool:
         try:
             updated = (

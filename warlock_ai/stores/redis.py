@@ -24,6 +24,7 @@ from .redis_checkpoints import RedisCheckpointStore
 from .redis_connection import Connection, as_text, check_ttl
 from .redis_connection import client_url as client_url
 from .redis_connection import hide_password as hide_password
+from .redis_scripts import renew_lease as renew_lease_script
 from .redis_scripts import request_cancel as request_cancel_script
 from .redis_scripts import save_snapshot
 
@@ -206,6 +207,12 @@ class RedisSnapshotStore(SnapshotStore):
         with self._conn.errors("lease read", key):
             values = self._conn.client.hmget(key, ["lease_owner", "lease_expires_at"])
         return self._lease(values)
+
+    def renew_lease(self, run_id: str, owner: str) -> bool:
+        key = self.key(run_id)
+        expires = _now_ms() + int(self.lease_seconds * 1000)
+        with self._conn.errors("lease renewal", key):
+            return bool(renew_lease_script(self._conn.client, [key], [owner, expires]))
 
     async def alease(self, run_id: str) -> tuple[str, datetime | None] | None:
         client = self._conn.async_client()

@@ -106,6 +106,13 @@ end
 return n
 """
 
+RENEW_LEASE = """
+-- KEYS[1] the run; ARGV[1] the owner, ARGV[2] the new expiry (epoch ms)
+if redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'lease_expires_at', ARGV[2])
+return 1
+"""
+
 
 class Script:
     """A Lua script run by SHA (``EVALSHA``), sent in full once per server (``EVAL``)."""
@@ -128,6 +135,7 @@ class Script:
 
 
 request_cancel = Script(REQUEST_CANCEL)
+renew_lease = Script(RENEW_LEASE)
 save_snapshot = Script(SAVE_SNAPSHOT)
 append_checkpoint = Script(APPEND_CHECKPOINT)
 latest_checkpoint = Script(LATEST_CHECKPOINT)
