@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 FLOW = "catalog-import"
@@ -457,11 +458,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the demo database")
     args = parser.parse_args(argv)
-    started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="warlock-demo-"))
-    demo = Demo(workdir)
-    # This process reads the same database, through the ORM, to show and check what happened.
     os.environ.pop("CATALOG_IMPORT_VERSION", None)
+    return drive(Demo, run, "warlock-demo-", keep=args.keep)
+
+
+def drive(demo_class: type, script: Any, prefix: str, keep: bool) -> int:
+    """Set up a fresh database and Django in this process, run ``script(demo)``, clean up;
+    0 when every check passed (the support demo reuses it)."""
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    demo = demo_class(workdir)
+    # This process reads the same database, through the ORM, to show and check what happened.
     os.environ["WARLOCK_DB_URL"] = demo.env["WARLOCK_DB_URL"]
     os.environ["DJANGO_SETTINGS_MODULE"] = "example_project.settings"
     os.chdir(REPO)
@@ -471,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
 
     django.setup()
     try:
-        run(demo)
+        script(demo)
     except DemoFailure as exc:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
         return 1
@@ -479,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         from django.db import connections
 
         connections.close_all()
-        if args.keep:
+        if keep:
             print(f"\n   The database is kept: {demo.db}")
             print(f"   WARLOCK_DB_URL=sqlite:///{demo.db} python manage.py runserver")
         else:

@@ -22,11 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -34,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from example_project.demo import REPO, TIMEOUT, Demo, DemoFailure, expect, phase, say
+from example_project.demo import REPO, TIMEOUT, Demo, drive, expect, phase, say
 
 FLOW = "support-triage"
 TICKETS = REPO / "example_project" / "support" / "data" / "tickets.json"
@@ -364,34 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the demo database")
     args = parser.parse_args(argv)
-    started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="warlock-support-demo-"))
-    demo = SupportDemo(workdir)
-    # This process reads the same database, through the ORM, to show and check what happened.
-    os.environ["WARLOCK_DB_URL"] = demo.env["WARLOCK_DB_URL"]
-    os.environ["DJANGO_SETTINGS_MODULE"] = "example_project.settings"
-    os.chdir(REPO)
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    import django
-
-    django.setup()
-    try:
-        run(demo)
-    except DemoFailure as exc:
-        print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        if args.keep:
-            print(f"\n   The database is kept: {demo.db}")
-            print(f"   WARLOCK_DB_URL=sqlite:///{demo.db} python manage.py runserver")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\n   Done in {time.monotonic() - started:.1f} s.")
-    return 0
+    return drive(SupportDemo, run, "warlock-support-demo-", keep=args.keep)
 
 
 if __name__ == "__main__":
