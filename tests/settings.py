@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from example_project import settings as example
 from tests.services import database_settings, postgres15_url, postgres_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -20,44 +21,11 @@ ALLOWED_HOSTS = ["*"]
 USE_TZ = True
 TIME_ZONE = "UTC"
 
-INSTALLED_APPS = [
-    "django.contrib.admin",
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "django.contrib.sessions",
-    "django.contrib.messages",
-    "django.contrib.staticfiles",
-    "warlock_ai",
-    "example_project.catalog",
-    "example_project.support",
-]
-
-MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-]
-
-ROOT_URLCONF = "example_project.urls"
-
-TEMPLATES = [
-    {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
-        "APP_DIRS": True,
-        "OPTIONS": {
-            "context_processors": [
-                "django.template.context_processors.request",
-                "django.contrib.auth.context_processors.auth",
-                "django.contrib.messages.context_processors.messages",
-            ],
-        },
-    },
-]
+# The example project's apps, middleware, URLs and templates: the tests run the same project.
+INSTALLED_APPS = list(example.INSTALLED_APPS)
+MIDDLEWARE = list(example.MIDDLEWARE)
+ROOT_URLCONF = example.ROOT_URLCONF
+TEMPLATES = example.TEMPLATES
 
 DATABASES = {
     "default": {
