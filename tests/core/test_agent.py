@@ -194,6 +194,25 @@ def test_a_failing_tool_becomes_an_error_message_and_the_loop_continues():
     assert isinstance(error.cause, RuntimeError)
 
 
+def test_invalid_tool_arguments_never_reach_the_tool_and_the_model_may_retry():
+    calls = []
+    calc = scripted_agent(
+        [
+            {"tool_calls": [call("add", a="two", b=3)]},
+            {"tool_calls": [call("add", "c2", a=2, b=3)]},
+            "2 + 3 = 5",
+        ],
+        tools=[add_tool(calls)],
+    )
+    result = calc.execute("what is 2 + 3?")
+    assert result.error is None and result.text == "2 + 3 = 5"
+    assert calls == [{"a": 2, "b": 3}]  # the invalid call never ran
+    refused = result.messages[2].content
+    assert "invalid arguments" in refused and "$.a: expected number, got str" in refused
+    [error] = result.report.trips[0].errors
+    assert isinstance(error, ai.ToolExecutionError) and error.tool_name == "add"
+
+
 def test_an_unknown_tool_gets_an_error_message_and_the_loop_continues():
     helper = scripted_agent([{"tool_calls": [call("delete_all")]}, "ok"], tools=[add_tool()])
     result = helper.execute("clean up")

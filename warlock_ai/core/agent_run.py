@@ -28,6 +28,7 @@ from .errors import (
     to_ai_error,
 )
 from .events import HandlerMap, normalise_handlers
+from .json_schema import json_schema_issues
 from .messages import Message, ModelResponse, ToolCall
 from .middleware import PipelineContext, pipeline_effects
 from .schema import validate_schema
@@ -275,7 +276,16 @@ def _status(error: AIError | None) -> str:
 
 
 def invoke_tool(found: Tool, ctx: PipelineContext, index: int) -> Engine:
-    """Call the tool (a plain ``run`` goes to a worker thread under ``aexecute``)."""
+    """Check the arguments against the tool's schema, then call the tool (a plain ``run``
+    goes to a worker thread under ``aexecute``). Invalid arguments never reach the tool: the
+    model gets the problem back and may call again."""
+    issues = json_schema_issues(found.parameters, ctx.arguments)
+    if issues:
+        raise ToolExecutionError(
+            f"tool {found.name!r} got invalid arguments: {'; '.join(issues[:3])}",
+            tool_name=found.name,
+            trip_index=index,
+        )
     try:
         return (yield Call(found.run, (ctx.arguments,), offload=True))
     except Exception as exc:
