@@ -14,23 +14,21 @@ from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .cancel import CancelRequest, CancelToken
-from .effects import Call, Emit, Gather, Save
+from .cancel import CancelToken
+from .effects import Call, Emit, Gather
 from .errors import (
     AIError,
     LeaseHeldError,
     LeaseLostError,
     MaxIterationsError,
     SnapshotSerializationError,
-    StoreError,
     SupervisorCancelledError,
     SupervisorFailedError,
     to_ai_error,
 )
 from .events import normalise_handlers
-from .heartbeat import start_heartbeat
-from .leases import ACQUIRE, RELEASE, RENEW, LeaseClaim, new_owner_id
 from .routing import END
+from .run_writes import LeasedWrites
 from .schema import validate_schema
 from .serialization import dumps
 from .snapshots import CANCELLED, COMPLETED, FAILED, MAX_ITERATIONS, RUNNING, iso, now
@@ -88,8 +86,11 @@ class _Stop(Exception):
         self.terminated_by = terminated_by
 
 
-class SupervisorRun(Deciding, Dispatching):
+class SupervisorRun(Deciding, Dispatching, LeasedWrites):
     """The mutable side of one execution; :meth:`run` is the engine generator."""
+
+    error_event = "supervisor.error"
+    logger = logger
 
     def __init__(
         self,
@@ -112,9 +113,7 @@ class SupervisorRun(Deciding, Dispatching):
         self.on = normalise_handlers(on, SUPERVISOR_EVENTS)
         self.session_id = session_id
         self.store = store
-        self.owner = new_owner_id() if getattr(store, "supports_leases", False) else None
-        self.lease_held = False
-        self.heartbeat: Any = None
+        self.init_lease(store)
         self.resume_from = resume_from
         self.clock = perf_counter()
         self.carried: dict[str, Any] | None = None
@@ -129,7 +128,6 @@ class SupervisorRun(Deciding, Dispatching):
             self.usage, self.started_at = ZERO, now()
         self.encoded = [dumps(s) for s in self.snapshots]
         self.input_json: str | None = None
-        self.writes = 0
 
     # --- middleware -----------------------------------------------------------------------
 
@@ -191,42 +189,15 @@ class SupervisorRun(Deciding, Dispatching):
         if self.input_json is not None:
             encoded = EncodedRun(self.input_json, self.sup.fingerprint_json, list(self.encoded))
             object.__setattr__(snap, "encoded", encoded)
-        if self.owner is not None:
-            mode = ACQUIRE if not self.lease_held else RENEW if status == RUNNING else RELEASE
-            expected = None
-            if mode == ACQUIRE and self.resume_from is not None and not self.writes:
-                expected = self.resume_from.saved_at
-            object.__setattr__(snap, "claim", LeaseClaim(self.owner, mode, expected))
+        claim = self.claim(status)
+        if claim is not None:
+            object.__setattr__(snap, "claim", claim)
         return snap
 
     def checkpoint(self, status: str, error: AIError | None = None) -> Effects:
-        """Write a snapshot; a failed write emits ``supervisor.error`` and never aborts the run
-        (a lease held elsewhere, or lost to a takeover, stops this execution)."""
-        if self.store is None:
-            return
-        if status != RUNNING:
-            self.stop_heartbeat()  # the final write releases the lease
-        failure = yield Save(self.store, self.snapshot(status, error))
-        self.writes += 1
-        if not isinstance(failure, BaseException):
-            if self.owner is not None:
-                self.lease_held = status == RUNNING
-            if isinstance(failure, CancelRequest) and status == RUNNING:
-                self.cancel.cancel(failure.reason or "cancel requested by an operator")
-            return
-        if isinstance(failure, (LeaseHeldError, LeaseLostError)):
-            self.store = None
-            raise failure
-        err = to_ai_error(failure, wrap_as=StoreError)
-        logger.warning(
-            "snapshot write failed for run %r (status=%s): %s", self.run_id, status, err.message
-        )
-        yield from self.emit("supervisor.error", error=err, phase="persist")
-
-    def stop_heartbeat(self) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
-            self.heartbeat = None
+        """Write a snapshot (see ``LeasedWrites.write``); nothing without a store."""
+        if self.store is not None:
+            yield from self.write(self.snapshot(status, error), status)
 
     def cancelled_error(self) -> SupervisorCancelledError:
         token = self.cancel
@@ -264,8 +235,7 @@ class SupervisorRun(Deciding, Dispatching):
         except SnapshotSerializationError as exc:
             self.store, error, status = None, exc, FAILED
         yield from self.checkpoint(RUNNING)  # takes the lease: a held run fails fast here
-        held = self.owner if self.lease_held else None
-        self.heartbeat = start_heartbeat(self.store, self.run_id, held, self.cancel)
+        self.start_heartbeat()
         try:
             return (yield from self.run_held(error, status))
         finally:

@@ -14,25 +14,21 @@ from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .cancel import CancelRequest, CancelToken
-from .effects import Call, Emit, Save
+from .cancel import CancelToken
+from .effects import Call, Emit
 from .errors import (
     AIError,
-    LeaseHeldError,
-    LeaseLostError,
     MaxStepsExceededError,
     RoutingError,
     SnapshotSerializationError,
-    StoreError,
     WorkflowCancelledError,
     WorkflowError,
     to_ai_error,
 )
 from .events import normalise_handlers
-from .heartbeat import start_heartbeat
-from .leases import ACQUIRE, RELEASE, RENEW, LeaseClaim, new_owner_id
 from .results import WorkflowContext, WorkflowReport, WorkflowResult
 from .routing import parse_route
+from .run_writes import LeasedWrites
 from .serialization import dumps
 from .snapshots import (
     CANCELLED,
@@ -80,11 +76,14 @@ def _context(context: Any) -> dict[str, Any]:
     return dict(context)
 
 
-class WorkflowRun(StepExecution):
+class WorkflowRun(StepExecution, LeasedWrites):
     """The mutable side of one execution; :meth:`run` is the engine generator.
 
     Running a step (attempts, retries, agent calls, parallel groups) is ``StepExecution``'s.
     """
+
+    error_event = "workflow.error"
+    logger = logger
 
     def __init__(
         self,
@@ -106,10 +105,7 @@ class WorkflowRun(StepExecution):
         self.on = normalise_handlers(on, WORKFLOW_EVENTS)
         self.session_id = session_id
         self.store = store
-        # One owner id per execution: it is also the fencing token of every write.
-        self.owner = new_owner_id() if getattr(store, "supports_leases", False) else None
-        self.lease_held = False
-        self.heartbeat: Any = None
+        self.init_lease(store)
         self.resume_from = resume_from
         if resume_from is not None:
             self.state: dict[str, Any] = dict(resume_from.state)
@@ -177,49 +173,17 @@ class WorkflowRun(StepExecution):
         if self.input_json is not None:
             encoded = Encoded(self.input_json, wf.fingerprint_json, self.state_json)
             object.__setattr__(snap, "encoded", encoded)
-        if self.owner is not None:
-            mode = ACQUIRE if not self.lease_held else RENEW if status == RUNNING else RELEASE
-            expected = None
-            if mode == ACQUIRE and self.resume_from is not None and not self.step_count:
-                expected = self.resume_from.saved_at
-            object.__setattr__(snap, "claim", LeaseClaim(self.owner, mode, expected))
+        claim = self.claim(status)
+        if claim is not None:
+            object.__setattr__(snap, "claim", claim)
         return snap
 
     def checkpoint(
         self, status: str, next_name: str | None, error: AIError | None = None
     ) -> Effects:
-        """Write a snapshot; a failed write is reported (event + log) and never aborts the run.
-
-        The exception is the lease: a run leased by a live worker is refused at its first
-        write (``LeaseHeldError``), and a worker fenced out by a takeover stops at once
-        (``LeaseLostError``); either way this execution writes nothing more.
-        """
-        if self.store is None:
-            return
-        if status != RUNNING:
-            self.stop_heartbeat()  # the terminal write releases the lease
-        failure = yield Save(self.store, self.snapshot(status, next_name, error))
-        if not isinstance(failure, BaseException):
-            if self.owner is not None:
-                self.lease_held = status == RUNNING
-            if isinstance(failure, CancelRequest) and status == RUNNING:
-                # Asked from outside (cancel_run, the admin): noticed at this check point.
-                self.cancel.cancel(failure.reason or "cancel requested by an operator")
-            return
-        if isinstance(failure, (LeaseHeldError, LeaseLostError)):
-            self.store = None
-            raise failure
-        if failure is not None:
-            err = to_ai_error(failure, wrap_as=StoreError)
-            logger.warning(
-                "snapshot write failed for run %r (status=%s): %s", self.run_id, status, err.message
-            )
-            yield from self.emit("workflow.error", error=err, phase="persist")
-
-    def stop_heartbeat(self) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
-            self.heartbeat = None
+        """Write a snapshot (see ``LeasedWrites.write``); nothing without a store."""
+        if self.store is not None:
+            yield from self.write(self.snapshot(status, next_name, error), status)
 
     def check_cancel(self) -> None:
         if self.cancel.cancelled:
@@ -262,8 +226,7 @@ class WorkflowRun(StepExecution):
         # The first write takes the run's lease: a run leased by a live worker fails fast
         # here (LeaseHeldError propagates out of execute/resume) before anything runs.
         yield from self.checkpoint(RUNNING, current)
-        held = self.owner if self.lease_held else None
-        self.heartbeat = start_heartbeat(self.store, self.run_id, held, self.cancel)
+        self.start_heartbeat()
         try:
             return (yield from self.run_held(current, not_json))
         finally:
