@@ -6,7 +6,6 @@ from urllib.parse import urlencode
 
 import pytest
 from django.contrib.admin.models import DELETION, LogEntry
-from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -38,24 +37,6 @@ def keys_left():
 
 def messages_of(response):
     return [str(m) for m in response.context["messages"]]
-
-
-@pytest.fixture
-def staff_client(client):
-    """``staff_client("view_cacheentry")``: the test client logged in as a staff user with
-    exactly those ``warlock_ai`` permissions."""
-
-    def make(*codenames):
-        user = User.objects.create_user("ops", password="x", is_staff=True)
-        perms = Permission.objects.filter(
-            content_type__app_label="warlock_ai", codename__in=codenames
-        )
-        assert perms.count() == len(codenames)
-        user.user_permissions.set(perms)
-        client.force_login(user)
-        return client
-
-    return make
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.admin.models import DELETION, LogEntry
-from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -50,24 +49,6 @@ def turns_left():
 
 def messages_of(response):
     return [str(m) for m in response.context["messages"]]
-
-
-@pytest.fixture
-def staff_client(client):
-    """``staff_client("view_checkpoint")``: the test client logged in as a staff user with
-    exactly those ``warlock_ai`` permissions."""
-
-    def make(*codenames):
-        user = User.objects.create_user("ops", password="x", is_staff=True)
-        perms = Permission.objects.filter(
-            content_type__app_label="warlock_ai", codename__in=codenames
-        )
-        assert perms.count() == len(codenames)
-        user.user_permissions.set(perms)
-        client.force_login(user)
-        return client
-
-    return make
 
 
 @pytest.fixture
