@@ -176,13 +176,19 @@ class SnapshotAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     # The detail page.
-    def change_view(
-        self, request: Any, object_id: str, form_url: str = "", extra_context: Any = None
+    def render_change_form(
+        self,
+        request: Any,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
     ) -> Any:
-        row = self.get_object(request, unquote(object_id))
-        if row is not None and self.has_view_permission(request, row):
-            extra_context = {**(extra_context or {}), **detail_context(request, row, self)}
-        return super().change_view(request, object_id, form_url, extra_context)
+        # The row Django already fetched for the page: no second query for the panels.
+        if obj is not None:
+            context.update(detail_context(request, obj, self))
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view(self.run_action_view)
