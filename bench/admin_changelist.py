@@ -43,6 +43,7 @@ def configure(workdir: str, databases: list[str]) -> dict[str, str]:
     from django.conf import settings
     from django.core.management import call_command
 
+    from example_project import settings as example
     from tests.services import create_database, database_settings, postgres_url
 
     configured = {"default": database_settings(f"sqlite:///{workdir}/auth.sqlite3")}
@@ -64,26 +65,10 @@ def configure(workdir: str, databases: list[str]) -> dict[str, str]:
             "django.contrib.messages",
             "warlock_ai",
         ],
-        MIDDLEWARE=[
-            "django.contrib.sessions.middleware.SessionMiddleware",
-            "django.middleware.csrf.CsrfViewMiddleware",
-            "django.contrib.auth.middleware.AuthenticationMiddleware",
-            "django.contrib.messages.middleware.MessageMiddleware",
-        ],
-        ROOT_URLCONF="example_project.urls",
-        TEMPLATES=[
-            {
-                "BACKEND": "django.template.backends.django.DjangoTemplates",
-                "APP_DIRS": True,
-                "OPTIONS": {
-                    "context_processors": [
-                        "django.template.context_processors.request",
-                        "django.contrib.auth.context_processors.auth",
-                        "django.contrib.messages.context_processors.messages",
-                    ]
-                },
-            }
-        ],
+        # The example project's middleware, URLs and templates: the admin users see.
+        MIDDLEWARE=example.MIDDLEWARE,
+        ROOT_URLCONF=example.ROOT_URLCONF,
+        TEMPLATES=example.TEMPLATES,
         DATABASES=configured,
         USE_TZ=True,
         DEBUG=False,
