@@ -9,10 +9,10 @@ import time
 import pytest
 
 import warlock_ai as ai
-from warlock_ai.core.agent import Agent
+from warlock_ai.core.agents.agent import Agent
+from warlock_ai.core.agents.messages import Message, ModelResponse, Price
+from warlock_ai.core.agents.tools import tool
 from warlock_ai.core.errors import ModelCallError
-from warlock_ai.core.messages import Message, ModelResponse, Price
-from warlock_ai.core.tools import tool
 from warlock_ai.testing import FakeEmbedder, FakeModel, scripted_agent
 
 USER = [Message("user", "hi")]

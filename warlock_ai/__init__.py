@@ -9,10 +9,10 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from . import checkpoint, snapshot
-from .core.agent import Agent, AgentReport, AgentResult, TripRecord, agent
-from .core.cancel import CancelToken
-from .core.checkpoints import CheckpointRecord
-from .core.config import config, get_config, reset_config
+from .core.agents.agent import Agent, AgentReport, AgentResult, TripRecord, agent
+from .core.agents.messages import Embedding, Embeddings, Message, ModelResponse, Price, ToolCall
+from .core.agents.middleware import Hooks, Middleware, PipelineContext
+from .core.agents.tools import Tool, tool
 from .core.errors import (
     AgentCancelledError,
     AgentDriftError,
@@ -22,6 +22,7 @@ from .core.errors import (
     CacheConfigurationError,
     CacheUnsupportedError,
     CheckpointConflictError,
+    DriftError,
     LeaseHeldError,
     LeaseLostError,
     MaxIterationsError,
@@ -45,20 +46,35 @@ from .core.errors import (
     WorkflowDriftError,
     WorkflowError,
 )
-from .core.intents import intent
-from .core.messages import Embedding, Embeddings, Message, ModelResponse, Price, ToolCall
-from .core.middleware import Hooks, Middleware, PipelineContext
-from .core.results import WorkflowContext, WorkflowReport, WorkflowResult
-from .core.retry import Retry
-from .core.routing import END
-from .core.snapshots import AttemptRecord, StepRecord, WorkflowSnapshot
-from .core.steps import Output, Step, parallel, step
-from .core.supervisor import Supervisor, supervisor
-from .core.supervisor_engine import SupervisorContext, SupervisorReport, SupervisorResult
-from .core.supervisor_snapshots import SupervisorSnapshot
-from .core.tools import Tool, tool
-from .core.usage import Usage
-from .core.workflow import Workflow, workflow
+from .core.orchestrator.checkpoints import CheckpointRecord
+from .core.runs.cancel import CancelToken
+from .core.runs.config import config, get_config, reset_config
+from .core.runs.routing import END
+from .core.runs.usage import Usage
+from .core.supervisor import (
+    Supervisor,
+    SupervisorContext,
+    SupervisorReport,
+    SupervisorResult,
+    SupervisorSnapshot,
+    intent,
+    supervisor,
+)
+from .core.workflow import (
+    AttemptRecord,
+    Output,
+    Retry,
+    Step,
+    StepRecord,
+    Workflow,
+    WorkflowContext,
+    WorkflowReport,
+    WorkflowResult,
+    WorkflowSnapshot,
+    parallel,
+    step,
+    workflow,
+)
 from .stores.base import CheckpointStore, SnapshotStore
 
 try:
@@ -83,6 +99,7 @@ __all__ = [
     "CheckpointConflictError",
     "CheckpointRecord",
     "CheckpointStore",
+    "DriftError",
     "Embedding",
     "Embeddings",
     "Hooks",

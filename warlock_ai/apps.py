@@ -13,7 +13,7 @@ class WarlockAIConfig(AppConfig):
 
         from . import checks  # noqa: F401  (registers the system checks)
         from .conf import warlock_settings
-        from .core import config, effects
+        from .core.runs import config, effects
         from .registry import autodiscover
         from .stores.handler import get_checkpoint_store, get_snapshot_store
 

@@ -27,10 +27,10 @@ from django.db import transaction
 from . import operations
 from .conf import warlock_settings
 from .core.errors import LeaseHeldError, LeaseLostError
-from .core.leases import held_error, owner_is_dead
-from .core.serialization import dumps
-from .core.snapshots import COMPLETED, RUNNING, TERMINAL_STATUSES
-from .core.workflow import check_run_id, new_run_id
+from .core.runs.definition import check_run_id, new_run_id
+from .core.runs.leases import held_error, owner_is_dead
+from .core.runs.serialization import dumps
+from .core.runs.snapshots import COMPLETED, RUNNING, TERMINAL_STATUSES
 from .registry import registry
 
 if TYPE_CHECKING:
@@ -58,7 +58,6 @@ _PLAIN_PREFIX, _HASHED_PREFIX = "warlock-run-", "warlock-runh-"
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 #: Job states meaning "this run's job will run"; ``started`` counts only while its worker lives.
 _WAITING = frozenset({"created", "queued", "deferred", "scheduled", "rate_limited"})
-_RUN_ID_PREFIXES = {"workflow": "wf", "supervisor": "sv"}
 #: A job popped by a worker is in rq's started registry a few milliseconds later; one still
 #: outside it after this long was popped by a worker that died.
 _POP_GRACE_SECONDS = 1.0
@@ -90,14 +89,14 @@ def enqueue_execute(
     """
     definition = registry.find(flow)
     if run_id is None:
-        run_id = new_run_id(_RUN_ID_PREFIXES.get(definition.kind, "run"))
+        run_id = new_run_id(definition.descriptor.run_id_prefix)
     check_run_id(run_id)
     dumps(input, path="input")
     rq_queue = _queue(queue)
     existing = _live_job(rq_queue, job_id_for(run_id))
     if existing is not None:
         return existing
-    if (definition.store or _default_store()).load(run_id) is not None:
+    if operations.snapshot_store(definition.store).load(run_id) is not None:
         raise operations.RunExistsError(
             f'run "{run_id}" already exists; resume it (enqueue_resume) instead of starting it'
         )
@@ -114,13 +113,13 @@ def enqueue_resume(run_id: str, force: bool = False, queue: str | None = None) -
     """
     snapshot = operations.load_snapshot(run_id)
     definition = operations.definition_for(snapshot)
-    if not force and hasattr(definition, "check_drift"):
+    if not force:
         definition.check_drift(snapshot)
     rq_queue = _queue(queue)
     existing = _live_job(rq_queue, job_id_for(run_id))
     if existing is not None:
         return existing
-    lease = operations.live_lease(run_id, definition.store or _default_store())
+    lease = operations.live_lease(run_id, operations.snapshot_store(definition.store))
     if snapshot.status == RUNNING and lease is not None:
         raise held_error(run_id, *lease)
     args = (run_id, force)
@@ -132,12 +131,6 @@ def _queue(name: str | None) -> Queue:
 
     # "auto": the queue pushes at once; _enqueue decides about the transaction itself.
     return django_rq.get_queue(name or warlock_settings.RQ_QUEUE, commit_mode="auto")
-
-
-def _default_store() -> Any:
-    from .stores.handler import get_snapshot_store
-
-    return get_snapshot_store()
 
 
 def _enqueue(rq_queue: Queue, func: Any, args: tuple, run_id: str, description: str) -> Job:

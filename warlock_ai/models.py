@@ -9,9 +9,11 @@ from django.db import IntegrityError, connections, models, router, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .core.checkpoints import CheckpointRecord, conflict_error, normalize_route
 from .core.errors import CheckpointConflictError
-from .core.snapshots import SNAPSHOT_TYPES
+from .core.orchestrator.checkpoints import CheckpointRecord, conflict_error, normalize_route
+from .core.runs.kinds import kind_named
+from .core.runs.leases import LeaseState, lease_state, local_owner_prefix
+from .core.runs.snapshots import RunSnapshot
 from .fields import VectorField
 
 
@@ -69,11 +71,38 @@ class SnapshotQuerySet(models.QuerySet):
             return [row[0] for row in cursor.fetchall()]
 
     def stale(self, now: Any = None) -> SnapshotQuerySet:
-        """Running runs whose worker's lease expired (or that never had one): a worker died."""
+        """Running runs no live worker holds: their lease was never taken, expired, or is
+        held by a process of this host that died. Row for row what ``leases.is_stale`` says
+        (and what ``drain_runs`` resumes)."""
         now = now or timezone.now()
-        return self.running().filter(
-            models.Q(lease_expires_at__isnull=True) | models.Q(lease_expires_at__lt=now)
+        unheld = (
+            models.Q(lease_owner__isnull=True)
+            | models.Q(lease_owner="")
+            | models.Q(lease_expires_at__isnull=True)
+            | models.Q(lease_expires_at__lt=now)
         )
+        return self.running().filter(unheld | models.Q(pk__in=self._dead_holders(now)))
+
+    def leased(self, now: Any = None) -> SnapshotQuerySet:
+        """Running runs a live worker holds (``LeaseState.LIVE``): the complement of
+        ``stale()`` among running runs."""
+        now = now or timezone.now()
+        held = self.running().filter(lease_expires_at__gte=now).exclude(lease_owner="")
+        return held.filter(lease_owner__isnull=False).exclude(pk__in=self._dead_holders(now))
+
+    def _dead_holders(self, now: Any) -> list[str]:
+        """Runs whose unexpired lease is held by a dead process of this host (one query over
+        this host's held runs; a holder elsewhere cannot be seen dead, only expire)."""
+        candidates = self.running().filter(
+            lease_owner__startswith=local_owner_prefix(), lease_expires_at__gte=now
+        )
+        return [
+            run_id
+            for run_id, owner, expires in candidates.values_list(
+                "run_id", "lease_owner", "lease_expires_at"
+            )
+            if lease_state(owner, expires, now) is LeaseState.DEAD
+        ]
 
 
 class Snapshot(models.Model):
@@ -123,10 +152,15 @@ class Snapshot(models.Model):
     def __str__(self) -> str:
         return f"{self.name} {self.run_id} ({self.status})"
 
-    def to_snapshot(self) -> Any:
+    def to_snapshot(self) -> RunSnapshot:
         """The engine's dataclass for this row (``WorkflowSnapshot``, ...)."""
-        cls = SNAPSHOT_TYPES[self.kind]
-        return cls.from_row(self)
+        return kind_named(self.kind).snapshot_type.from_row(self)
+
+    def lease_state(self, now: Any = None) -> LeaseState:
+        """What this row's lease says about its worker (``leases.lease_state``)."""
+        return lease_state(
+            self.lease_owner, self.lease_expires_at, now or timezone.now(), self.status
+        )
 
 
 class CheckpointQuerySet(models.QuerySet):

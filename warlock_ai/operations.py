@@ -1,4 +1,11 @@
-"""Operations on runs, written once and called by the commands, the admin, the API and jobs."""
+"""Operations on runs, written once and called by the commands, the admin, the API and jobs.
+
+Each acts through the snapshot store contract (``load``, ``save``, ``delete``, ``lease``,
+``request_cancel``, ``runs``, ``count``, ``delete_runs``), so it behaves the same on the
+database, Redis and memory stores. ``store`` defaults to the configured one: ``ai.config``'s
+``default_snapshot_store``, else ``WARLOCK_AI["SNAPSHOT_STORE"]`` (what a definition without
+a store of its own writes to).
+"""
 
 from __future__ import annotations
 
@@ -15,11 +22,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from .conf import warlock_settings
-from .core.errors import AIError, LeaseHeldError, WorkflowError
-from .core.leases import owner_is_dead
-from .core.workflow import check_run_id
+from .core.errors import AIError, LeaseHeldError, StoreError, WorkflowError
+from .core.runs import config
+from .core.runs.definition import check_run_id
+from .core.runs.kinds import kind_named
+from .core.runs.leases import lease_state
+from .core.runs.snapshots import RUNNING, RunSnapshot
 from .registry import registry
-from .stores.handler import get_snapshot_store
+from .stores.base import RunQuery, SnapshotStore
 
 logger = logging.getLogger("warlock_ai.operations")
 
@@ -73,10 +83,20 @@ class MigrationError(WorkflowError):
     default_code = "MIGRATION_INVALID"
 
 
-def load_snapshot(run_id: str, store: Any = None) -> Any:
+def snapshot_store(store: SnapshotStore | None = None) -> SnapshotStore:
+    """``store``, else the configured snapshot store; ``StoreError`` when there is none."""
+    resolved: SnapshotStore | None = store or config.resolve("default_snapshot_store")
+    if resolved is None:
+        raise StoreError(
+            "no snapshot store is configured: set WARLOCK_AI['SNAPSHOT_STORE'] or "
+            "ai.config(default_snapshot_store=...)"
+        )
+    return resolved
+
+
+def load_snapshot(run_id: str, store: SnapshotStore | None = None) -> RunSnapshot:
     """The stored snapshot of ``run_id`` or ``UnknownRunError``."""
-    store = store or get_snapshot_store()
-    snap = store.load(check_run_id(run_id))
+    snap = snapshot_store(store).load(check_run_id(run_id))
     if snap is None:
         raise UnknownRunError(f'no run "{run_id}" in the snapshot store')
     return snap
@@ -94,7 +114,7 @@ def execute_flow(name: str, input: Any = None, *, run_id: str | None = None, **o
     """
     definition = registry.find(name)
     if run_id is not None:
-        existing = (definition.store or get_snapshot_store()).load(check_run_id(run_id))
+        existing = snapshot_store(definition.store).load(check_run_id(run_id))
         if existing is not None:
             raise RunExistsError(
                 f'run "{run_id}" already exists ({existing.status}); resume it with '
@@ -115,11 +135,17 @@ def rq_configured() -> bool:
     return apps.is_installed("django_rq") and warlock_settings.RQ_QUEUE in queues
 
 
-def start_resume(run_id: str, *, force: bool = False, enqueue: bool | None = None) -> Outcome:
+def start_resume(
+    run_id: str,
+    *,
+    force: bool = False,
+    enqueue: bool | None = None,
+    store: SnapshotStore | None = None,
+) -> Outcome:
     """Resume a run on a django-rq worker (when rq is configured, or ``enqueue``) or inline;
     returns a one-line outcome. A completed run, a live lease and (unless ``force``) drift
     are refused with an ``AIError`` before anything runs or is enqueued."""
-    store = get_snapshot_store()
+    store = snapshot_store(store)
     snapshot = load_snapshot(run_id, store)
     if snapshot.status == "completed":
         raise RunCompletedError(f'run "{run_id}" is already completed: there is nothing to resume')
@@ -136,12 +162,14 @@ def start_resume(run_id: str, *, force: bool = False, enqueue: bool | None = Non
     return describe_result(run_id, definition.resume(run_id, force=force))
 
 
-def restart_run(run_id: str, *, enqueue: bool | None = None) -> Outcome:
+def restart_run(
+    run_id: str, *, enqueue: bool | None = None, store: SnapshotStore | None = None
+) -> Outcome:
     """Discard a run and start it again from scratch with the same input and run id.
 
     If the new start cannot even be enqueued, the discarded snapshot is put back.
     """
-    store = get_snapshot_store()
+    store = snapshot_store(store)
     snapshot = load_snapshot(run_id, store)
     definition = definition_for(snapshot)
     _refuse_live_lease(run_id, store, "restart")
@@ -184,19 +212,16 @@ def describe_result(run_id: str, result: Any) -> Outcome:
     return Outcome(text, ok=result.error is None)
 
 
-def live_lease(run_id: str, store: Any = None) -> tuple[str, Any] | None:
-    """The run's lease when a live worker holds it (not expired, holder not dead), else None."""
-    store = store or get_snapshot_store()
-    lease = store.lease(run_id)
+def live_lease(run_id: str, store: SnapshotStore | None = None) -> tuple[str, Any] | None:
+    """The run's lease when a live worker holds it (``LeaseState.LIVE``), else None."""
+    lease = snapshot_store(store).lease(run_id)
     if lease is None:
         return None
     owner, expires = lease
-    if expires is not None and expires < timezone.now():
-        return None
-    return None if owner_is_dead(owner) else lease
+    return lease if lease_state(owner, expires, timezone.now()).blocks else None
 
 
-def _refuse_live_lease(run_id: str, store: Any, doing: str) -> None:
+def _refuse_live_lease(run_id: str, store: SnapshotStore, doing: str) -> None:
     lease = live_lease(run_id, store)
     if lease is not None:
         owner, expires = lease
@@ -210,21 +235,21 @@ def _refuse_live_lease(run_id: str, store: Any, doing: str) -> None:
         )
 
 
-def discard_run(run_id: str) -> None:
+def discard_run(run_id: str, store: SnapshotStore | None = None) -> None:
     """Delete a run's snapshot; refused while a live worker holds the run."""
-    store = get_snapshot_store()
+    store = snapshot_store(store)
     load_snapshot(run_id, store)
     _refuse_live_lease(run_id, store, "discard")
     store.delete(run_id)
 
 
-def request_cancel(run_id: str, reason: str = "") -> None:
+def request_cancel(run_id: str, reason: str = "", store: SnapshotStore | None = None) -> None:
     """Ask the worker running ``run_id`` to stop at its next check point (run ends cancelled)."""
-    store = get_snapshot_store()
+    store = snapshot_store(store)
     snapshot = load_snapshot(run_id, store)
     # The store only records the request while the run is still running (it may finish
     # between this read and the write).
-    if snapshot.status != "running" or not store.request_cancel(run_id, reason):
+    if snapshot.status != RUNNING or not store.request_cancel(run_id, reason):
         status = load_snapshot(run_id, store).status
         raise RunNotRunningError(
             f'run "{run_id}" is {status}, not running: there is nothing to cancel'
@@ -236,15 +261,17 @@ def migrate_run(
     renames: Mapping[str, str],
     accept_signature: bool = False,
     drop: Iterable[str] = (),
+    store: SnapshotStore | None = None,
 ) -> Any:
     """The seed's manual migration: rename step records (and drop the ones in ``drop``),
     optionally accept the current signature. A mapping that does not fit is refused and
     nothing is saved."""
-    store = get_snapshot_store()
-    snapshot = load_snapshot(run_id, store)
-    if snapshot.kind != "workflow":
+    store = snapshot_store(store)
+    snapshot: Any = load_snapshot(run_id, store)
+    kind = kind_named(snapshot.kind)
+    if not kind.migratable:
         raise MigrationError(
-            f'run "{run_id}" is a {snapshot.kind} run: it has iterations, not step records to '
+            f'run "{run_id}" is a {kind.name} run: it has {kind.units}, not step records to '
             "rename; discard it, or resume it with force"
         )
     definition = definition_for(snapshot)
@@ -312,48 +339,41 @@ def prune_runs(
     batch_size: int = 500,
     progress: Progress | None = None,
     dry_run: bool = False,
+    store: SnapshotStore | None = None,
 ) -> int:
-    """Delete finished runs last saved more than ``older_than`` ago, in batches.
+    """Delete finished runs last saved more than ``older_than`` ago, oldest first, in batches.
 
-    A running run is never deleted, whatever ``statuses`` says.
+    A running run is never deleted, whatever ``statuses`` says; a run that changed status
+    meanwhile is left alone (the delete checks the status again).
     """
-    statuses = [s for s in statuses if s != "running"]
-    cutoff = timezone.now() - older_than
-    snapshots = snapshot_rows()
-    qs = snapshots.filter(status__in=statuses, saved_at__lt=cutoff)
-    total = qs.count()
+    store = snapshot_store(store)
+    kept = sorted({s for s in statuses if s != RUNNING})
+    query = RunQuery(statuses=frozenset(kept), saved_before=timezone.now() - older_than)
+    total = store.count(query)
     if dry_run or not total:
         return total
-    done = 0
+    batch = dataclasses.replace(query, limit=batch_size, oldest_first=True)
+    done, seen = 0, set()
     while True:
-        ids = list(qs.order_by("saved_at").values_list("run_id", flat=True)[:batch_size])
+        ids = [info.run_id for info in store.runs(batch) if info.run_id not in seen]
         if not ids:
             return done
-        done += snapshots.filter(run_id__in=ids, status__in=statuses).delete()[0]
+        seen.update(ids)
+        done += store.delete_runs(ids, kept)
         if progress is not None:
             progress(done, total)
 
 
-def snapshot_rows() -> Any:
-    """``Snapshot`` rows on the database the configured snapshot store uses."""
-    from .models import Snapshot
-
-    using = getattr(get_snapshot_store(), "using", None)
-    return Snapshot.objects.using(using) if using else Snapshot.objects.all()
-
-
-def stale_runs() -> list[str]:
-    """Running runs whose worker is gone: lease expired, never taken, or holder dead."""
-    candidates = snapshot_rows().running().values_list("run_id", "lease_owner", "lease_expires_at")
-    now = timezone.now()
-    return [
-        run_id
-        for run_id, owner, expires in candidates
-        if owner is None or expires is None or expires < now or owner_is_dead(owner)
-    ]
+def stale_runs(store: SnapshotStore | None = None) -> list[str]:
+    """Running runs no live worker holds (lease never taken, expired, or holder dead),
+    oldest first: what ``drain_runs`` resumes."""
+    stale = snapshot_store(store).runs(RunQuery(stale=True, oldest_first=True))
+    return [info.run_id for info in stale]
 
 
-def drain_runs(enqueue: bool = False, progress: Progress | None = None) -> list[tuple[str, str]]:
+def drain_runs(
+    enqueue: bool = False, progress: Progress | None = None, store: SnapshotStore | None = None
+) -> list[tuple[str, str]]:
     """Resume every stale run (inline, or as django-rq jobs with ``enqueue``).
 
     Safe on every worker boot and from several hosts at once: leases decide who runs what,
@@ -366,7 +386,7 @@ def drain_runs(enqueue: bool = False, progress: Progress | None = None) -> list[
         from .jobs import requeue_abandoned_jobs
 
         requeue_abandoned_jobs()
-    run_ids = stale_runs()
+    run_ids = stale_runs(store)
     for index, run_id in enumerate(run_ids, start=1):
         outcomes.append((run_id, _drain_one(run_id, enqueue)))
         if progress is not None:

@@ -13,8 +13,8 @@ from importlib.util import find_spec
 from typing import Any
 
 from .core.errors import WorkflowError
-
-KINDS = ("workflow", "supervisor")
+from .core.runs.definition import Definition
+from .core.runs.kinds import kind_names
 
 
 class UnknownFlowError(WorkflowError, LookupError):
@@ -24,12 +24,7 @@ class UnknownFlowError(WorkflowError, LookupError):
 
 
 def is_definition(value: Any) -> bool:
-    return (
-        getattr(value, "kind", None) in KINDS
-        and isinstance(getattr(value, "name", None), str)
-        and isinstance(getattr(value, "signature", None), str)
-        and not isinstance(value, type)
-    )
+    return isinstance(value, Definition)
 
 
 class FlowRegistry:
@@ -41,7 +36,9 @@ class FlowRegistry:
     def register(self, definition: Any, origin: str = "", replace: bool = False) -> Any:
         """Register ``definition``; a different definition under the same name is refused."""
         if not is_definition(definition):
-            raise TypeError(f"{definition!r} is not a workflow or supervisor definition")
+            raise TypeError(
+                f"{definition!r} is not a durable definition (a workflow, a supervisor, ...)"
+            )
         key = (definition.kind, definition.name)
         with self._lock:
             existing = self._flows.get(key)
@@ -72,7 +69,7 @@ class FlowRegistry:
 
     def find(self, name: str) -> Any:
         """Look a flow up by name (``kind:name`` picks one when two kinds share a name)."""
-        if ":" in name and name.split(":", 1)[0] in KINDS:
+        if ":" in name and name.split(":", 1)[0] in kind_names():
             kind, _, bare = name.partition(":")
             return self.get(kind, bare)
         matches = [d for (kind, n), d in self._flows.items() if n == name]

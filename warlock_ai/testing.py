@@ -22,11 +22,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .core.agent import Agent, agent
+from .core.agents.agent import Agent, agent
+from .core.agents.messages import Embedding, Embeddings, Message, ModelResponse, Price, ToolCall
+from .core.agents.tools import Tool
 from .core.errors import ModelCallError
-from .core.messages import Embedding, Embeddings, Message, ModelResponse, Price, ToolCall
-from .core.tools import Tool
-from .core.usage import Usage
+from .core.runs.usage import Usage
 
 __all__ = ["FakeEmbedder", "FakeModel", "scripted_agent"]
 

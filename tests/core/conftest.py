@@ -3,7 +3,7 @@
 import pytest
 
 import warlock_ai as ai
-from warlock_ai.core import config
+from warlock_ai.core.runs import config
 
 
 @pytest.fixture(autouse=True)

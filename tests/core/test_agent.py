@@ -8,12 +8,12 @@ import threading
 import pytest
 
 import warlock_ai as ai
-from warlock_ai.core.agent import AgentResult, agent
+from warlock_ai.core.agents.agent import AgentResult, agent
+from warlock_ai.core.agents.messages import Message, ModelResponse
+from warlock_ai.core.agents.middleware import Middleware
+from warlock_ai.core.agents.tools import tool
 from warlock_ai.core.errors import ModelCallError
-from warlock_ai.core.messages import Message, ModelResponse
-from warlock_ai.core.middleware import Middleware
-from warlock_ai.core.signature import signature_of
-from warlock_ai.core.tools import tool
+from warlock_ai.core.runs.signature import signature_of
 from warlock_ai.testing import FakeModel, scripted_agent
 
 TIME_KEYS = {"duration_ms", "cancelled_at"}

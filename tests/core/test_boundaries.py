@@ -6,7 +6,7 @@ import sys
 CHECK = """
 import sys
 import warlock_ai
-import warlock_ai.core.workflow, warlock_ai.core.workflow_engine, warlock_ai.core.effects
+import warlock_ai.core.workflow.run, warlock_ai.core.supervisor.run, warlock_ai.core.runs.effects
 import warlock_ai.stores.base, warlock_ai.stores.memory, warlock_ai.snapshot
 wf = warlock_ai.workflow(name="w", steps=[warlock_ai.step("a", lambda ctx: None)],
                          snapshot_store=warlock_ai.snapshot.memory())

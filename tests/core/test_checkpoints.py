@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 import warlock_ai as ai
-from warlock_ai.core.checkpoints import CheckpointRecord, checkpoint_from_json
+from warlock_ai.core.orchestrator.checkpoints import CheckpointRecord, checkpoint_from_json
 from warlock_ai.stores.base import CheckpointStore
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)

@@ -3,7 +3,7 @@
 import pytest
 
 import warlock_ai as ai
-from warlock_ai.core import config as config_module
+from warlock_ai.core.runs import config as config_module
 
 
 def test_case_67_config_starts_empty():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warlock_ai as ai
-from warlock_ai.core.drift import diff_definitions
+from warlock_ai.core.workflow.drift import diff_definitions
 
 
 def noop(ctx):

@@ -1,6 +1,6 @@
 """The small JSON Schema checker behind structured outputs."""
 
-from warlock_ai.core.json_schema import json_schema_issues
+from warlock_ai.core.agents.json_schema import json_schema_issues
 
 SCHEMA = {
     "type": "object",

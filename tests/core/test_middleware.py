@@ -6,16 +6,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from warlock_ai.core.errors import ModelCallError
-from warlock_ai.core.messages import ModelResponse
-from warlock_ai.core.middleware import (
+from warlock_ai.core.agents.messages import ModelResponse
+from warlock_ai.core.agents.middleware import (
     Hooks,
     Middleware,
     PipelineContext,
     arun_pipeline,
     run_pipeline,
 )
-from warlock_ai.core.tools import tool
+from warlock_ai.core.agents.tools import tool
+from warlock_ai.core.errors import ModelCallError
 from warlock_ai.testing import scripted_agent
 
 MODES = ["sync", "async"]

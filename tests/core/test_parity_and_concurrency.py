@@ -11,7 +11,7 @@ import time
 import pytest
 
 import warlock_ai as ai
-from warlock_ai.core.workflow_engine import WORKFLOW_EVENTS
+from warlock_ai.core.workflow.run import WORKFLOW_EVENTS
 
 # --- helpers --------------------------------------------------------------------------------
 

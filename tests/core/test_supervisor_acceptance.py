@@ -11,7 +11,7 @@ import time
 import pytest
 
 import warlock_ai as ai
-from warlock_ai.core.snapshots import now
+from warlock_ai.core.runs.snapshots import now
 
 
 def worker(ctx):
@@ -363,10 +363,10 @@ def test_resuming_a_completed_run_runs_nothing():
 
 def test_a_persist_failure_emits_supervisor_error_and_the_run_goes_on():
     class Flaky(type(store())):
-        def save(self, snapshot):
+        def save(self, snapshot, *, claim=None):
             if snapshot.iteration == 0 and snapshot.status == "running":
                 raise ConnectionError("database went away")
-            return super().save(snapshot)
+            return super().save(snapshot, claim=claim)
 
     errors = []
     sup = ai.supervisor(

@@ -12,8 +12,8 @@ from datetime import datetime
 import pytest
 
 import warlock_ai as ai
-from warlock_ai.core.retry import MAX_BACKOFF, resolve_backoff
-from warlock_ai.core.signature import compact_json, fnv_hex, fnv_short, signature_of
+from warlock_ai.core.runs.signature import compact_json, fnv_hex, fnv_short, signature_of
+from warlock_ai.core.workflow.retry import MAX_BACKOFF, resolve_backoff
 from warlock_ai.stores.base import SnapshotStore
 
 # --- helpers --------------------------------------------------------------------------------

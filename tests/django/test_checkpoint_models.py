@@ -9,7 +9,7 @@ from django.db import IntegrityError, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 import warlock_ai as ai
-from warlock_ai.core.checkpoints import CheckpointRecord
+from warlock_ai.core.orchestrator.checkpoints import CheckpointRecord
 from warlock_ai.models import Checkpoint
 from warlock_ai.stores.orm_checkpoints import DatabaseCheckpointStore
 

@@ -37,7 +37,7 @@ def build(name: str, *steps: str, version: str = "1") -> ai.Workflow:
 
 
 class FakeSupervisor:
-    """Looks like a supervisor definition to the registry (kind, name, signature)."""
+    """Has a supervisor's kind, name and signature, but is no ``Definition``: refused."""
 
     kind = "supervisor"
     signature = "0badcafe"
@@ -104,7 +104,9 @@ def test_unknown_name_in_an_empty_registry_says_where_flows_come_from(restore_re
 
 
 def test_a_name_shared_by_two_kinds_must_be_qualified(restore_registry):
-    supervisor = registry.register(FakeSupervisor(FLOW))
+    supervisor = registry.register(
+        ai.supervisor(name=FLOW, intents={"w": lambda ctx: {}}, route=lambda ctx: ai.END)
+    )
     with pytest.raises(UnknownFlowError, match="several flows") as info:
         registry.find(FLOW)
     assert f"workflow:{FLOW}" in info.value.message
@@ -151,7 +153,7 @@ def test_restore_registry_fixture_put_catalog_import_back():
 
 
 def test_only_definitions_can_be_registered(restore_registry):
-    for value in (object(), "catalog-import", ai.Workflow, FakeSupervisor):
+    for value in (object(), "catalog-import", ai.Workflow, FakeSupervisor, FakeSupervisor(FLOW)):
         with pytest.raises(TypeError):
             registry.register(value)
 

@@ -12,10 +12,10 @@ import pytest
 
 from tests.providers.conftest import API_KEY
 from tests.providers.server import EMBEDDINGS, usage
-from warlock_ai.core.cancel import CancelToken
+from warlock_ai.core.agents.messages import Embedder, Message, Model, Price, ToolCall
 from warlock_ai.core.errors import AgentCancelledError, ModelCallError
-from warlock_ai.core.messages import Embedder, Message, Model, Price, ToolCall
-from warlock_ai.core.usage import Usage
+from warlock_ai.core.runs.cancel import CancelToken
+from warlock_ai.core.runs.usage import Usage
 from warlock_ai.providers import price_for
 from warlock_ai.providers.openai import OpenAIModel
 from warlock_ai.providers.pricing import PRICES

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 import warlock_ai as ai
-from tests.stores.worker import claimed, make_snapshot, wait_for
+from tests.stores.worker import make_snapshot, save_claimed, wait_for
 from warlock_ai.core.errors import LeaseHeldError, LeaseLostError, StoreError
-from warlock_ai.core.leases import new_owner_id
+from warlock_ai.core.runs.leases import new_owner_id
 
 
 @pytest.fixture
@@ -29,8 +29,8 @@ def leased_backend(snapshot_backend, snapshot_store):
 
 
 def save(store: Any, run_id: str, owner: str | None, mode: str = "acquire", **state: Any) -> Any:
-    snapshot = claimed(make_snapshot(run_id, state), owner, mode)
-    store.save(snapshot)
+    snapshot = make_snapshot(run_id, state)
+    save_claimed(store, snapshot, owner, mode)
     return snapshot
 
 
@@ -220,8 +220,8 @@ def test_resume_while_another_worker_holds_the_lease_runs_nothing(leased_backend
     calls: list[str] = []
     wf = failed_run(store, "e-1", calls, {"fail": True, "hook": lambda: None})
     other = new_owner_id()  # a live worker (this very process)
-    stored = claimed(store.load("e-1"), other)
-    store.save(stored)
+    stored = store.load("e-1")
+    save_claimed(store, stored, other)
     lease = store.lease("e-1")
     with pytest.raises(LeaseHeldError) as info:
         wf.resume("e-1")
@@ -240,7 +240,7 @@ def test_two_workers_resuming_one_expired_run_execute_it_once(leased_backend):
     wf = failed_run(store, "e-2", calls, gate)
     # A crashed worker's lease, already expired; the two new workers get 120 s leases.
     store.lease_seconds, crashed = -1, store.lease_seconds
-    store.save(claimed(store.load("e-2"), "elsewhere:1:deadbeef"))
+    save_claimed(store, store.load("e-2"), "elsewhere:1:deadbeef")
     store.lease_seconds = crashed
     assert lease_expired(store, "e-2")
     # The winner's step waits until the loser has given up, so both really overlap.

@@ -7,6 +7,7 @@ these tests look at the keys themselves through a raw client.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import threading
@@ -20,15 +21,15 @@ import redis
 import redis.asyncio as aioredis
 
 import warlock_ai.snapshot as snapshot_factories
-from warlock_ai.core.checkpoints import CheckpointRecord
 from warlock_ai.core.errors import (
     CheckpointConflictError,
     LeaseHeldError,
     LeaseLostError,
     StoreError,
 )
-from warlock_ai.core.snapshots import WorkflowSnapshot
-from warlock_ai.stores import leases
+from warlock_ai.core.orchestrator.checkpoints import CheckpointRecord
+from warlock_ai.core.runs.leases import LeaseClaim, new_owner_id, owner_is_dead
+from warlock_ai.core.workflow.snapshot import WorkflowSnapshot
 from warlock_ai.stores.redis import (
     RedisCheckpointStore,
     RedisSnapshotStore,
@@ -73,7 +74,15 @@ def checkpoints(redis_url: str, prefix: str) -> Iterator[RedisCheckpointStore]:
     store.close()
 
 
-def make_snapshot(run_id: str, claim: leases.LeaseClaim | None = None, **state) -> WorkflowSnapshot:
+def save(store: RedisSnapshotStore, run_id: str, claim: LeaseClaim | None = None, **state):
+    return store.save(make_snapshot(run_id, **state), claim=claim)
+
+
+async def asave(store: RedisSnapshotStore, run_id: str, claim: LeaseClaim | None = None, **state):
+    return await store.asave(make_snapshot(run_id, **state), claim=claim)
+
+
+def make_snapshot(run_id: str, **state) -> WorkflowSnapshot:
     now = datetime.now(UTC)
     snapshot = WorkflowSnapshot(
         run_id=run_id,
@@ -88,7 +97,6 @@ def make_snapshot(run_id: str, claim: leases.LeaseClaim | None = None, **state) 
         started_at=now,
         saved_at=now,
     )
-    object.__setattr__(snapshot, "claim", claim)
     return snapshot
 
 
@@ -124,26 +132,29 @@ def test_factory_builds_the_store(redis_url: str, prefix: str) -> None:
 def test_snapshot_key_is_a_hash_with_data_and_lease(
     snapshots: RedisSnapshotStore, raw: redis.Redis, prefix: str
 ) -> None:
-    snapshots.save(make_snapshot("run:1", leases.LeaseClaim("me", "acquire"), note="é"))
+    save(snapshots, "run:1", LeaseClaim("me", "acquire"), note="é")
     stored = raw.hgetall(f"{prefix}run:1")
-    assert set(stored) == {b"data", b"saved_at", b"lease_owner", b"lease_expires_at"}
+    assert set(stored) == {b"data", b"meta", b"saved_at", b"lease_owner", b"lease_expires_at"}
     assert stored[b"lease_owner"] == b"me"
+    meta = json.loads(stored[b"meta"])
+    assert (meta["kind"], meta["name"], meta["status"]) == ("workflow", "flow", "running")
+    assert meta["saved_at"] == json.loads(stored[b"data"])["saved_at"]
     expires_ms = int(stored[b"lease_expires_at"])
     assert abs(expires_ms / 1000 - (time.time() + 300)) < 5
     assert snapshots.load("run:1").state == {"note": "é"}
     assert raw.ttl(f"{prefix}run:1") == -1  # no ttl: never expires
 
-    snapshots.save(make_snapshot("run:1", leases.LeaseClaim("me", "release")))
-    assert set(raw.hgetall(f"{prefix}run:1")) == {b"data", b"saved_at"}
+    save(snapshots, "run:1", LeaseClaim("me", "release"))
+    assert set(raw.hgetall(f"{prefix}run:1")) == {b"data", b"meta", b"saved_at"}
     assert snapshots.lease("run:1") is None
 
 
 def test_snapshot_ttl_is_set_on_every_write(redis_url: str, raw: redis.Redis, prefix: str) -> None:
     store = RedisSnapshotStore(url=redis_url, prefix=prefix, ttl=120)
-    store.save(make_snapshot("r"))
+    save(store, "r")
     assert 110 < raw.ttl(f"{prefix}r") <= 120
     raw.expire(f"{prefix}r", 5)
-    store.save(make_snapshot("r", leases.LeaseClaim("me", "acquire")))
+    save(store, "r", LeaseClaim("me", "acquire"))
     assert 110 < raw.ttl(f"{prefix}r") <= 120
 
 
@@ -152,7 +163,7 @@ def test_list_matches_glob_metacharacters_literally(
 ) -> None:
     ids = ["a*", "a?c", "a[b]", "a\\d", "abc", "ab", "sess_1", "sessX1", "é-1"]
     for run_id in ids:
-        snapshots.save(make_snapshot(run_id))
+        save(snapshots, run_id)
     raw.set("unrelated:abc", "x")  # outside the prefix
     try:
         assert snapshots.list() == sorted(ids)
@@ -172,7 +183,7 @@ def test_list_matches_glob_metacharacters_literally(
 def test_user_client_with_decoded_responses(redis_url: str, prefix: str) -> None:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     store = RedisSnapshotStore(client=client, prefix=prefix)
-    store.save(make_snapshot("r-1", leases.LeaseClaim("me", "acquire")))
+    save(store, "r-1", LeaseClaim("me", "acquire"))
     assert store.load("r-1").run_id == "r-1"
     assert store.list() == ["r-1"]
     assert store.lease("r-1")[0] == "me"
@@ -192,7 +203,7 @@ def test_acquire_is_atomic_under_concurrency(redis_url: str, prefix: str) -> Non
         store.load("warm-up")  # connect before the barrier
         barrier.wait()
         try:
-            store.save(make_snapshot("contended", leases.LeaseClaim(owner, "acquire")))
+            save(store, "contended", LeaseClaim(owner, "acquire"))
             outcomes.append(f"won:{owner}")
         except LeaseHeldError:
             outcomes.append("held")
@@ -212,15 +223,13 @@ def test_expired_lease_is_taken_over_and_the_old_owner_is_fenced(
     redis_url: str, prefix: str
 ) -> None:
     store = RedisSnapshotStore(url=redis_url, prefix=prefix, lease_seconds=0.05)
-    store.save(make_snapshot("r", leases.LeaseClaim("old", "acquire"), by="old"))
+    save(store, "r", LeaseClaim("old", "acquire"), by="old")
     with pytest.raises(LeaseHeldError):
-        RedisSnapshotStore(url=redis_url, prefix=prefix).save(
-            make_snapshot("r", leases.LeaseClaim("new", "acquire"))
-        )
+        save(RedisSnapshotStore(url=redis_url, prefix=prefix), "r", LeaseClaim("new", "acquire"))
     time.sleep(0.1)
-    store.save(make_snapshot("r", leases.LeaseClaim("new", "acquire"), by="new"))
+    save(store, "r", LeaseClaim("new", "acquire"), by="new")
     with pytest.raises(LeaseLostError, match=r"this worker \(old\) lost its lease to new") as info:
-        store.save(make_snapshot("r", leases.LeaseClaim("old", "renew"), by="old again"))
+        save(store, "r", LeaseClaim("old", "renew"), by="old again")
     assert info.value.owner == "new"
     assert store.load("r").state == {"by": "new"}
 
@@ -228,27 +237,27 @@ def test_expired_lease_is_taken_over_and_the_old_owner_is_fenced(
 def test_dead_local_holder_is_taken_over_at_once(snapshots: RedisSnapshotStore) -> None:
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
                            capture_output=True, text=True)  # fmt: skip
-    dead_owner = f"{leases.new_owner_id().rsplit(':', 2)[0]}:{child.stdout.strip()}:deadbeef"
-    assert leases.owner_is_dead(dead_owner)
-    snapshots.save(make_snapshot("r", leases.LeaseClaim(dead_owner, "acquire")))
-    snapshots.save(make_snapshot("r", leases.LeaseClaim("alive", "acquire"), by="alive"))
+    dead_owner = f"{new_owner_id().rsplit(':', 2)[0]}:{child.stdout.strip()}:deadbeef"
+    assert owner_is_dead(dead_owner)
+    save(snapshots, "r", LeaseClaim(dead_owner, "acquire"))
+    save(snapshots, "r", LeaseClaim("alive", "acquire"), by="alive")
     assert snapshots.lease("r")[0] == "alive"
     assert snapshots.load("r").state == {"by": "alive"}
 
 
 def test_renew_of_a_deleted_run_is_lost_to_nobody(snapshots: RedisSnapshotStore) -> None:
-    snapshots.save(make_snapshot("r", leases.LeaseClaim("me", "acquire")))
+    save(snapshots, "r", LeaseClaim("me", "acquire"))
     assert snapshots.delete("r") is True
     with pytest.raises(LeaseLostError, match="no longer holds its lease"):
-        snapshots.save(make_snapshot("r", leases.LeaseClaim("me", "renew")))
+        save(snapshots, "r", LeaseClaim("me", "renew"))
     assert snapshots.load("r") is None
     assert snapshots.delete("r") is False
 
 
 def test_unclaimed_save_leaves_the_lease_alone(snapshots: RedisSnapshotStore) -> None:
-    snapshots.save(make_snapshot("r", leases.LeaseClaim("me", "acquire")))
+    save(snapshots, "r", LeaseClaim("me", "acquire"))
     before = snapshots.lease("r")
-    snapshots.save(make_snapshot("r", None, migrated=True))
+    save(snapshots, "r", None, migrated=True)
     assert snapshots.lease("r") == before
     assert snapshots.load("r").state == {"migrated": True}
 
@@ -354,7 +363,7 @@ def test_connection_errors_name_operation_key_and_url() -> None:
     snapshots = RedisSnapshotStore(url=CLOSED_URL, prefix="p:")
     cases = [
         ("load", "p:r", lambda: snapshots.load("r")),
-        ("save", "p:r", lambda: snapshots.save(make_snapshot("r"))),
+        ("save", "p:r", lambda: save(snapshots, "r")),
         ("delete", "p:r", lambda: snapshots.delete("r")),
         ("list", "p:x*", lambda: snapshots.list("x")),
     ]
@@ -373,7 +382,7 @@ def test_connection_errors_name_operation_key_and_url() -> None:
 async def test_async_connection_errors_are_store_errors() -> None:
     store = RedisSnapshotStore(url=CLOSED_URL, prefix="p:")
     with pytest.raises(StoreError) as info:
-        await store.asave(make_snapshot("r"))
+        await asave(store, "r")
     _assert_one_clear_line(info.value, "save", "p:r")
     checkpoints = RedisCheckpointStore(url=CLOSED_URL, prefix="c:")
     with pytest.raises(StoreError) as info:
@@ -405,16 +414,16 @@ def test_client_mode_errors_name_the_server() -> None:
 async def test_snapshot_async_twins(redis_url: str, raw: redis.Redis, prefix: str) -> None:
     store = RedisSnapshotStore(url=redis_url, prefix=prefix, ttl=60)
     try:
-        await store.asave(make_snapshot("r?1", leases.LeaseClaim("me", "acquire"), x=1))
-        await store.asave(make_snapshot("r21"))
+        await asave(store, "r?1", LeaseClaim("me", "acquire"), x=1)
+        await asave(store, "r21")
         assert 50 < raw.ttl(f"{prefix}r?1") <= 60
         assert (await store.aload("r?1")).state == {"x": 1}
         assert await store.alist("r?") == ["r?1"]
         assert (await store.alease("r?1"))[0] == "me"
         with pytest.raises(LeaseHeldError):
-            await store.asave(make_snapshot("r?1", leases.LeaseClaim("other", "acquire")))
+            await asave(store, "r?1", LeaseClaim("other", "acquire"))
         with pytest.raises(LeaseLostError):
-            await store.asave(make_snapshot("r?1", leases.LeaseClaim("other", "renew")))
+            await asave(store, "r?1", LeaseClaim("other", "renew"))
         assert await store.adelete("r?1") is True
         assert await store.aload("r?1") is None
     finally:
@@ -444,7 +453,7 @@ def test_each_event_loop_gets_its_own_async_client(redis_url: str, prefix: str) 
     store = RedisSnapshotStore(url=redis_url, prefix=prefix)
 
     async def save_and_load(run_id: str) -> tuple[object, str]:
-        await store.asave(make_snapshot(run_id))
+        await asave(store, run_id)
         loaded = await store.aload(run_id)
         client = store._conn.async_client()
         await store.aclose()
@@ -463,7 +472,7 @@ async def test_user_async_client_is_used(redis_url: str, prefix: str) -> None:
     store = RedisSnapshotStore(client=sync_client, async_client=async_client, prefix=prefix)
     try:
         assert store._conn.async_client() is async_client
-        await store.asave(make_snapshot("r"))
+        await asave(store, "r")
         assert store.load("r") is not None
         await store.aclose()  # a caller's clients stay open
         assert await async_client.ping()

@@ -23,9 +23,9 @@ import pytest
 import redis
 
 import warlock_ai as ai
-from tests.stores.worker import claimed, make_record, make_snapshot, wait_for
+from tests.stores.worker import make_record, make_snapshot, save_claimed, wait_for
 from warlock_ai.core.errors import StoreError
-from warlock_ai.core.leases import new_owner_id
+from warlock_ai.core.runs.leases import new_owner_id
 
 pytestmark = pytest.mark.services
 
@@ -146,7 +146,7 @@ def test_redis_down_mid_run_is_reported_and_the_run_completes(private_redis, cap
 SNAPSHOT_CALLS: dict[str, Callable[[Any], Any]] = {
     "load": lambda store: store.load("err-run-1"),
     "save": lambda store: store.save(make_snapshot("err-run-1")),
-    "save (fenced)": lambda store: store.save(claimed(make_snapshot("err-run-1"), new_owner_id())),
+    "save (fenced)": lambda store: save_claimed(store, make_snapshot("err-run-1"), new_owner_id()),
     "delete": lambda store: store.delete("err-run-1"),
     "list": lambda store: store.list("err-run-"),
     "lease": lambda store: store.lease("err-run-1"),

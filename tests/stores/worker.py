@@ -37,7 +37,7 @@ SNAPSHOT_PREFIX, CHECKPOINT_PREFIX = "snap:", "ckpt:"
 
 def make_snapshot(run_id: str, state: dict[str, Any] | None = None, **fields: Any) -> Any:
     """A running ``WorkflowSnapshot`` of ``run_id`` (no lease claim: an unfenced save)."""
-    from warlock_ai.core.snapshots import WorkflowSnapshot
+    from warlock_ai.core.workflow.snapshot import WorkflowSnapshot
 
     moment = datetime.now(UTC)
     values: dict[str, Any] = {
@@ -57,13 +57,13 @@ def make_snapshot(run_id: str, state: dict[str, Any] | None = None, **fields: An
     return WorkflowSnapshot(**values)
 
 
-def claimed(snapshot: Any, owner: str | None, mode: str = "acquire") -> Any:
-    """``snapshot`` carrying the lease claim the engine would attach (``owner=None``: none)."""
-    from warlock_ai.core.leases import LeaseClaim
+def save_claimed(store: Any, snapshot: Any, owner: str | None, mode: str = "acquire") -> Any:
+    """``store.save(snapshot)`` with the lease claim the run writer would pass (``owner=None``:
+    none); returns what the store returned."""
+    from warlock_ai.core.runs.leases import LeaseClaim
 
-    claim = LeaseClaim(owner, mode) if owner is not None else None
-    object.__setattr__(snapshot, "claim", claim)
-    return snapshot
+    claim = LeaseClaim(owner, mode) if owner is not None else None  # type: ignore[arg-type]
+    return store.save(snapshot, claim=claim)
 
 
 def make_record(
@@ -73,7 +73,7 @@ def make_record(
     state: dict[str, Any] | None = None,
     last_route: str | list[str] | None = "triage",
 ) -> Any:
-    from warlock_ai.core.checkpoints import CheckpointRecord
+    from warlock_ai.core.orchestrator.checkpoints import CheckpointRecord
 
     return CheckpointRecord(
         orchestrator_name=name,
@@ -143,7 +143,7 @@ def append_turns(
 def acquire_runs(store: Any, run_ids: Iterable[str], writer: str) -> dict[str, Any]:
     """Try to take the lease of each run as one new owner; count wins and refusals."""
     from warlock_ai.core.errors import LeaseHeldError
-    from warlock_ai.core.leases import new_owner_id
+    from warlock_ai.core.runs.leases import new_owner_id
 
     # An owner "on another host": the race is about atomicity, and a holder on this host
     # that has already exited would rightly be taken over as dead (owner_is_dead).
@@ -151,7 +151,7 @@ def acquire_runs(store: Any, run_ids: Iterable[str], writer: str) -> dict[str, A
     won, held = [], []
     for run_id in run_ids:
         try:
-            store.save(claimed(make_snapshot(run_id, {"owner": owner}), owner))
+            save_claimed(store, make_snapshot(run_id, {"owner": owner}), owner)
         except LeaseHeldError:
             held.append(run_id)
         else:
@@ -216,7 +216,7 @@ def main(argv: list[str]) -> int:
     writer = f"pid-{os.getpid()}"
     if command == "hold" and config["kind"] == "memory":
         # A memory store lives in the test's process: the test writes the lease for us.
-        from warlock_ai.core.leases import new_owner_id
+        from warlock_ai.core.runs.leases import new_owner_id
 
         _say({"ready": True, "owner": new_owner_id()})
         time.sleep(600)
@@ -226,10 +226,10 @@ def main(argv: list[str]) -> int:
     contract = "checkpoint" if command == "append" else "snapshot"
     store = build_store(config, contract)
     if command == "hold":
-        from warlock_ai.core.leases import new_owner_id
+        from warlock_ai.core.runs.leases import new_owner_id
 
         owner = new_owner_id()
-        store.save(claimed(make_snapshot(args[0], {"held_by": owner}), owner))
+        save_claimed(store, make_snapshot(args[0], {"held_by": owner}), owner)
         _say({"ready": True, "owner": owner})
         time.sleep(600)
         return 0

@@ -106,8 +106,9 @@ def _cancel_unavailable(row: Any, lease: presentation.Lease) -> str | None:
 
 
 def _migrate_unavailable(row: Any, lease: presentation.Lease) -> str | None:
-    if row.kind != "workflow":
-        return f"a {row.kind} run has iterations, not step records to rename"
+    kind = presentation.kind_of(row)
+    if not kind.migratable:
+        return f"a {kind.name} run has {kind.units}, not step records to rename"
     if presentation.definition_of(row) is None:
         return f'flow "{row.name}" is not registered'
     return _held(lease)

@@ -16,12 +16,14 @@ def detail_context(request: Any, row: Any, model_admin: Any) -> dict[str, Any]:
     diff = presentation.drift_diff(row)
     stored_steps, current_steps = presentation.step_lists(row)
     buttons = _buttons(request, row, lease, model_admin)
+    panel = presentation.PANELS.get(row.kind)
     return {
         "run": row,
+        "kind": presentation.kind_of(row),
         "lease": lease,
         "verdict": presentation.verdict(row),
-        "timeline": presentation.timeline(row) if row.kind == "workflow" else [],
-        "iterations": presentation.iterations(row) if row.kind == "supervisor" else [],
+        "panel_template": panel.template if panel else None,
+        "records": panel.rows(row) if panel else [],
         "input_json": presentation.pretty_json(row.input),
         "state_json": presentation.pretty_json(row.state),
         "usage_json": presentation.pretty_json(row.usage) if row.usage else "",

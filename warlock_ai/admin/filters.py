@@ -6,7 +6,6 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import Q
-from django.utils import timezone
 
 from ..registry import registry
 from .presentation import CURRENT, DRIFTED, UNREGISTERED
@@ -77,5 +76,5 @@ class LeaseFilter(admin.SimpleListFilter):
         if self.value() == "stale":
             return queryset.stale()
         if self.value() == "live":
-            return queryset.running().filter(lease_expires_at__gte=timezone.now())
+            return queryset.leased()
         return queryset

@@ -5,6 +5,7 @@ formatted JSON."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,9 +13,10 @@ from typing import Any
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
-from ..core.drift import DefinitionDiff, diff_definitions, diff_supervisors
-from ..core.leases import owner_is_dead
-from ..core.snapshots import parse_iso
+from ..core.runs.drift import DefinitionDiff
+from ..core.runs.kinds import RunKind, kind_named
+from ..core.runs.leases import LeaseState
+from ..core.runs.snapshots import parse_iso
 from ..registry import registry
 
 CURRENT, DRIFTED, UNREGISTERED = "current", "drifted", "unregistered"
@@ -34,35 +36,41 @@ def verdict(row: Any) -> str:
     return CURRENT if definition.signature == row.signature else DRIFTED
 
 
+def kind_of(row: Any) -> RunKind:
+    return kind_named(row.kind)
+
+
 def drift_diff(row: Any) -> DefinitionDiff | None:
     """What changed between the run's stored definition and the registered one."""
     definition = definition_of(row)
     if definition is None or definition.signature == row.signature:
         return None
-    if row.kind == "supervisor":
-        return diff_supervisors(row.fingerprint, definition.fingerprint)
-    return diff_definitions(row.fingerprint, definition.fingerprint)
+    return kind_of(row).diff(row.fingerprint, definition.fingerprint)
 
 
 def step_lists(row: Any) -> tuple[list[str], list[str]]:
-    """Step names (intent keys for a supervisor) of the stored definition and the current one."""
+    """What the stored definition and the current one list (steps, or a supervisor's
+    intents), in order."""
     definition = definition_of(row)
-    key, field_name = ("k", "a") if row.kind == "supervisor" else ("n", "s")
-    stored = [s[key] for s in (row.fingerprint or {}).get(field_name) or []]
-    current = [s[key] for s in definition.fingerprint.get(field_name) or []] if definition else []
-    return stored, current
+    parts = kind_of(row).fingerprint_parts
+    return parts(row.fingerprint), parts(definition.fingerprint) if definition else []
+
+
+def position(row: Any) -> str:
+    """Where the run stands: its next step, its next iteration, "—" once completed."""
+    return kind_of(row).position(row.status, row.next_step, row.iteration)
 
 
 @dataclass(frozen=True)
 class Lease:
     owner: str | None
     expires_at: datetime | None
-    state: str  # "live", "expired", "dead", "none"
+    state: str  # a LeaseState value: "live", "expired", "dead", "none"
 
     @property
     def blocks(self) -> bool:
         """A live worker holds the run: resume and discard must wait."""
-        return self.state == "live"
+        return LeaseState(self.state).blocks
 
     def when(self) -> str:
         """The expiry relative to now: "4 minutes left", "1 hour ago"."""
@@ -85,14 +93,10 @@ class Lease:
 
 
 def lease_of(row: Any, now: datetime | None = None) -> Lease:
-    if not row.lease_owner or row.status != "running":
-        return Lease(None, None, "none")
-    now = now or timezone.now()
-    if row.lease_expires_at is None or row.lease_expires_at < now:
-        return Lease(row.lease_owner, row.lease_expires_at, "expired")
-    if owner_is_dead(row.lease_owner):
-        return Lease(row.lease_owner, row.lease_expires_at, "dead")
-    return Lease(row.lease_owner, row.lease_expires_at, "live")
+    state = row.lease_state(now or timezone.now())
+    if state is LeaseState.NONE:
+        return Lease(None, None, state.value)
+    return Lease(row.lease_owner, row.lease_expires_at, state.value)
 
 
 @dataclass
@@ -230,3 +234,18 @@ def _compact(value: Any) -> str:
     if value is None or isinstance(value, str):
         return value or ""
     return json.dumps(value, ensure_ascii=False, default=repr)
+
+
+@dataclass(frozen=True)
+class Panel:
+    """How the run page draws a kind's records: a template and the rows it iterates."""
+
+    template: str
+    rows: Callable[[Any], list[Any]]
+
+
+#: One panel per kind of run (a kind without one shows no records panel).
+PANELS: dict[str, Panel] = {
+    "workflow": Panel("admin/warlock_ai/snapshot/includes/timeline.html", timeline),
+    "supervisor": Panel("admin/warlock_ai/snapshot/includes/iterations.html", iterations),
+}

@@ -37,6 +37,13 @@ _VERDICT_LABELS = {
 }
 
 
+def snapshot_rows() -> Any:
+    """``Snapshot`` rows on the database the configured snapshot store uses (the admin is
+    the ORM store's window: it shows the ``Snapshot`` table)."""
+    using = getattr(operations.snapshot_store(), "using", None)
+    return Snapshot.objects.using(using) if using else Snapshot.objects.all()
+
+
 def _confirm_row(spec: RunAction, row: Snapshot) -> tuple[Snapshot, str | None, Any]:
     lease = presentation.lease_of(row)
     return row, spec.unavailable(row, lease), lease
@@ -113,7 +120,7 @@ class SnapshotAdmin(admin.ModelAdmin):
         return (queryset.filter(run_id__startswith=term) if term else queryset), False
 
     def get_queryset(self, request: Any) -> Any:
-        queryset = operations.snapshot_rows()
+        queryset = snapshot_rows()
         match = getattr(request, "resolver_match", None)
         if match and match.url_name == "warlock_ai_snapshot_changelist":
             queryset = drill_down(queryset.defer(*_HEAVY))
@@ -132,14 +139,7 @@ class SnapshotAdmin(admin.ModelAdmin):
 
     @admin.display(description="next step")
     def position(self, row: Snapshot) -> str:
-        if row.kind == "supervisor":
-            if row.status == "completed":
-                return "—"
-            settled = (row.iteration if row.iteration is not None else -1) + 1
-            return f"iteration {settled}"
-        if row.status == "completed":
-            return "—"
-        return row.next_step or "(first incomplete step)"
+        return presentation.position(row)
 
     @admin.display(description="last saved", ordering="saved_at")
     def age(self, row: Snapshot) -> str:

@@ -17,6 +17,7 @@ __all__ = [
     "CacheConfigurationError",
     "CacheUnsupportedError",
     "CheckpointConflictError",
+    "DriftError",
     "LeaseHeldError",
     "LeaseLostError",
     "MaxIterationsError",
@@ -157,6 +158,15 @@ def to_ai_error(err: BaseException, wrap_as: type[AIError] | None = None) -> AIE
     return (wrap_as or AIError)(f"{type(err).__name__}: {text}", cause=err)
 
 
+class DriftError(AIError):
+    """A stored run or session was written by another definition of its flow. Every kind's
+    drift error is one, so ``except DriftError`` catches them all."""
+
+    default_code = "DRIFT"
+    default_category = "drift"
+    fields = ("saved_signature", "current_signature")
+
+
 # --- workflow ---------------------------------------------------------------------------
 
 
@@ -169,7 +179,7 @@ class StepFailedError(WorkflowError):
     fields = ("step_name", "attempts")
 
 
-class WorkflowDriftError(WorkflowError):
+class WorkflowDriftError(WorkflowError, DriftError):
     default_code = "WORKFLOW_DRIFT"
     default_category = "drift"
     fields = ("saved_signature", "current_signature", "run_id", "completed_steps", "pending_step")
@@ -218,7 +228,7 @@ class SupervisorCancelledError(SupervisorFailedError):
     fields = ("cancelled_at", "reason")
 
 
-class SupervisorDriftError(SupervisorFailedError):
+class SupervisorDriftError(SupervisorFailedError, DriftError):
     default_code = "SUPERVISOR_DRIFT"
     default_category = "drift"
     fields = ("saved_signature", "current_signature", "run_id")
@@ -236,7 +246,7 @@ class OrchestratorConfigError(OrchestratorFailedError):
     default_category = "validation"
 
 
-class OrchestratorDriftError(OrchestratorFailedError):
+class OrchestratorDriftError(OrchestratorFailedError, DriftError):
     default_code = "ORCHESTRATOR_DRIFT"
     default_category = "drift"
     fields = ("saved_signature", "current_signature", "session_id")

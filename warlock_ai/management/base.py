@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
 from ..core.errors import AIError
+from ..core.runs.kinds import kind_named
 
 
 class RunCommand(BaseCommand):
@@ -61,34 +64,13 @@ class RunCommand(BaseCommand):
         """Per-call event handlers printing each step or iteration as it settles."""
         if self.verbosity < 1:
             return {}
-        if kind == "supervisor":
-            return self._iteration_handlers()
-
-        def completed(event: dict[str, Any]) -> None:
-            self.stdout.write(f"  {event['step']:<24} completed  {event['duration_ms']:.0f} ms")
-
-        def skipped(event: dict[str, Any]) -> None:
-            self.stdout.write(f"  {event['step']:<24} skipped")
-
-        def failed(event: dict[str, Any]) -> None:
-            self.stdout.write(f"  {event['step']:<24} failed     {event['error'].message}")
-
         return {
-            "workflow.step.completed": completed,
-            "workflow.step.skipped": skipped,
-            "workflow.step.failed": failed,
+            event: partial(self._progress_line, line)
+            for event, line in kind_named(kind).progress_lines.items()
         }
 
-    def _iteration_handlers(self) -> dict[str, Any]:
-        def completed(event: dict[str, Any]) -> None:
-            record = event["snapshot"]
-            ran = ", ".join(record["result"]) or "end"
-            failed = [k for k, b in record["result"].items() if b.get("error")]
-            line = f"  iteration {event['iteration']:<3} {record['decision']['source']:<14} {ran}"
-            line += f"  {record['duration_ms']:.0f} ms"
-            self.stdout.write(line + (f"  (failed: {', '.join(failed)})" if failed else ""))
-
-        return {"supervisor.iteration.completed": completed}
+    def _progress_line(self, line: Callable[[dict[str, Any]], str], event: dict[str, Any]) -> None:
+        self.stdout.write(line(event))
 
     def report(self, result: Any) -> None:
         """Print the outcome; a run that did not complete exits with 1."""

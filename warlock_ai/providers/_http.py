@@ -15,10 +15,10 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from warlock_ai.core.cancel import CancelToken
+from warlock_ai.core.agents.messages import Price
 from warlock_ai.core.errors import AgentCancelledError, ModelCallError
-from warlock_ai.core.messages import Price
-from warlock_ai.core.usage import Usage
+from warlock_ai.core.runs.cancel import CancelToken
+from warlock_ai.core.runs.usage import Usage
 
 from .pricing import price_for
 

@@ -17,7 +17,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "warlock_ai.providers.openai needs httpx: pip install 'warlock-ai[openai]'"
     ) from exc
 
-from warlock_ai.core.messages import (
+from warlock_ai.core.agents.messages import (
     Embedding,
     Embeddings,
     Message,
@@ -25,7 +25,7 @@ from warlock_ai.core.messages import (
     Price,
     ToolCall,
 )
-from warlock_ai.core.usage import Usage
+from warlock_ai.core.runs.usage import Usage
 
 from ._http import Endpoint
 

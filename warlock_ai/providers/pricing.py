@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from warlock_ai.core.messages import Price
+from warlock_ai.core.agents.messages import Price
 
 PRICES_AS_OF = "2025-06-01"
 

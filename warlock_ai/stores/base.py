@@ -1,32 +1,156 @@
 """The store contracts. Sync methods are abstract; the ``a``-prefixed twins default to
 running the sync method in a worker thread and are overridden where a native async client
-exists. Stores declare what they can do with ``supports_*`` flags."""
+exists. Stores declare what they can do with ``supports_*`` flags.
+
+Besides keeping snapshots, a snapshot store answers the questions the run operations ask
+(``list_runs``, ``drain_runs``, ``prune_runs``): :meth:`SnapshotStore.runs` lists stored runs
+matching a :class:`RunQuery` as :class:`RunInfo` summaries, :meth:`SnapshotStore.count`
+counts them and :meth:`SnapshotStore.delete_runs` deletes those still in given statuses. The
+defaults work on any store from ``list`` / ``load`` / ``lease``; the database and Redis stores
+answer them natively.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
+
+from ..core.runs.cancel import CancelRequest
+from ..core.runs.leases import LeaseClaim, LeaseState, is_stale, lease_state
+from ..core.runs.snapshots import RunSnapshot
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One stored run without its JSON parts: what listings show and operations decide on."""
+
+    run_id: str
+    kind: str
+    name: str
+    status: str
+    started_at: datetime
+    saved_at: datetime
+    version: str | None = None
+    next_step: str | None = None
+    iteration: int | None = None
+    finished_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+
+    def lease_state(self, now: datetime) -> LeaseState:
+        return lease_state(self.lease_owner, self.lease_expires_at, now, self.status)
+
+    def is_stale(self, now: datetime) -> bool:
+        return is_stale(self.status, self.lease_owner, self.lease_expires_at, now)
+
+    @classmethod
+    def of(
+        cls,
+        snapshot: RunSnapshot,
+        lease: tuple[str, datetime | None] | None = None,
+        cancel_requested_at: datetime | None = None,
+    ) -> RunInfo:
+        """The summary of a loaded snapshot (and of its lease, if any)."""
+        owner, expires = lease if lease is not None else (None, None)
+        finished = snapshot.saved_at if snapshot.status in _TERMINAL else None
+        return cls(
+            run_id=snapshot.run_id,
+            kind=snapshot.kind,
+            name=snapshot.name,
+            status=snapshot.status,
+            started_at=snapshot.started_at,
+            saved_at=snapshot.saved_at,
+            version=snapshot.version,
+            next_step=snapshot.next_step,
+            iteration=snapshot.iteration,
+            finished_at=finished,
+            lease_owner=owner,
+            lease_expires_at=expires,
+            cancel_requested_at=cancel_requested_at,
+        )
+
+
+_TERMINAL = frozenset({"completed", "failed", "cancelled", "max-iterations"})
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Which stored runs: every condition given must hold. Newest first unless
+    ``oldest_first``; at most ``limit``."""
+
+    statuses: frozenset[str] | None = None
+    kind: str | None = None
+    name: str | None = None
+    #: Run ids starting with this, matched literally and case-sensitively.
+    prefix: str = ""
+    saved_before: datetime | None = None
+    #: Only running runs no live worker holds (``leases.is_stale``): what drain resumes.
+    stale: bool = False
+    limit: int | None = None
+    oldest_first: bool = False
+
+    def __post_init__(self) -> None:
+        if self.statuses is not None and not isinstance(self.statuses, frozenset):
+            object.__setattr__(self, "statuses", frozenset(self.statuses))
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 0):
+            raise ValueError(f"RunQuery.limit must be None or an integer >= 0, not {self.limit!r}")
+
+    def matches(self, info: RunInfo, now: datetime) -> bool:
+        return (
+            (self.statuses is None or info.status in self.statuses)
+            and (self.kind is None or info.kind == self.kind)
+            and (self.name is None or info.name == self.name)
+            and info.run_id.startswith(self.prefix)
+            and (self.saved_before is None or info.saved_at < self.saved_before)
+            and (not self.stale or info.is_stale(now))
+        )
+
+    def apply(self, infos: Iterable[RunInfo], now: datetime | None = None) -> list[RunInfo]:
+        """The runs of ``infos`` this query selects, in its order, limited."""
+        now = now or datetime.now(UTC)
+        found = [info for info in infos if self.matches(info, now)]
+        found.sort(key=lambda i: i.run_id)
+        found.sort(key=lambda i: i.saved_at, reverse=not self.oldest_first)
+        return found if self.limit is None else found[: self.limit]
+
+    def unlimited(self) -> RunQuery:
+        return replace(self, limit=None)
 
 
 class SnapshotStore(ABC):
     """Holds the live snapshot of each run: one per ``run_id``; ``save`` replaces it."""
 
     #: ``list(prefix)`` is available.
-    supports_list: bool = True
+    supports_list: ClassVar[bool] = True
     #: Runs are leased to one worker at a time and writes are fenced.
-    supports_leases: bool = False
+    supports_leases: ClassVar[bool] = False
     #: Entries can expire.
-    supports_ttl: bool = False
+    supports_ttl: ClassVar[bool] = False
+    #: An operator's cancel request reaches the worker through the store.
+    supports_cancel: ClassVar[bool] = False
+    #: Seconds a lease lasts without renewal (stores that lease runs).
+    lease_seconds: float = 300.0
 
     @abstractmethod
-    def load(self, run_id: str) -> Any | None:
+    def load(self, run_id: str) -> RunSnapshot | None:
         """The snapshot of ``run_id``, or ``None``."""
 
     @abstractmethod
-    def save(self, snapshot: Any) -> None:
-        """Insert or replace the snapshot of ``snapshot.run_id`` (one write, all or nothing)."""
+    def save(
+        self, snapshot: RunSnapshot, *, claim: LeaseClaim | None = None
+    ) -> CancelRequest | None:
+        """Insert or replace the snapshot of ``snapshot.run_id`` (one write, all or nothing).
+
+        With a ``claim`` (the run writer's), the write is also fenced by the run's lease
+        (``LeaseHeldError``, ``LeaseLostError``) and returns an operator's pending
+        ``CancelRequest``, if any.
+        """
 
     @abstractmethod
     def delete(self, run_id: str) -> bool:
@@ -36,7 +160,7 @@ class SnapshotStore(ABC):
     def list(self, prefix: str = "") -> list[str]:
         """Run ids starting with ``prefix`` (matched literally), sorted."""
 
-    def lease(self, run_id: str) -> tuple[str, Any] | None:
+    def lease(self, run_id: str) -> tuple[str, datetime | None] | None:
         """``(owner, expires_at)`` of the run's live or expired lease, or ``None``."""
         return None
 
@@ -54,17 +178,58 @@ class SnapshotStore(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not support cancel requests")
 
-    async def aload(self, run_id: str) -> Any | None:
+    # --- queries (the run operations' vocabulary) -----------------------------------------
+
+    def runs(self, query: RunQuery = RunQuery()) -> list[RunInfo]:
+        """The stored runs ``query`` selects, newest first (see :class:`RunQuery`)."""
+        return query.apply(self.run_infos(query.prefix))
+
+    def count(self, query: RunQuery = RunQuery()) -> int:
+        """How many stored runs ``query`` selects (its ``limit`` ignored)."""
+        return len(self.runs(query.unlimited()))
+
+    def delete_runs(self, run_ids: Sequence[str], statuses: Iterable[str]) -> int:
+        """Delete the runs of ``run_ids`` whose status is still one of ``statuses``; returns
+        how many. (This default checks and deletes one run at a time; the database and Redis
+        stores do both in one statement per run.)"""
+        allowed, deleted = frozenset(statuses), 0
+        for run_id in run_ids:
+            snapshot = self.load(run_id)
+            if snapshot is not None and snapshot.status in allowed and self.delete(run_id):
+                deleted += 1
+        return deleted
+
+    def run_infos(self, prefix: str = "") -> Iterable[RunInfo]:
+        """Every stored run starting with ``prefix`` as a summary (what ``runs`` filters)."""
+        for run_id in self.list(prefix):
+            snapshot = self.load(run_id)
+            if snapshot is not None:
+                yield RunInfo.of(snapshot, self.lease(run_id))
+
+    # --- async twins ----------------------------------------------------------------------
+
+    async def aload(self, run_id: str) -> RunSnapshot | None:
         return await sync_to_async(self.load)(run_id)
 
-    async def asave(self, snapshot: Any) -> Any:
-        return await sync_to_async(self.save)(snapshot)
+    async def asave(
+        self, snapshot: RunSnapshot, *, claim: LeaseClaim | None = None
+    ) -> CancelRequest | None:
+        return await sync_to_async(self.save)(snapshot, claim=claim)
 
     async def adelete(self, run_id: str) -> bool:
         return await sync_to_async(self.delete)(run_id)
 
     async def alist(self, prefix: str = "") -> list[str]:
         return await sync_to_async(self.list)(prefix)
+
+    async def aruns(self, query: RunQuery = RunQuery()) -> list[RunInfo]:
+        return await sync_to_async(self.runs)(query)
+
+    async def acount(self, query: RunQuery = RunQuery()) -> int:
+        return await sync_to_async(self.count)(query)
+
+    async def adelete_runs(self, run_ids: Sequence[str], statuses: Iterable[str]) -> int:
+        return await sync_to_async(self.delete_runs)(run_ids, statuses)
 
 
 class CheckpointStore(ABC):
@@ -74,11 +239,11 @@ class CheckpointStore(ABC):
     """
 
     #: ``list(name, prefix)`` is available.
-    supports_list: bool = True
+    supports_list: ClassVar[bool] = True
     #: ``prune(name, session_id, keep_from_turn)`` is available.
-    supports_prune: bool = True
+    supports_prune: ClassVar[bool] = True
     #: Entries can expire.
-    supports_ttl: bool = False
+    supports_ttl: ClassVar[bool] = False
 
     @abstractmethod
     def load(self, name: str, session_id: str) -> Any | None:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from ..core.cancel import CancelRequest
-from ..core.checkpoints import (
+from ..core.orchestrator.checkpoints import (
     CheckpointRecord,
     checkpoint_from_json,
     conflict_error,
     valid_threshold,
 )
-from ..core.snapshots import snapshot_from_json
-from . import leases
-from .base import CheckpointStore, SnapshotStore
+from ..core.runs import leases
+from ..core.runs.cancel import CancelRequest
+from ..core.runs.snapshots import RunSnapshot, snapshot_from_json
+from .base import CheckpointStore, RunInfo, SnapshotStore
 
 
 class MemorySnapshotStore(SnapshotStore):
@@ -27,21 +27,23 @@ class MemorySnapshotStore(SnapshotStore):
     """
 
     supports_leases = True
+    supports_cancel = True
 
     def __init__(self, lease_seconds: float = 300) -> None:
         self.lease_seconds = lease_seconds
         self._data: dict[str, str] = {}
         self._leases: dict[str, tuple[str, datetime]] = {}
         self._cancels: dict[str, CancelRequest] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
-    def load(self, run_id: str) -> Any | None:
+    def load(self, run_id: str) -> RunSnapshot | None:
         text = self._data.get(run_id)
         return snapshot_from_json(text) if text is not None else None
 
-    def save(self, snapshot: Any) -> CancelRequest | None:
+    def save(
+        self, snapshot: RunSnapshot, *, claim: leases.LeaseClaim | None = None
+    ) -> CancelRequest | None:
         text = snapshot.to_json()
-        claim = getattr(snapshot, "claim", None)
         run_id = snapshot.run_id
         with self._lock:
             request = None
@@ -49,8 +51,9 @@ class MemorySnapshotStore(SnapshotStore):
                 if claim.expected is not None:
                     stored = self.load(run_id)
                     if stored is None or stored.saved_at != claim.expected:
-                        raise leases.changed_error(run_id, claim)
-                self._check_claim(run_id, claim)
+                        raise leases.changed_error(run_id)
+                holder, expires = self._leases.get(run_id, (None, None))
+                leases.check_claim(run_id, claim, holder, expires, datetime.now(UTC))
                 if claim.mode == leases.RELEASE:
                     self._leases.pop(run_id, None)
                     self._cancels.pop(run_id, None)
@@ -61,19 +64,7 @@ class MemorySnapshotStore(SnapshotStore):
             self._data[run_id] = text
         return request
 
-    def _check_claim(self, run_id: str, claim: leases.LeaseClaim) -> None:
-        holder, expires = self._leases.get(run_id, (None, None))
-        if holder is None or holder == claim.owner:
-            if claim.mode == leases.ACQUIRE or holder == claim.owner:
-                return
-            raise leases.lost_error(run_id, claim, holder)
-        if claim.mode != leases.ACQUIRE:
-            raise leases.lost_error(run_id, claim, holder)
-        if expires < datetime.now(UTC) or leases.owner_is_dead(holder):
-            return
-        raise leases.held_error(run_id, holder, expires)
-
-    def lease(self, run_id: str) -> tuple[str, datetime] | None:
+    def lease(self, run_id: str) -> tuple[str, datetime | None] | None:
         return self._leases.get(run_id)
 
     def renew_lease(self, run_id: str, owner: str) -> bool:
@@ -103,6 +94,18 @@ class MemorySnapshotStore(SnapshotStore):
         with self._lock:
             return sorted(k for k in self._data if k.startswith(prefix))
 
+    def run_infos(self, prefix: str = "") -> list[RunInfo]:
+        with self._lock:
+            return [
+                RunInfo.of(snapshot, self._leases.get(run_id), _requested_at(self._cancels, run_id))
+                for run_id in self.list(prefix)
+                if (snapshot := self.load(run_id)) is not None
+            ]
+
+    def delete_runs(self, run_ids: Sequence[str], statuses: Iterable[str]) -> int:
+        with self._lock:  # checked and deleted under one lock: no run changes in between
+            return super().delete_runs(run_ids, statuses)
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
@@ -112,17 +115,24 @@ class MemorySnapshotStore(SnapshotStore):
     def __len__(self) -> int:
         return len(self._data)
 
-    async def aload(self, run_id: str) -> Any | None:
+    async def aload(self, run_id: str) -> RunSnapshot | None:
         return self.load(run_id)
 
-    async def asave(self, snapshot: Any) -> CancelRequest | None:
-        return self.save(snapshot)
+    async def asave(
+        self, snapshot: RunSnapshot, *, claim: leases.LeaseClaim | None = None
+    ) -> CancelRequest | None:
+        return self.save(snapshot, claim=claim)
 
     async def adelete(self, run_id: str) -> bool:
         return self.delete(run_id)
 
     async def alist(self, prefix: str = "") -> list[str]:
         return self.list(prefix)
+
+
+def _requested_at(cancels: dict[str, CancelRequest], run_id: str) -> datetime | None:
+    request = cancels.get(run_id)
+    return request.requested_at if request is not None else None
 
 
 class MemoryCheckpointStore(CheckpointStore):

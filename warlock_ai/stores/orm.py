@@ -9,17 +9,18 @@ writing cannot race.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
-from ..core.cancel import CancelRequest
 from ..core.errors import StoreError
-from ..core.snapshots import TERMINAL_STATUSES
-from . import leases
-from .base import SnapshotStore
+from ..core.runs import leases
+from ..core.runs.cancel import CancelRequest
+from ..core.runs.snapshots import JSON_PARTS, TERMINAL_STATUSES, RunSnapshot
+from .base import RunInfo, RunQuery, SnapshotStore
 
 # Columns written by every save, in order; the lease columns only by fenced saves.
 _WRITE_FIELDS = (
@@ -42,8 +43,24 @@ _WRITE_FIELDS = (
     "finished_at",
 )
 _LEASE_FIELDS = ("lease_owner", "lease_expires_at")
+# What a RunInfo holds: the columns listings read (never the JSON ones).
+_INFO_FIELDS = (
+    "run_id",
+    "kind",
+    "name",
+    "status",
+    "started_at",
+    "saved_at",
+    "version",
+    "next_step",
+    "iteration",
+    "finished_at",
+    "lease_owner",
+    "lease_expires_at",
+    "cancel_requested_at",
+)
 _CANCEL_FIELDS = ("cancel_requested_at", "cancel_reason")
-_JSON_FIELDS = frozenset({"input", "state", "steps", "usage", "error", "fingerprint"})
+_JSON_FIELDS = frozenset(JSON_PARTS)
 _UPSERT_VENDORS = frozenset({"postgresql", "sqlite"})
 
 
@@ -57,6 +74,7 @@ class DatabaseSnapshotStore(SnapshotStore):
     """Snapshots as rows of ``warlock_ai.models.Snapshot`` on the database alias ``using``."""
 
     supports_leases = True
+    supports_cancel = True
 
     def __init__(self, using: str = "default", lease_seconds: float | None = None) -> None:
         if using not in connections:
@@ -118,7 +136,7 @@ class DatabaseSnapshotStore(SnapshotStore):
         self._sql[key] = sql
         return sql
 
-    def _row(self, snapshot: Any, connection: Any) -> dict[str, Any]:
+    def _row(self, snapshot: RunSnapshot, connection: Any) -> dict[str, Any]:
         parts = snapshot.json_parts()
         adapt = connection.ops.adapt_datetimefield_value
         finished = snapshot.saved_at if snapshot.status in TERMINAL_STATUSES else None
@@ -140,9 +158,10 @@ class DatabaseSnapshotStore(SnapshotStore):
             row[key] = None if text == "null" and key != "state" else text
         return row
 
-    def save(self, snapshot: Any) -> None:
+    def save(
+        self, snapshot: RunSnapshot, *, claim: leases.LeaseClaim | None = None
+    ) -> CancelRequest | None:
         connection = connections[self.using]
-        claim = getattr(snapshot, "claim", None)
         try:
             if connection.vendor not in _UPSERT_VENDORS:
                 return self._save_portable(snapshot, claim)
@@ -162,7 +181,9 @@ class DatabaseSnapshotStore(SnapshotStore):
         hint = "; has `manage.py migrate` been run?" if "exist" in detail else ""
         return StoreError(f'could not {operation}{what} in database "{self.using}": {detail}{hint}')
 
-    def _save_fenced(self, connection: Any, run_id: str, row: dict[str, Any], claim: Any) -> None:
+    def _save_fenced(
+        self, connection: Any, run_id: str, row: dict[str, Any], claim: leases.LeaseClaim
+    ) -> CancelRequest | None:
         adapt = connection.ops.adapt_datetimefield_value
         now = timezone.now()
         if claim.mode == leases.RELEASE:
@@ -188,7 +209,7 @@ class DatabaseSnapshotStore(SnapshotStore):
                 return _cancel_request(written)
             holder, until, saved = self._lease_row(run_id)
             if versioned and saved != claim.expected:
-                raise leases.changed_error(run_id, claim)
+                raise leases.changed_error(run_id)
             if leases.owner_is_dead(holder):
                 steal = self._sql_for(connection, "steal", versioned)
                 cursor.execute(steal, [*params, holder, *version])
@@ -208,9 +229,11 @@ class DatabaseSnapshotStore(SnapshotStore):
         )
         return row or (None, None, None)
 
-    def _save_portable(self, snapshot: Any, claim: Any) -> None:
+    def _save_portable(
+        self, snapshot: RunSnapshot, claim: leases.LeaseClaim | None
+    ) -> CancelRequest | None:
         """Databases without ``ON CONFLICT``: lock the row, check the lease, write."""
-        from ..core.serialization import loads
+        from ..core.runs.serialization import loads
 
         parts = snapshot.json_parts()
         values = {
@@ -233,8 +256,10 @@ class DatabaseSnapshotStore(SnapshotStore):
                 if claim.expected is not None and (
                     current is None or current.saved_at != claim.expected
                 ):
-                    raise leases.changed_error(snapshot.run_id, claim)
-                _check_claim(snapshot.run_id, claim, current)
+                    raise leases.changed_error(snapshot.run_id)
+                holder = current.lease_owner if current is not None else None
+                expires = current.lease_expires_at if current is not None else None
+                leases.check_claim(snapshot.run_id, claim, holder, expires, timezone.now())
                 keep = claim.mode != leases.RELEASE
                 values["lease_owner"] = claim.owner if keep else None
                 values["lease_expires_at"] = (
@@ -249,7 +274,7 @@ class DatabaseSnapshotStore(SnapshotStore):
 
     # --- read, delete, list ---------------------------------------------------------------
 
-    def load(self, run_id: str) -> Any | None:
+    def load(self, run_id: str) -> RunSnapshot | None:
         try:
             row = _model().objects.using(self.using).filter(pk=run_id).first()
         except DatabaseError as exc:
@@ -307,20 +332,53 @@ class DatabaseSnapshotStore(SnapshotStore):
         # so the exact, case-sensitive prefix test is made here.
         return [run_id for run_id in ids if run_id.startswith(prefix)]
 
+    # --- queries ---------------------------------------------------------------------------
+
+    def _selected(self, query: RunQuery) -> Any:
+        rows = _model().objects.using(self.using)
+        if query.statuses is not None:
+            rows = rows.filter(status__in=sorted(query.statuses))
+        if query.kind is not None:
+            rows = rows.filter(kind=query.kind)
+        if query.name is not None:
+            rows = rows.filter(name=query.name)
+        if query.prefix:
+            rows = rows.filter(run_id__startswith=query.prefix)
+        if query.saved_before is not None:
+            rows = rows.filter(saved_at__lt=query.saved_before)
+        return rows.stale() if query.stale else rows
+
+    def runs(self, query: RunQuery = RunQuery()) -> list[RunInfo]:
+        order = ("saved_at", "run_id") if query.oldest_first else ("-saved_at", "run_id")
+        rows = self._selected(query).order_by(*order)
+        if query.limit is not None and not query.prefix:
+            rows = rows[: query.limit]
+        try:
+            infos = [RunInfo(**values) for values in rows.values(*_INFO_FIELDS)]
+        except DatabaseError as exc:
+            raise self._error("list the runs", None, exc) from exc
+        if query.prefix:  # SQLite's LIKE ignores ASCII case: the exact test is made here
+            infos = [info for info in infos if info.run_id.startswith(query.prefix)]
+            infos = infos if query.limit is None else infos[: query.limit]
+        return infos
+
+    def count(self, query: RunQuery = RunQuery()) -> int:
+        if query.prefix:
+            return len(self.runs(query.unlimited()))
+        try:
+            return int(self._selected(query).count())
+        except DatabaseError as exc:
+            raise self._error("count the runs", None, exc) from exc
+
+    def delete_runs(self, run_ids: Sequence[str], statuses: Iterable[str]) -> int:
+        rows = _model().objects.using(self.using)
+        try:
+            deleted, _ = rows.filter(run_id__in=list(run_ids), status__in=list(statuses)).delete()
+        except DatabaseError as exc:
+            raise self._error("delete the runs", None, exc) from exc
+        return int(deleted)
+
 
 def _cancel_request(returned: tuple[Any, Any]) -> CancelRequest | None:
     requested_at, reason = returned
     return CancelRequest(requested_at, reason) if requested_at else None
-
-
-def _check_claim(run_id: str, claim: Any, current: Any) -> None:
-    """The lease rules, for the portable path (the upserts encode them in SQL)."""
-    holder = current.lease_owner if current is not None else None
-    expires = current.lease_expires_at if current is not None else None
-    if claim.mode != leases.ACQUIRE:
-        if holder != claim.owner:
-            raise leases.lost_error(run_id, claim, holder)
-        return
-    if holder in (None, claim.owner) or expires < timezone.now() or leases.owner_is_dead(holder):
-        return
-    raise leases.held_error(run_id, holder, expires)

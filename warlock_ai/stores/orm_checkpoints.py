@@ -12,8 +12,8 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 
-from ..core.checkpoints import CheckpointRecord, conflict_error, valid_threshold
 from ..core.errors import CheckpointConflictError, StoreError
+from ..core.orchestrator.checkpoints import CheckpointRecord, conflict_error, valid_threshold
 from .base import CheckpointStore
 
 _COLUMNS = (

@@ -4,29 +4,40 @@ Every write is one Lua script (``redis_scripts``), so the check and the write ar
 server. The checkpoint store is ``redis_checkpoints``'s; both are importable from here.
 
 Snapshots: one hash per run at ``<prefix><run_id>`` with the fields ``data`` (the snapshot's
-JSON), ``lease_owner`` and ``lease_expires_at`` (epoch milliseconds).
+JSON), ``meta`` (the run's summary: kind, name, status, position, times, for listings that do
+not read ``data``), ``saved_at``, ``lease_owner`` and ``lease_expires_at`` (epoch
+milliseconds), and an operator's ``cancel_requested_at`` / ``cancel_reason``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from ..core.cancel import CancelRequest
-from ..core.snapshots import iso, snapshot_from_json
-from . import leases
-from .base import SnapshotStore
+from ..core.runs import leases
+from ..core.runs.cancel import CancelRequest
+from ..core.runs.serialization import loads
+from ..core.runs.snapshots import (
+    TERMINAL_STATUSES,
+    RunSnapshot,
+    iso,
+    key_json,
+    parse_time,
+    snapshot_from_json,
+)
+from .base import RunInfo, SnapshotStore
 from .redis_checkpoints import CHECKPOINT_PREFIX as CHECKPOINT_PREFIX
 from .redis_checkpoints import RedisCheckpointStore
 from .redis_connection import Connection, as_text, check_ttl
 from .redis_connection import client_url as client_url
 from .redis_connection import hide_password as hide_password
+from .redis_scripts import delete_if_status, save_snapshot
 from .redis_scripts import renew_lease as renew_lease_script
 from .redis_scripts import request_cancel as request_cancel_script
-from .redis_scripts import save_snapshot
 
 __all__ = ["RedisCheckpointStore", "RedisSnapshotStore"]
 
@@ -52,6 +63,7 @@ class RedisSnapshotStore(SnapshotStore):
     supports_list = True
     supports_leases = True
     supports_ttl = True
+    supports_cancel = True
 
     def __init__(
         self,
@@ -88,14 +100,14 @@ class RedisSnapshotStore(SnapshotStore):
 
     # --- save: one script; on a refused acquire, a second one if the holder is dead --------
 
-    def _save_args(self, snapshot: Any) -> list[Any]:
-        claim = getattr(snapshot, "claim", None)
+    def _save_args(self, snapshot: RunSnapshot, claim: leases.LeaseClaim | None) -> list[Any]:
         mode, owner = (claim.mode, claim.owner) if claim is not None else ("", "")
         expected = iso(claim.expected) if claim is not None and claim.expected else ""
         now = _now_ms()
         expires = now + int(self.lease_seconds * 1000)
         data, saved = snapshot.to_json(), iso(snapshot.saved_at)
-        return [data, mode, owner, now, expires, self.ttl or 0, "", saved, expected]
+        meta = _meta_json(snapshot)
+        return [data, mode, owner, now, expires, self.ttl or 0, "", saved, expected, meta]
 
     @staticmethod
     def _with_holder(args: list[Any], holder: str) -> list[Any]:
@@ -108,47 +120,52 @@ class RedisSnapshotStore(SnapshotStore):
         return None
 
     @staticmethod
-    def _check_reply(snapshot: Any, reply: list[Any]) -> CancelRequest | None:
+    def _check_reply(
+        run_id: str, claim: leases.LeaseClaim | None, reply: list[Any]
+    ) -> CancelRequest | None:
         outcome = as_text(reply[0])
-        if outcome == "changed":
-            raise leases.changed_error(snapshot.run_id, snapshot.claim)
-        if outcome == "held":
-            raise leases.held_error(snapshot.run_id, as_text(reply[1]), _from_ms(reply[2]))
-        if outcome == "lost":
-            holder = as_text(reply[1]) or None
-            raise leases.lost_error(snapshot.run_id, snapshot.claim, holder)
+        if claim is not None and outcome == "changed":
+            raise leases.changed_error(run_id)
+        if claim is not None and outcome == "held":
+            raise leases.held_error(run_id, as_text(reply[1]), _from_ms(reply[2]))
+        if claim is not None and outcome == "lost":
+            raise leases.lost_error(run_id, claim, as_text(reply[1]) or None)
         if len(reply) > 1:  # an operator asked to cancel the run
             return CancelRequest(_from_ms(reply[1]), as_text(reply[2]) or None)
         return None
 
-    def save(self, snapshot: Any) -> CancelRequest | None:
-        key, args = self.key(snapshot.run_id), self._save_args(snapshot)
+    def save(
+        self, snapshot: RunSnapshot, *, claim: leases.LeaseClaim | None = None
+    ) -> CancelRequest | None:
+        key, args = self.key(snapshot.run_id), self._save_args(snapshot, claim)
         with self._conn.errors("save", key):
             reply = save_snapshot(self._conn.client, [key], args)
             if dead := self._dead_holder(reply):
                 reply = save_snapshot(self._conn.client, [key], self._with_holder(args, dead))
-        return self._check_reply(snapshot, reply)
+        return self._check_reply(snapshot.run_id, claim, reply)
 
-    async def asave(self, snapshot: Any) -> CancelRequest | None:
+    async def asave(
+        self, snapshot: RunSnapshot, *, claim: leases.LeaseClaim | None = None
+    ) -> CancelRequest | None:
         client = self._conn.async_client()
         if client is None:
-            return await super().asave(snapshot)
-        key, args = self.key(snapshot.run_id), self._save_args(snapshot)
+            return await super().asave(snapshot, claim=claim)
+        key, args = self.key(snapshot.run_id), self._save_args(snapshot, claim)
         with self._conn.errors("save", key):
             reply = await save_snapshot.run_async(client, [key], args)
             if dead := self._dead_holder(reply):
                 reply = await save_snapshot.run_async(client, [key], self._with_holder(args, dead))
-        return self._check_reply(snapshot, reply)
+        return self._check_reply(snapshot.run_id, claim, reply)
 
     # --- read, delete, list, lease ---------------------------------------------------------
 
-    def load(self, run_id: str) -> Any | None:
+    def load(self, run_id: str) -> RunSnapshot | None:
         key = self.key(run_id)
         with self._conn.errors("load", key):
             data = self._conn.client.hget(key, "data")
         return snapshot_from_json(data) if data is not None else None
 
-    async def aload(self, run_id: str) -> Any | None:
+    async def aload(self, run_id: str) -> RunSnapshot | None:
         client = self._conn.async_client()
         if client is None:
             return await super().aload(run_id)
@@ -197,6 +214,64 @@ class RedisSnapshotStore(SnapshotStore):
             keys = {k async for k in client.scan_iter(match=pattern, count=1000)}
         return self._run_ids(keys)
 
+    # --- queries: the summaries in ``meta``, read in one round trip per batch -------------
+
+    _INFO_FIELDS = ("meta", "lease_owner", "lease_expires_at", "cancel_requested_at")
+
+    def run_infos(self, prefix: str = "") -> list[RunInfo]:
+        pattern = self._pattern(prefix)
+        infos: list[RunInfo] = []
+        with self._conn.errors("list", pattern):
+            keys = sorted(set(self._conn.client.scan_iter(match=pattern, count=1000)))
+            for start in range(0, len(keys), 500):
+                batch = keys[start : start + 500]
+                pipe = self._conn.client.pipeline(transaction=False)
+                for key in batch:
+                    pipe.hmget(key, self._INFO_FIELDS)
+                for key, values in zip(batch, pipe.execute(), strict=True):
+                    info = self._info(as_text(key)[len(self.prefix) :], values)
+                    if info is not None:
+                        infos.append(info)
+        return infos
+
+    def _info(self, run_id: str, values: list[Any]) -> RunInfo | None:
+        meta, owner, expires, cancel_at = values
+        if meta is None:  # written before summaries were kept, or deleted meanwhile
+            snapshot = self.load(run_id)
+            if snapshot is None:
+                return None
+            meta = _meta_json(snapshot)
+        data = loads(meta)
+        status = data["status"]
+        saved_at = parse_time(data["saved_at"])
+        return RunInfo(
+            run_id=run_id,
+            kind=data["kind"],
+            name=data["name"],
+            status=status,
+            started_at=parse_time(data["started_at"]),
+            saved_at=saved_at,
+            version=data.get("version"),
+            next_step=data.get("next_step"),
+            iteration=data.get("iteration"),
+            finished_at=saved_at if status in TERMINAL_STATUSES else None,
+            lease_owner=as_text(owner) if owner is not None else None,
+            lease_expires_at=_from_ms(expires),
+            cancel_requested_at=_from_ms(cancel_at),
+        )
+
+    def delete_runs(self, run_ids: Sequence[str], statuses: Iterable[str]) -> int:
+        allowed = sorted(statuses)
+        if not run_ids or not allowed:
+            return 0
+        with self._conn.errors("delete runs", self.prefix):
+            client = self._conn.client
+            delete_if_status.load(client)
+            pipe = client.pipeline(transaction=False)
+            for run_id in run_ids:
+                delete_if_status.queue(pipe, [self.key(run_id)], allowed)
+            return sum(int(n) for n in pipe.execute())
+
     @staticmethod
     def _lease(values: list[Any]) -> tuple[str, datetime | None] | None:
         owner, expires = values
@@ -222,3 +297,15 @@ class RedisSnapshotStore(SnapshotStore):
         with self._conn.errors("lease read", key):
             values = await client.hmget(key, ["lease_owner", "lease_expires_at"])
         return self._lease(values)
+
+
+def _meta_json(snapshot: RunSnapshot) -> str:
+    """The run's summary kept beside its JSON (what ``runs()`` reads instead of ``data``)."""
+    iteration = snapshot.iteration
+    return (
+        f'{{"kind":"{snapshot.kind}","name":{key_json(snapshot.name)},'
+        f'"version":{key_json(snapshot.version)},"status":{key_json(snapshot.status)},'
+        f'"next_step":{key_json(snapshot.next_step)},'
+        f'"iteration":{"null" if iteration is None else int(iteration)},'
+        f'"started_at":"{iso(snapshot.started_at)}","saved_at":"{iso(snapshot.saved_at)}"}}'
+    )

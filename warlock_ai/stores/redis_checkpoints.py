@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.checkpoints import (
+from ..core.orchestrator.checkpoints import (
     CheckpointRecord,
     checkpoint_from_json,
     conflict_error,

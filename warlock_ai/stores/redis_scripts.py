@@ -11,18 +11,40 @@ from typing import Any
 
 import redis
 
-REQUEST_CANCEL = """
+STATUS_OF = """
+local function status_of(key)
+  local meta = redis.call('HGET', key, 'meta') or redis.call('HGET', key, 'data')
+  if not meta then return nil end
+  return cjson.decode(meta)['status']
+end
+"""
+
+REQUEST_CANCEL = (
+    STATUS_OF
+    + """
 -- KEYS[1] the run; ARGV: now_ms, reason. Only a running run can be asked to cancel.
-local data = redis.call('HGET', KEYS[1], 'data')
-if not data or cjson.decode(data)['status'] ~= 'running' then return 0 end
+if status_of(KEYS[1]) ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'cancel_requested_at', ARGV[1], 'cancel_reason', ARGV[2])
 return 1
 """
+)
+
+DELETE_IF_STATUS = (
+    STATUS_OF
+    + """
+-- KEYS[1] the run; ARGV: the statuses it may be deleted in.
+local status = status_of(KEYS[1])
+for _, allowed in ipairs(ARGV) do
+  if status == allowed then return redis.call('DEL', KEYS[1]) end
+end
+return 0
+"""
+)
 
 SAVE_SNAPSHOT = """
 -- KEYS[1] the run; ARGV: data, mode ('' = no claim), owner, now_ms, expires_ms, ttl,
 -- a holder to take over because its process is dead ('' = none), this snapshot's saved_at,
--- and the saved_at the resuming worker loaded ('' = any).
+-- the saved_at the resuming worker loaded ('' = any), and the run's summary (meta JSON).
 local key, mode, owner = KEYS[1], ARGV[2], ARGV[3]
 if mode ~= '' then
   local lease = redis.call('HMGET', key, 'lease_owner', 'lease_expires_at', 'saved_at')
@@ -41,11 +63,11 @@ if mode ~= '' then
 end
 if mode == 'release' then
   redis.call('HDEL', key, 'lease_owner', 'lease_expires_at', 'cancel_requested_at', 'cancel_reason')
-  redis.call('HSET', key, 'data', ARGV[1], 'saved_at', ARGV[8])
+  redis.call('HSET', key, 'data', ARGV[1], 'saved_at', ARGV[8], 'meta', ARGV[10])
 elseif mode == '' then
-  redis.call('HSET', key, 'data', ARGV[1], 'saved_at', ARGV[8])
+  redis.call('HSET', key, 'data', ARGV[1], 'saved_at', ARGV[8], 'meta', ARGV[10])
 else
-  redis.call('HSET', key, 'data', ARGV[1], 'saved_at', ARGV[8],
+  redis.call('HSET', key, 'data', ARGV[1], 'saved_at', ARGV[8], 'meta', ARGV[10],
     'lease_owner', owner, 'lease_expires_at', ARGV[5])
 end
 if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', key, ARGV[6]) end
@@ -127,6 +149,13 @@ class Script:
         except redis.exceptions.NoScriptError:
             return client.eval(self.lua, len(keys), *keys, *args)
 
+    def load(self, client: Any) -> None:
+        """Send the script to the server (before ``queue`` puts it in a pipeline)."""
+        client.script_load(self.lua)
+
+    def queue(self, pipeline: Any, keys: Sequence[str], args: Sequence[Any]) -> None:
+        pipeline.evalsha(self.sha, len(keys), *keys, *args)
+
     async def run_async(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
@@ -135,6 +164,7 @@ class Script:
 
 
 request_cancel = Script(REQUEST_CANCEL)
+delete_if_status = Script(DELETE_IF_STATUS)
 renew_lease = Script(RENEW_LEASE)
 save_snapshot = Script(SAVE_SNAPSHOT)
 append_checkpoint = Script(APPEND_CHECKPOINT)

@@ -1,14 +1,16 @@
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from warlock_ai.core.runs.kinds import kind_names
+from warlock_ai.core.runs.snapshots import STATUSES
 from warlock_ai.management.base import RunCommand
-from warlock_ai.models import Snapshot, Status
-from warlock_ai.operations import stale_runs
-from warlock_ai.registry import KINDS, registry
-from warlock_ai.stores.handler import get_snapshot_store
+from warlock_ai.operations import snapshot_store
+from warlock_ai.registry import registry
+from warlock_ai.stores.base import RunInfo, RunQuery, SnapshotStore
 
 FIELDS = (
     "run_id",
@@ -37,7 +39,7 @@ class Command(RunCommand):
         parser.add_argument(
             "--status",
             default=None,
-            help=f"comma-separated statuses to show: {', '.join(Status.values)}",
+            help=f"comma-separated statuses to show: {', '.join(STATUSES)}",
         )
         parser.add_argument(
             "--flow", default=None, help="only runs of this flow (kind:name to pick a kind)"
@@ -59,11 +61,11 @@ class Command(RunCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["limit"] < 0:
             raise CommandError(f"--limit must be 0 (all) or more, got {options['limit']}")
-        runs = self.queryset(options)
-        total = runs.count()
-        if options["limit"]:
-            runs = runs[: options["limit"]]
-        rows = [self.row(values) for values in runs.values(*FIELDS)]
+        store = snapshot_store()
+        query = self.query(options, store)
+        total = store.count(query)
+        shown = store.runs(replace(query, limit=options["limit"] or None))
+        rows = [self.row(info) for info in shown]
         if options["json"]:
             self.write_json(rows)
             return
@@ -77,45 +79,36 @@ class Command(RunCommand):
         elif self.verbosity >= 1:
             self.stdout.write(f"{total} run{'s' if total != 1 else ''}")
 
-    def queryset(self, options: dict[str, Any]) -> Any:
-        store = get_snapshot_store()
-        using = getattr(store, "using", None)
-        if using is None:
-            raise CommandError(
-                "list_runs reads the Snapshot model, but WARLOCK_AI['SNAPSHOT_STORE'] is "
-                f"{store!r}; query that store directly"
-            )
-        runs = Snapshot.objects.using(using)
+    def query(self, options: dict[str, Any], store: SnapshotStore) -> RunQuery:
+        statuses = None
         if options["status"] is not None:
-            statuses = self.parse_choices("--status", options["status"], Status.values)
-            runs = runs.filter(status__in=statuses)
+            statuses = frozenset(self.parse_choices("--status", options["status"], STATUSES))
+        kind, name = None, None
         if options["flow"] is not None:
-            runs = self.for_flow(runs, options["flow"])
-        if options["stale"]:
-            runs = runs.running().filter(pk__in=stale_runs())
-        return runs.order_by("-saved_at", "run_id")
+            kind, name = self.flow(options["flow"], store)
+        return RunQuery(statuses=statuses, kind=kind, name=name, stale=options["stale"])
 
     @staticmethod
-    def for_flow(runs: Any, flow: str) -> Any:
-        """Runs of ``flow``; a name neither registered nor stored is a typo, so refused."""
-        kind, _, name = flow.partition(":") if flow.split(":", 1)[0] in KINDS else ("", "", flow)
-        selected = runs.for_flow(name, kind or None)
+    def flow(flow: str, store: SnapshotStore) -> tuple[str | None, str]:
+        """``(kind, name)`` of ``--flow``; a name neither registered nor stored is a typo."""
+        named_kind = flow.split(":", 1)[0] in kind_names()
+        kind, _, name = flow.partition(":") if named_kind else ("", "", flow)
         registered = any(d.name == name and kind in ("", d.kind) for d in registry.all())
-        if not registered and not selected.exists():
+        if not registered and not store.count(RunQuery(kind=kind or None, name=name, limit=1)):
             registry.find(flow)  # raises UnknownFlowError listing the registered flows
-        return selected
+        return kind or None, name
 
     @staticmethod
-    def row(values: dict[str, Any]) -> dict[str, Any]:
-        age = (timezone.now() - values["saved_at"]).total_seconds()
+    def row(info: RunInfo) -> dict[str, Any]:
+        age = (timezone.now() - info.saved_at).total_seconds()
         return {
-            "run_id": values["run_id"],
-            "flow": values["name"],
-            "kind": values["kind"],
-            "status": values["status"],
-            "next_step": values["next_step"],
+            "run_id": info.run_id,
+            "flow": info.name,
+            "kind": info.kind,
+            "status": info.status,
+            "next_step": info.next_step,
             "age_seconds": round(age, 3),
-            **{field: values[field] for field in FIELDS[5:]},
+            **{field: getattr(info, field) for field in FIELDS[5:]},
         }
 
     def write_table(self, rows: list[dict[str, Any]]) -> None:

@@ -2,7 +2,8 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from warlock_ai.core.errors import SupervisorDriftError, WorkflowDriftError
+from warlock_ai.core.errors import DriftError
+from warlock_ai.core.runs.kinds import kind_named
 from warlock_ai.management.base import (
     RunCommand,
     add_enqueue_arguments,
@@ -11,8 +12,6 @@ from warlock_ai.management.base import (
     enqueued_line,
 )
 from warlock_ai.operations import definition_for, load_snapshot, resume_run
-
-DRIFT = (WorkflowDriftError, SupervisorDriftError)
 
 
 class Command(RunCommand):
@@ -44,7 +43,7 @@ class Command(RunCommand):
 
             try:
                 job = enqueue(enqueue_resume, run_id, options["force"], options["queue"])
-            except DRIFT as exc:
+            except DriftError as exc:
                 raise CommandError(drift_message(run_id, snapshot, exc)) from exc
             self.stdout.write(enqueued_line(job))
             return
@@ -67,25 +66,21 @@ class Command(RunCommand):
                 context=context,
                 on=self.progress_handlers(snapshot.kind),
             )
-        except DRIFT as exc:
+        except DriftError as exc:
             raise CommandError(drift_message(run_id, snapshot, exc)) from exc
         self.report(result)
 
 
 def progress(snapshot: Any) -> str:
-    if snapshot.kind == "supervisor":
-        settled = len(snapshot.snapshots)
-        return f"iterations settled: {settled}; next: iteration {settled}"
-    done = ", ".join(snapshot.completed_steps) or "none"
-    return f"completed: {done}; next: {snapshot.next_step or '-'}"
+    return kind_named(snapshot.kind).progress(snapshot)
 
 
 def drift_message(run_id: str, snapshot: Any, exc: Any) -> str:
     where = progress(snapshot)
-    if isinstance(exc, WorkflowDriftError):
-        done = ", ".join(exc.completed_steps or []) or "none"
-        where = f"completed: {done}; next: {exc.pending_step or '-'}"
-    fixes = "migrate it, " if snapshot.kind == "workflow" else ""
+    completed = getattr(exc, "completed_steps", None)
+    if completed is not None:  # what the drift error knows is newer than the stored run
+        where = f"completed: {', '.join(completed) or 'none'}; next: {exc.pending_step or '-'}"
+    fixes = "migrate it, " if kind_named(snapshot.kind).migratable else ""
     return (
         f'run "{run_id}" was started by another version of {snapshot.name} '
         f"(saved signature {exc.saved_signature}, current {exc.current_signature}; "

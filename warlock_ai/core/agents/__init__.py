@@ -1,0 +1,1 @@
+"""Agents: a model, a system prompt, tools and middleware, called in trips until done."""

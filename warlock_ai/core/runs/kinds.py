@@ -1,0 +1,74 @@
+"""One descriptor per kind of durable run (workflow, supervisor, ...).
+
+Whatever differs between kinds outside the engine itself (which snapshot class rebuilds a
+stored run, how a run's position and progress read, what its fingerprint lists, whether its
+records can be migrated) is asked of the kind's :class:`RunKind` instead of being decided by
+``if kind == ...`` in the registry, jobs, commands and admin. Each kind's package registers
+its descriptor when it is imported; the kernel never imports a kind.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .drift import DefinitionDiff
+    from .snapshots import RunSnapshot
+
+ProgressLine = Callable[[Mapping[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """What the rest of the package needs to know about one kind of run."""
+
+    #: The value of ``Snapshot.kind`` and of a definition's ``kind``.
+    name: str
+    #: Prefix of generated run ids (``wf_...``).
+    run_id_prefix: str
+    snapshot_type: type[RunSnapshot]
+    #: What a run is made of, singular and plural: "step"/"steps", "iteration"/"iterations".
+    unit: str
+    units: str
+    #: What a fingerprint lists ("steps", "intents"), and the names it lists.
+    parts: str
+    fingerprint_parts: Callable[[Mapping[str, Any] | None], list[str]]
+    #: What changed from a stored fingerprint to the current one.
+    diff: Callable[[Mapping[str, Any] | None, Mapping[str, Any]], DefinitionDiff]
+    #: Where a run stands, from its row: "normalize", "iteration 3", "—" once completed.
+    position: Callable[[str, str | None, int | None], str]
+    #: A stored run's progress in a few words ("completed: a, b; next: c").
+    progress: Callable[[Any], str]
+    #: Per-call event handlers' lines for the commands: event name -> its one-line text.
+    progress_lines: Mapping[str, ProgressLine] = field(default_factory=dict)
+    #: Its records can be renamed to a changed definition's (``migrate_run``).
+    migratable: bool = False
+
+
+_lock = threading.Lock()
+_kinds: dict[str, RunKind] = {}
+
+
+def register_kind(kind: RunKind) -> RunKind:
+    with _lock:
+        _kinds[kind.name] = kind
+    return kind
+
+
+def kind_named(name: str) -> RunKind:
+    """The descriptor of ``name``; ``ValueError`` naming the known kinds otherwise."""
+    try:
+        return _kinds[name]
+    except KeyError:
+        raise ValueError(f"unknown run kind {name!r}; known kinds: {sorted(_kinds)}") from None
+
+
+def all_kinds() -> list[RunKind]:
+    return [_kinds[name] for name in sorted(_kinds)]
+
+
+def kind_names() -> tuple[str, ...]:
+    return tuple(sorted(_kinds))

@@ -1,0 +1,190 @@
+"""What every kind's snapshot shares: statuses, timestamps, the JSON helpers, and the
+``RunSnapshot`` base the stores read (its columns and its JSON form).
+
+Each kind's snapshot is a frozen dataclass of its own (``WorkflowSnapshot``,
+``SupervisorSnapshot``) with the seed's field names; what is common to all of them, the
+store contract needs, and the JSON shape is written here once.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from ..errors import AIError, error_from_dict
+from .kinds import kind_named
+from .serialization import dumps, loads
+from .usage import Usage
+
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+MAX_ITERATIONS = "max-iterations"
+TERMINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED, MAX_ITERATIONS})
+STATUSES = (RUNNING, COMPLETED, FAILED, CANCELLED, MAX_ITERATIONS)
+
+#: The JSON-valued parts of a snapshot, as the stores write them (each encoded on its own).
+JSON_PARTS = ("input", "state", "steps", "usage", "error", "fingerprint")
+
+_safe_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str | datetime | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_time(value: str | datetime) -> datetime:
+    """``parse_iso`` of a value that is always present."""
+    parsed = parse_iso(value)
+    if parsed is None:
+        raise ValueError("a timestamp is missing")
+    return parsed
+
+
+def error_dict(error: AIError | dict[str, Any] | None) -> dict[str, Any] | None:
+    """An error as JSON-safe data (diagnostic fields that are not JSON become their repr)."""
+    if error is None:
+        return None
+    data = error if isinstance(error, dict) else error.to_dict()
+    loaded: dict[str, Any] = loads(_safe_encoder.encode(data))
+    return loaded
+
+
+def stored_error(value: Any) -> AIError | None:
+    """An error as a snapshot keeps it (``AIError`` or its dict form) as an ``AIError``."""
+    if value is None or isinstance(value, AIError):
+        return value
+    return error_from_dict(value)
+
+
+@lru_cache(maxsize=4096)
+def key_json(value: str | None) -> str:
+    """Encoded names and statuses, cached (they repeat in every save of a run)."""
+    return dumps(value)
+
+
+def usage_json(usage: Usage) -> str:
+    return dumps(usage.to_dict()) if usage else "null"
+
+
+def error_json(error: dict[str, Any] | None) -> str:
+    return _safe_encoder.encode(error) if error else "null"
+
+
+class RunSnapshot(ABC):
+    """The live snapshot of one run, of any kind: what a ``SnapshotStore`` reads and writes.
+
+    Subclasses are frozen dataclasses declaring these fields; each says where its flow's
+    name and its records (steps, iterations) go in the JSON form.
+    """
+
+    kind: ClassVar[str]
+    name_field: ClassVar[str]
+    records_field: ClassVar[str]
+
+    run_id: str
+    signature: str
+    version: str | None
+    input: Any
+    state: dict[str, Any]
+    status: str
+    started_at: datetime
+    saved_at: datetime
+    usage: Usage
+    error: dict[str, Any] | None
+    fingerprint: dict[str, Any] | None
+
+    if TYPE_CHECKING:
+        # Per kind a field or a property (a dataclass field must not meet a base property).
+        @property
+        def next_step(self) -> str | None: ...
+
+        @property
+        def iteration(self) -> int | None: ...
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The flow's name (``workflow_name``, ``supervisor_name``)."""
+
+    @abstractmethod
+    def json_parts(self) -> dict[str, str]:
+        """Each of ``JSON_PARTS`` encoded (``"null"`` for None): what a store writes.
+
+        Raises ``SnapshotSerializationError`` naming the path of a value that is not JSON.
+        """
+
+    @abstractmethod
+    def position_json(self) -> str:
+        """Where the run stands, as a JSON member (``"next":"b"``, ``"iteration":2``)."""
+
+    @classmethod
+    @abstractmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Rebuild from the JSON form (or from a row's columns, see ``from_row``)."""
+
+    def to_json(self) -> str:
+        """The whole snapshot as compact JSON (the form memory and Redis stores keep)."""
+        parts = self.json_parts()
+        return (
+            f'{{"kind":"{self.kind}","run_id":{key_json(self.run_id)},'
+            f'"{self.name_field}":{key_json(self.name)},"signature":{key_json(self.signature)},'
+            f'"version":{key_json(self.version)},{self.position_json()},'
+            f'"status":{key_json(self.status)},"started_at":"{iso(self.started_at)}",'
+            f'"saved_at":"{iso(self.saved_at)}","usage":{parts["usage"]},"error":{parts["error"]},'
+            f'"fingerprint":{parts["fingerprint"]},"input":{parts["input"]},'
+            f'"state":{parts["state"]},"{self.records_field}":{parts["steps"]}}}'
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = loads(self.to_json())
+        return data
+
+    @classmethod
+    def from_row(cls, row: Any) -> Self:
+        """Build from an object with the ``Snapshot`` model's attributes (duck-typed)."""
+        return cls.from_dict(
+            {
+                "run_id": row.run_id,
+                cls.name_field: row.name,
+                "signature": row.signature,
+                "version": row.version,
+                "input": row.input,
+                "state": row.state,
+                cls.records_field: row.steps,
+                "next": row.next_step,
+                "iteration": row.iteration,
+                "status": row.status,
+                "started_at": row.started_at,
+                "saved_at": row.saved_at,
+                "usage": row.usage,
+                "error": row.error,
+                "fingerprint": row.fingerprint,
+            }
+        )
+
+
+def snapshot_from_dict(data: dict[str, Any]) -> RunSnapshot:
+    """Rebuild a snapshot of any registered kind from its JSON form."""
+    return kind_named(data.get("kind", "workflow")).snapshot_type.from_dict(data)
+
+
+def snapshot_from_json(text: str | bytes) -> RunSnapshot:
+    return snapshot_from_dict(loads(text))
