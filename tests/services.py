@@ -53,11 +53,27 @@ _pgserver: Any = None
 _redis_process: subprocess.Popen[bytes] | None = None
 _checked_pg_urls: set[str] = set()
 _clusters: list[PostgresCluster] = []
+_requested: list[str] = []
+
+
+def requested() -> list[str]:
+    """What this process has asked for so far, each once, in order: ``"pg"``, ``"pg15"``,
+    ``"redis"`` (the finders, whether they found a server or started one), ``"pg-cluster"``,
+    ``"redis-server"`` (private servers started directly)."""
+    with _lock:
+        return list(_requested)
+
+
+def _note(name: str) -> None:
+    with _lock:
+        if name not in _requested:
+            _requested.append(name)
 
 
 def postgres_url() -> str:
     """URL of a PostgreSQL with pgvector: ``$WARLOCK_TEST_PG_URL`` or a session-wide pgserver."""
     with _lock:
+        _note("pg")
         url = os.environ.get(PG_URL_ENV)
         if url:
             _check_pgvector(url, source=f"${PG_URL_ENV}")
@@ -125,6 +141,7 @@ def postgres15_url() -> str:
     (``start_postgres_cluster()``), its URL exported in ``$WARLOCK_TEST_PG15_URL``.
     """
     with _lock:
+        _note("pg15")
         url = os.environ.get(PG15_URL_ENV)
         if url:
             error = _pg_error(url)
@@ -285,6 +302,7 @@ def _last_lines(result: subprocess.CompletedProcess[str], count: int = 5) -> str
 def start_postgres_cluster() -> PostgresCluster:
     """Start a private PostgreSQL (15 preferred) without pgvector for this process. It is
     stopped and its directory removed by ``stop()`` or, at the latest, when this process exits."""
+    _note("pg-cluster")
     bindirs = postgres_bin_dirs()
     if not bindirs:
         raise RuntimeError(
@@ -320,6 +338,7 @@ def start_postgres_cluster() -> PostgresCluster:
 def redis_url() -> str:
     """URL of a Redis: ``$WARLOCK_TEST_REDIS_URL``, the local one on 6379, or a started one."""
     with _lock:
+        _note("redis")
         url = os.environ.get(REDIS_URL_ENV)
         if url:
             if not _redis_answers(url):
@@ -350,6 +369,7 @@ def _redis_answers(url: str) -> bool:
 def start_redis_server() -> str:
     """Start a private ``redis-server`` (no persistence) for this process; return its URL."""
     global _redis_process
+    _note("redis-server")
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError(
