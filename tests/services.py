@@ -1,8 +1,11 @@
 """Real services for the test suite: PostgreSQL 16 + pgvector, PostgreSQL 15, Redis.
 
-Importable without Django. Each finder returns a URL, starting the service at most once per
-process and exporting the URL in ``os.environ`` so that child processes (``manage.py`` in crash
-tests) reuse the same server instead of starting their own.
+Importable without Django, and importing it starts nothing. Each finder returns a URL, starting
+the service at most once per process and exporting the URL in ``os.environ`` so that child
+processes (``manage.py`` in crash tests) reuse the same server instead of starting their own.
+The finders are called only for the tests that need a server (the ``pg`` / ``pg15`` databases
+of tests/settings.py are filled in by tests/conftest.py once a collected test asks for them);
+``requested()`` says which ones this process has called.
 
 - PostgreSQL 16 + pgvector: ``$WARLOCK_TEST_PG_URL``, else a pgserver of this process.
 - PostgreSQL 15 without pgvector: ``$WARLOCK_TEST_PG15_URL``, else the machine's on
@@ -450,6 +453,21 @@ def database_settings(url: str) -> dict[str, Any]:
         "PORT": str(from_query["port"] or parts.port or ""),
         "OPTIONS": query,
         "TEST": {"NAME": f"test_{name}"},
+    }
+
+
+def unstarted_database_settings(alias: str) -> dict[str, Any]:
+    """A PostgreSQL DATABASES entry for ``alias`` that names no server yet: tests/conftest.py
+    fills in the real one (``database_settings(url)``, all but ``TEST``) when a collected test
+    asks for the alias. Until then a connection fails at once, on a socket path saying why."""
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "postgres",
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": f"/nonexistent/warlock-tests/{alias}-not-started",
+        "PORT": "",
+        "OPTIONS": {},
     }
 
 
