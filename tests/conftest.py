@@ -1,10 +1,14 @@
-"""Shared fixtures: real services (pgserver PostgreSQL, Redis) and fresh project databases."""
+"""Shared fixtures: real services (pgserver PostgreSQL, Redis) and fresh project databases.
+
+Every service starts lazily, for the tests that use it: Redis and the URLs through the fixtures
+below, the "pg" / "pg15" databases of tests/settings.py through ``django_db_modify_db_settings``.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,51 @@ import pytest
 from tests import services
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The database aliases of tests/settings.py that name no server until a test asks for them,
+# and the finder of each one's server.
+LAZY_DATABASES: dict[str, Callable[[], str]] = {
+    "pg": services.postgres_url,
+    "pg15": services.postgres15_url,
+}
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    request: pytest.FixtureRequest, django_db_modify_db_settings_parallel_suffix: None
+) -> None:
+    """Start (or find) the servers of the lazy aliases that the collected tests ask for, and
+    only those, before pytest-django creates their test databases (it creates one for every
+    alias some collected test asks for, and for no other)."""
+    for alias in sorted(_aliases_for_setup(request.session.items) & LAZY_DATABASES.keys()):
+        use_database_server(alias, LAZY_DATABASES[alias]())
+
+
+def _aliases_for_setup(items: Iterable[pytest.Item]) -> set[str]:
+    """The aliases pytest-django sets up for ``items``, computed by pytest-django itself."""
+    try:
+        from pytest_django.fixtures import _get_databases_for_setup
+    except ImportError:  # pytest-django moved it: start every server rather than miss one
+        return set(LAZY_DATABASES)
+    aliases, _serialized = _get_databases_for_setup(list(items))
+    return set(aliases)
+
+
+def use_database_server(alias: str, url: str) -> None:
+    """Point the database ``alias`` at the server of ``url``: its entry in ``settings.DATABASES``,
+    in ``django.db.connections`` and in the alias's connection (normally one dict, updated in
+    place). Its ``TEST`` settings (the test database's name, any xdist suffix) stay."""
+    from django.conf import settings
+    from django.db import connections
+
+    server = {key: value for key, value in services.database_settings(url).items() if key != "TEST"}
+    entries = (
+        settings.DATABASES[alias],
+        connections.settings[alias],
+        connections[alias].settings_dict,
+    )
+    for entry in {id(entry): entry for entry in entries}.values():
+        entry.update(server)
 
 
 @pytest.fixture(scope="session")

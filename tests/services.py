@@ -1,8 +1,11 @@
 """Real services for the test suite: PostgreSQL 16 + pgvector, PostgreSQL 15, Redis.
 
-Importable without Django. Each finder returns a URL, starting the service at most once per
-process and exporting the URL in ``os.environ`` so that child processes (``manage.py`` in crash
-tests) reuse the same server instead of starting their own.
+Importable without Django, and importing it starts nothing. Each finder returns a URL, starting
+the service at most once per process and exporting the URL in ``os.environ`` so that child
+processes (``manage.py`` in crash tests) reuse the same server instead of starting their own.
+The finders are called only for the tests that need a server (the ``pg`` / ``pg15`` databases
+of tests/settings.py are filled in by tests/conftest.py once a collected test asks for them);
+``requested()`` says which ones this process has called.
 
 - PostgreSQL 16 + pgvector: ``$WARLOCK_TEST_PG_URL``, else a pgserver of this process.
 - PostgreSQL 15 without pgvector: ``$WARLOCK_TEST_PG15_URL``, else the machine's on
@@ -53,11 +56,27 @@ _pgserver: Any = None
 _redis_process: subprocess.Popen[bytes] | None = None
 _checked_pg_urls: set[str] = set()
 _clusters: list[PostgresCluster] = []
+_requested: list[str] = []
+
+
+def requested() -> list[str]:
+    """What this process has asked for so far, each once, in order: ``"pg"``, ``"pg15"``,
+    ``"redis"`` (the finders, whether they found a server or started one), ``"pg-cluster"``,
+    ``"redis-server"`` (private servers started directly)."""
+    with _lock:
+        return list(_requested)
+
+
+def _note(name: str) -> None:
+    with _lock:
+        if name not in _requested:
+            _requested.append(name)
 
 
 def postgres_url() -> str:
     """URL of a PostgreSQL with pgvector: ``$WARLOCK_TEST_PG_URL`` or a session-wide pgserver."""
     with _lock:
+        _note("pg")
         url = os.environ.get(PG_URL_ENV)
         if url:
             _check_pgvector(url, source=f"${PG_URL_ENV}")
@@ -125,6 +144,7 @@ def postgres15_url() -> str:
     (``start_postgres_cluster()``), its URL exported in ``$WARLOCK_TEST_PG15_URL``.
     """
     with _lock:
+        _note("pg15")
         url = os.environ.get(PG15_URL_ENV)
         if url:
             error = _pg_error(url)
@@ -285,6 +305,7 @@ def _last_lines(result: subprocess.CompletedProcess[str], count: int = 5) -> str
 def start_postgres_cluster() -> PostgresCluster:
     """Start a private PostgreSQL (15 preferred) without pgvector for this process. It is
     stopped and its directory removed by ``stop()`` or, at the latest, when this process exits."""
+    _note("pg-cluster")
     bindirs = postgres_bin_dirs()
     if not bindirs:
         raise RuntimeError(
@@ -320,6 +341,7 @@ def start_postgres_cluster() -> PostgresCluster:
 def redis_url() -> str:
     """URL of a Redis: ``$WARLOCK_TEST_REDIS_URL``, the local one on 6379, or a started one."""
     with _lock:
+        _note("redis")
         url = os.environ.get(REDIS_URL_ENV)
         if url:
             if not _redis_answers(url):
@@ -350,6 +372,7 @@ def _redis_answers(url: str) -> bool:
 def start_redis_server() -> str:
     """Start a private ``redis-server`` (no persistence) for this process; return its URL."""
     global _redis_process
+    _note("redis-server")
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError(
@@ -430,6 +453,21 @@ def database_settings(url: str) -> dict[str, Any]:
         "PORT": str(from_query["port"] or parts.port or ""),
         "OPTIONS": query,
         "TEST": {"NAME": f"test_{name}"},
+    }
+
+
+def unstarted_database_settings(alias: str) -> dict[str, Any]:
+    """A PostgreSQL DATABASES entry for ``alias`` that names no server yet: tests/conftest.py
+    fills in the real one (``database_settings(url)``, all but ``TEST``) when a collected test
+    asks for the alias. Until then a connection fails at once, on a socket path saying why."""
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "postgres",
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": f"/nonexistent/warlock-tests/{alias}-not-started",
+        "PORT": "",
+        "OPTIONS": {},
     }
 
 

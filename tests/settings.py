@@ -1,5 +1,10 @@
 """Django settings for the test suite: SQLite as "default", pgserver PostgreSQL 16 as "pg",
-PostgreSQL 15 without pgvector as "pg15"."""
+PostgreSQL 15 without pgvector as "pg15".
+
+Loading them starts no server: "pg" and "pg15" name theirs only once a collected test asks for
+the alias (``pytest.mark.django_db(databases=[...])``); tests/conftest.py then finds or starts
+it (tests/services.py) and fills the entry in, before pytest-django creates the test database.
+"""
 
 import atexit
 import shutil
@@ -7,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from example_project import settings as example
-from tests.services import database_settings, postgres15_url, postgres_url
+from tests.services import unstarted_database_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -33,11 +38,12 @@ DATABASES = {
         "NAME": str(_SQLITE_DIR / "default.sqlite3"),
         "TEST": {"NAME": str(_SQLITE_DIR / "test_default.sqlite3")},
     },
-    "pg": database_settings(postgres_url()),
+    # Filled in lazily (tests/conftest.py, LAZY_DATABASES): PostgreSQL 16 + pgvector.
+    "pg": {**unstarted_database_settings("pg"), "TEST": {"NAME": "test_warlock_pg"}},
     # A PostgreSQL 15 without pgvector (the machine's, or a private cluster started from the
     # installed binaries): the stores and the migrations must work there too (vector parts
     # skipped).
-    "pg15": {**database_settings(postgres15_url()), "TEST": {"NAME": "test_warlock_pg15"}},
+    "pg15": {**unstarted_database_settings("pg15"), "TEST": {"NAME": "test_warlock_pg15"}},
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -13,6 +16,8 @@ import redis
 from tests import services
 
 pytestmark = pytest.mark.services
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _fetch_one(url: str, query: str) -> tuple:
@@ -172,3 +177,71 @@ class TestDatabaseSettings:
     def test_database_url_keeps_socket_query(self):
         url = services.database_url("postgresql://postgres:@/postgres?host=/tmp/s", "other")
         assert url == "postgresql://postgres:@/other?host=/tmp/s"
+
+
+# --- services start only for the tests that use them ----------------------------------------
+
+# pytest in a child process, then what its tests.services was asked for (the module that
+# tests/settings.py and the conftests import: the same one, imported here first).
+CHILD_PYTEST = """
+import json, sys
+import pytest
+from tests import services
+status = pytest.main(sys.argv[1:])
+print("services requested:", json.dumps(services.requested()))
+sys.exit(status)
+"""
+CLOSED_PG = "postgresql://postgres@127.0.0.1:1/postgres"
+CLOSED_REDIS = "redis://127.0.0.1:1/15"
+
+
+def run_child_pytest(env: dict[str, str], *args: str) -> list[str]:
+    """Run ``pytest *args`` in a child; fail with its output unless it passes; return what it
+    asked tests.services for."""
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD_PYTEST, *args, "-q", "-p", "no:cacheprovider"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("services requested: "), output[-4000:]
+    return json.loads(last.removeprefix("services requested: "))
+
+
+def test_core_tests_start_no_server(subprocess_env):
+    """``pytest tests/core`` asks for no PostgreSQL and no Redis: every URL and probe points at
+    a closed port, so a server it reached for would fail the run, and none is requested."""
+    env = {
+        **subprocess_env,
+        services.PG_URL_ENV: CLOSED_PG,
+        services.PG15_URL_ENV: CLOSED_PG,
+        services.PG15_PROBE_URL_ENV: CLOSED_PG,
+        services.REDIS_URL_ENV: CLOSED_REDIS,
+        services.REDIS_PROBE_URL_ENV: CLOSED_REDIS,
+    }
+    assert run_child_pytest(env, "tests/core") == []
+
+
+def test_a_test_on_pg_gets_pg_and_nothing_else(subprocess_env, pg_url):
+    """A test that asks for the "pg" database gets a real one, and its run asks for nothing
+    more: PostgreSQL 15 and Redis point at closed ports."""
+    env = {
+        **subprocess_env,
+        services.PG_URL_ENV: pg_url,
+        # pytest-django's suffix for parallel tox runs: the child's test database is not this
+        # session's, though both are on the same server.
+        "TOX_PARALLEL_ENV": f"lazy_child_{os.getpid()}",
+        services.PG15_URL_ENV: CLOSED_PG,
+        services.PG15_PROBE_URL_ENV: CLOSED_PG,
+        services.REDIS_URL_ENV: CLOSED_REDIS,
+        services.REDIS_PROBE_URL_ENV: CLOSED_REDIS,
+    }
+    test = "tests/django/test_orm_store.py::test_vendor_is_what_the_alias_says[postgres]"
+    assert run_child_pytest(env, test) == ["pg"]
