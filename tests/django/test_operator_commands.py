@@ -177,7 +177,7 @@ REFUSALS = {
     ),
     "discard_run-run-id-too-long": (["discard_run", LONG_RUN_ID, "--yes"], ["256", "255"]),
     "discard_run-live-lease": (["discard_run", LEASED_RUN, "--yes"], [LEASED_RUN, OTHER_HOLDER]),
-    "discard_run-unconfirmed": (["discard_run", DONE_RUN], ["--yes", DONE_RUN]),
+    "discard_run-unconfirmed": (["discard_run", DONE_RUN], ["--no-input", DONE_RUN]),
     "discard_run-no-run-id": (["discard_run", "--yes"], ["run_id"]),
     # cancel_run
     "cancel_run-unknown-run": (["cancel_run", "no-such-run"], ['"no-such-run"']),
@@ -259,7 +259,7 @@ def test_bad_input_is_one_error_line_and_exit_1(project, case):
 
 HELP = {
     "list_runs": ["--status", "--flow", "--stale", "--limit", "--json", "lease"],
-    "discard_run": ["run_id", "--yes", "unknown", "nothing is deleted", "lease"],
+    "discard_run": ["run_id", "--no-input", "--yes", "unknown", "nothing is deleted", "lease"],
     "cancel_run": ["run_id", "--reason", "checkpoint", "cancelled"],
     "migrate_run": ["run_id", "--rename", "OLD=NEW", "--accept-signature", "nothing is saved"],
     "prune_runs": ["--older-than", "30d", "--status", "--batch-size", "--dry-run", "running"],
@@ -614,7 +614,7 @@ def test_call_command_list_runs_json(no_model_delay):
         (["list_runs"], {"status": "nope"}, "valid values: running"),
         (["list_runs"], {"flow": "nope"}, "registered flows"),
         (["discard_run", "a-1", "nope"], {"yes": True}, '"nope"'),
-        (["discard_run", "a-1"], {}, "--yes"),
+        (["discard_run", "a-1"], {}, "--no-input"),
         (["cancel_run", "a-1"], {}, "not running"),
         (["migrate_run", "a-1"], {"rename": ["upsert"]}, "OLD=NEW"),
         (["migrate_run", "a-1"], {"rename": ["nope=upsert"]}, 'no step "nope"'),
