@@ -220,6 +220,10 @@ REFUSALS = {
         ["prune_runs", "--older-than", "30d", "--status", "done"],
         ["'done'", "completed, failed, cancelled, max-iterations"],
     ),
+    "prune_runs-unconfirmed": (
+        ["prune_runs", "--older-than", "0s", "--status", "completed,failed"],
+        ["2 completed/failed runs", "--no-input"],
+    ),
     "prune_runs-zero-batch-size": (
         ["prune_runs", "--older-than", "30d", "--batch-size", "0"],
         ["--batch-size"],
@@ -262,7 +266,16 @@ HELP = {
     "discard_run": ["run_id", "--no-input", "--yes", "unknown", "nothing is deleted", "lease"],
     "cancel_run": ["run_id", "--reason", "checkpoint", "cancelled"],
     "migrate_run": ["run_id", "--rename", "OLD=NEW", "--accept-signature", "nothing is saved"],
-    "prune_runs": ["--older-than", "30d", "--status", "--batch-size", "--dry-run", "running"],
+    "prune_runs": [
+        "--older-than",
+        "30d",
+        "--status",
+        "--batch-size",
+        "--dry-run",
+        "running",
+        "--no-input",
+        "--yes",
+    ],
     "drain_runs": ["--enqueue", "--json", "lease", "boot"],
     "execute_run": ["--enqueue", "--queue", "job id"],
     "resume_run": ["--enqueue", "--queue", "job id"],
@@ -372,7 +385,14 @@ def test_prune_runs_dry_run_then_delete(project):
     assert snapshot_table(project) == before
 
     result = manage(
-        project, "prune_runs", "--older-than", "0s", "--status", "completed,failed", "--json"
+        project,
+        "prune_runs",
+        "--older-than",
+        "0s",
+        "--status",
+        "completed,failed",
+        "--json",
+        "--no-input",
     )
     outcome = json.loads(assert_ok(result))
     assert outcome["deleted"] == 2 and outcome["matched"] == 2
@@ -621,6 +641,7 @@ def test_call_command_list_runs_json(no_model_delay):
         (["migrate_run", "a-1"], {"rename": ["fetch=x", "fetch=y"]}, "renamed twice"),
         (["prune_runs"], {"older_than": "soon"}, "--older-than"),
         (["prune_runs"], {"older_than": "1d", "status": "running"}, "never deletes running"),
+        (["prune_runs"], {"older_than": "0s"}, "--no-input"),
         (["execute_run", FLOW], {"input": "[NaN]"}, "NaN"),
         (["execute_run", FLOW], {"input": INPUT, "queue": "q"}, "--enqueue"),
     ],
@@ -635,6 +656,7 @@ def test_call_command_list_runs_json(no_model_delay):
         "migrate-twice",
         "prune-duration",
         "prune-running",
+        "prune-unconfirmed",
         "execute-nan",
         "execute-queue-alone",
     ],
@@ -699,7 +721,9 @@ def test_call_command_prune_in_batches_with_a_progress_bar(no_model_delay):
 
     err = TTYStringIO()
     out = StringIO()
-    call_command("prune_runs", older_than="30d", batch_size=2, stdout=out, stderr=err)
+    call_command(
+        "prune_runs", older_than="30d", batch_size=2, interactive=False, stdout=out, stderr=err
+    )
 
     assert out.getvalue().startswith("deleted 5 completed runs saved before ")
     assert "pruning [" in err.getvalue() and err.getvalue().endswith("\n")
@@ -712,12 +736,14 @@ def test_call_command_prune_in_batches_with_a_progress_bar(no_model_delay):
 def test_call_command_progress_bar_only_on_a_terminal(no_model_delay):
     catalog_run("old-1")
     Snapshot.objects.filter(pk="old-1").update(saved_at=timezone.now() - timedelta(days=2))
-    _, err = run("prune_runs", older_than="1d")
+    _, err = run("prune_runs", older_than="1d", interactive=False)
     assert err == ""  # not a terminal: no bar
     catalog_run("old-2")
     Snapshot.objects.filter(pk="old-2").update(saved_at=timezone.now() - timedelta(days=2))
     err = TTYStringIO()
-    call_command("prune_runs", older_than="1d", verbosity=0, stdout=StringIO(), stderr=err)
+    call_command(
+        "prune_runs", older_than="1d", verbosity=0, interactive=False, stdout=StringIO(), stderr=err
+    )
     assert err.getvalue() == ""  # verbosity 0: no bar either
     assert not Snapshot.objects.exists()
 
