@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import signal
 import sqlite3
 import subprocess
@@ -177,7 +179,7 @@ REFUSALS = {
     ),
     "discard_run-run-id-too-long": (["discard_run", LONG_RUN_ID, "--yes"], ["256", "255"]),
     "discard_run-live-lease": (["discard_run", LEASED_RUN, "--yes"], [LEASED_RUN, OTHER_HOLDER]),
-    "discard_run-unconfirmed": (["discard_run", DONE_RUN], ["--yes", DONE_RUN]),
+    "discard_run-unconfirmed": (["discard_run", DONE_RUN], ["--no-input", DONE_RUN]),
     "discard_run-no-run-id": (["discard_run", "--yes"], ["run_id"]),
     # cancel_run
     "cancel_run-unknown-run": (["cancel_run", "no-such-run"], ['"no-such-run"']),
@@ -220,6 +222,10 @@ REFUSALS = {
         ["prune_runs", "--older-than", "30d", "--status", "done"],
         ["'done'", "completed, failed, cancelled, max-iterations"],
     ),
+    "prune_runs-unconfirmed": (
+        ["prune_runs", "--older-than", "0s", "--status", "completed,failed"],
+        ["2 completed/failed runs", "--no-input"],
+    ),
     "prune_runs-zero-batch-size": (
         ["prune_runs", "--older-than", "30d", "--batch-size", "0"],
         ["--batch-size"],
@@ -259,10 +265,19 @@ def test_bad_input_is_one_error_line_and_exit_1(project, case):
 
 HELP = {
     "list_runs": ["--status", "--flow", "--stale", "--limit", "--json", "lease"],
-    "discard_run": ["run_id", "--yes", "unknown", "nothing is deleted", "lease"],
+    "discard_run": ["run_id", "--no-input", "--yes", "unknown", "nothing is deleted", "lease"],
     "cancel_run": ["run_id", "--reason", "checkpoint", "cancelled"],
     "migrate_run": ["run_id", "--rename", "OLD=NEW", "--accept-signature", "nothing is saved"],
-    "prune_runs": ["--older-than", "30d", "--status", "--batch-size", "--dry-run", "running"],
+    "prune_runs": [
+        "--older-than",
+        "30d",
+        "--status",
+        "--batch-size",
+        "--dry-run",
+        "running",
+        "--no-input",
+        "--yes",
+    ],
     "drain_runs": ["--enqueue", "--json", "lease", "boot"],
     "execute_run": ["--enqueue", "--queue", "job id"],
     "resume_run": ["--enqueue", "--queue", "job id"],
@@ -372,7 +387,14 @@ def test_prune_runs_dry_run_then_delete(project):
     assert snapshot_table(project) == before
 
     result = manage(
-        project, "prune_runs", "--older-than", "0s", "--status", "completed,failed", "--json"
+        project,
+        "prune_runs",
+        "--older-than",
+        "0s",
+        "--status",
+        "completed,failed",
+        "--json",
+        "--no-input",
     )
     outcome = json.loads(assert_ok(result))
     assert outcome["deleted"] == 2 and outcome["matched"] == 2
@@ -444,6 +466,151 @@ def test_migrate_run_renames_a_step_and_accepts_the_new_signature(project):
     assert re.search(rf"^run {run_id}: completed\b", assert_ok(resumed), re.M)
     assert step_counts(project, run_id) == {"save_products": 1}
     assert len(products(project)) == 11
+
+
+# --- asking before deleting: --no-input, --noinput, --yes, a terminal (real manage.py) ----
+
+DELETIONS = {
+    # command line without the flag, the runs it deletes, what its question names
+    "discard_run": (["discard_run", DONE_RUN, FAILED_RUN], [DONE_RUN, FAILED_RUN]),
+    "prune_runs": (
+        ["prune_runs", "--older-than", "0s", "--status", "completed,failed"],
+        ["2 completed/failed runs saved before"],
+    ),
+}
+QUESTION = "for good? [y/N] "
+
+
+def manage_without_terminal(db, *args: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py *args`` with stdin from /dev/null, whatever stdin pytest has."""
+    return subprocess.run(
+        manage_args(*args),
+        cwd=REPO_ROOT,
+        env=project_env(db),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+
+
+def manage_on_terminal(db, *args: str, keys: str | None) -> subprocess.CompletedProcess[str]:
+    """``manage.py *args`` with a pseudo-terminal as stdin (stdout and stderr piped). Once the
+    question is on stderr, ``keys`` are typed; with ``keys=None`` a question is a failure (the
+    child is killed at once rather than left waiting for an answer)."""
+    primary, secondary = pty.openpty()
+    try:
+        child = subprocess.Popen(
+            manage_args(*args),
+            cwd=REPO_ROOT,
+            env=project_env(db),
+            stdin=secondary,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    finally:
+        os.close(secondary)
+    try:
+        err = b""
+        deadline = time.monotonic() + WAIT
+        while QUESTION.encode() not in err:
+            ready, _, _ = select.select([child.stderr], [], [], deadline - time.monotonic())
+            assert ready, f"no question after {WAIT} s; stderr so far: {err!r}"
+            chunk = os.read(child.stderr.fileno(), 4096)
+            if not chunk:  # the child closed stderr: it ends without asking
+                break
+            err += chunk
+        if QUESTION.encode() in err:
+            if keys is None:
+                child.kill()
+            else:
+                os.write(primary, keys.encode())
+        out, rest = child.communicate(timeout=WAIT)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+        os.close(primary)
+    return subprocess.CompletedProcess(
+        child.args, child.returncode, out.decode(), (err + rest).decode()
+    )
+
+
+@pytest.mark.parametrize("flag", ["--no-input", "--noinput", "--yes"])
+@pytest.mark.parametrize("command", list(DELETIONS))
+def test_no_input_flags_delete_without_asking(project, command, flag):
+    args, _ = DELETIONS[command]
+    out = assert_ok(manage_without_terminal(project, *args, flag))
+    assert "[y/N]" not in out
+    assert [row["run_id"] for row in snapshot_table(project)] == [LEASED_RUN, STALE_RUN]
+
+
+@pytest.mark.parametrize("command", list(DELETIONS))
+def test_without_a_terminal_nothing_is_deleted_without_no_input(project, command):
+    args, named = DELETIONS[command]
+    before = snapshot_table(project)
+    line = assert_refused(
+        manage_without_terminal(project, *args), *named, "stdin is not a terminal", "--no-input"
+    )
+    assert "--yes" not in line  # the alias is in --help only
+    assert snapshot_table(project) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "keys"),
+    [
+        ("discard_run", "n\n"),
+        ("discard_run", "\n"),  # Enter: the default, no
+        ("discard_run", "\x04"),  # Ctrl-D: end of input, no
+        ("prune_runs", "n\n"),
+        ("prune_runs", "nope\n"),
+    ],
+    ids=["discard-n", "discard-enter", "discard-ctrl-d", "prune-n", "prune-nope"],
+)
+def test_on_a_terminal_anything_but_yes_deletes_nothing(project, command, keys):
+    args, named = DELETIONS[command]
+    before = snapshot_table(project)
+    result = manage_on_terminal(project, *args, keys=keys)
+    question, error = result.stderr.split(QUESTION)
+    assert question.startswith("Delete "), describe(result)
+    for fragment in named:
+        assert fragment in question, describe(result)
+    assert error.strip() == "error: not confirmed: nothing deleted", describe(result)
+    assert result.returncode == 1, describe(result)
+    assert result.stdout == "", describe(result)
+    assert snapshot_table(project) == before
+
+
+@pytest.mark.parametrize("keys", ["y\n", "yes\n", "Y\n"], ids=["y", "yes", "Y"])
+@pytest.mark.parametrize("command", list(DELETIONS))
+def test_on_a_terminal_yes_deletes(project, command, keys):
+    args, named = DELETIONS[command]
+    result = manage_on_terminal(project, *args, keys=keys)
+    assert result.returncode == 0, describe(result)
+    question, after = result.stderr.split(QUESTION)
+    assert question.startswith("Delete ") and after == "", describe(result)
+    for fragment in named:
+        assert fragment in question, describe(result)
+    assert result.stdout.strip(), describe(result)  # what was deleted
+    assert [row["run_id"] for row in snapshot_table(project)] == [LEASED_RUN, STALE_RUN]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["prune_runs", "--older-than", "0s", "--status", "completed,failed", "--dry-run"],
+        ["prune_runs", "--older-than", "30d"],  # nothing that old: nothing to ask
+    ],
+    ids=["dry-run", "nothing-matches"],
+)
+def test_prune_runs_on_a_terminal_asks_nothing_when_it_deletes_nothing(project, args):
+    before = snapshot_table(project)
+    result = manage_on_terminal(project, *args, keys=None)
+    assert "[y/N]" not in result.stderr, describe(result)
+    out = assert_ok(result)
+    assert re.match(r"(would delete 2|deleted 0) completed(/failed)? runs saved before ", out)
+    assert snapshot_table(project) == before
 
 
 # --- a run held by a live worker process --------------------------------------------------
@@ -614,13 +781,14 @@ def test_call_command_list_runs_json(no_model_delay):
         (["list_runs"], {"status": "nope"}, "valid values: running"),
         (["list_runs"], {"flow": "nope"}, "registered flows"),
         (["discard_run", "a-1", "nope"], {"yes": True}, '"nope"'),
-        (["discard_run", "a-1"], {}, "--yes"),
+        (["discard_run", "a-1"], {}, "--no-input"),
         (["cancel_run", "a-1"], {}, "not running"),
         (["migrate_run", "a-1"], {"rename": ["upsert"]}, "OLD=NEW"),
         (["migrate_run", "a-1"], {"rename": ["nope=upsert"]}, 'no step "nope"'),
         (["migrate_run", "a-1"], {"rename": ["fetch=x", "fetch=y"]}, "renamed twice"),
         (["prune_runs"], {"older_than": "soon"}, "--older-than"),
         (["prune_runs"], {"older_than": "1d", "status": "running"}, "never deletes running"),
+        (["prune_runs"], {"older_than": "0s"}, "--no-input"),
         (["execute_run", FLOW], {"input": "[NaN]"}, "NaN"),
         (["execute_run", FLOW], {"input": INPUT, "queue": "q"}, "--enqueue"),
     ],
@@ -635,6 +803,7 @@ def test_call_command_list_runs_json(no_model_delay):
         "migrate-twice",
         "prune-duration",
         "prune-running",
+        "prune-unconfirmed",
         "execute-nan",
         "execute-queue-alone",
     ],
@@ -655,6 +824,39 @@ def test_call_command_discard_checks_every_id_before_deleting(no_model_delay):
     assert Snapshot.objects.filter(pk="a-1").exists()
     out, _ = run("discard_run", "a-1", "a-1", yes=True)  # a repeated id is deleted once
     assert out.splitlines() == ["discarded run a-1 (completed)"]
+    assert not Snapshot.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "options", [{"interactive": False}, {"yes": True}], ids=["interactive", "yes"]
+)
+def test_call_command_deletes_without_asking(no_model_delay, options):
+    for run_id in ("a-1", "b-1", "c-1"):
+        catalog_run(run_id)
+    out, err = run("discard_run", "a-1", **options)
+    assert out == "discarded run a-1 (completed)\n" and err == ""
+    out, err = run("prune_runs", older_than="0s", **options)
+    assert out.startswith("deleted 2 completed runs saved before ") and err == ""
+    assert not Snapshot.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "options"),
+    [(["discard_run", "a-1"], {}), (["prune_runs"], {"older_than": "0s"})],
+    ids=["discard", "prune"],
+)
+def test_call_command_asks_on_the_stdin_given(no_model_delay, args, options):
+    catalog_run("a-1")
+    err = StringIO()
+    with pytest.raises(CommandError, match=r"^not confirmed: nothing deleted$"):
+        call_command(*args, **options, stdin=TTYStringIO("n\n"), stdout=StringIO(), stderr=err)
+    assert err.getvalue().startswith("Delete ") and err.getvalue().endswith(" for good? [y/N] ")
+    assert Snapshot.objects.filter(pk="a-1").exists()
+    out = StringIO()
+    call_command(*args, **options, stdin=TTYStringIO("y\n"), stdout=out, stderr=StringIO())
+    assert out.getvalue().startswith(("discarded run a-1", "deleted 1 completed run "))
     assert not Snapshot.objects.exists()
 
 
@@ -699,7 +901,9 @@ def test_call_command_prune_in_batches_with_a_progress_bar(no_model_delay):
 
     err = TTYStringIO()
     out = StringIO()
-    call_command("prune_runs", older_than="30d", batch_size=2, stdout=out, stderr=err)
+    call_command(
+        "prune_runs", older_than="30d", batch_size=2, interactive=False, stdout=out, stderr=err
+    )
 
     assert out.getvalue().startswith("deleted 5 completed runs saved before ")
     assert "pruning [" in err.getvalue() and err.getvalue().endswith("\n")
@@ -712,12 +916,14 @@ def test_call_command_prune_in_batches_with_a_progress_bar(no_model_delay):
 def test_call_command_progress_bar_only_on_a_terminal(no_model_delay):
     catalog_run("old-1")
     Snapshot.objects.filter(pk="old-1").update(saved_at=timezone.now() - timedelta(days=2))
-    _, err = run("prune_runs", older_than="1d")
+    _, err = run("prune_runs", older_than="1d", interactive=False)
     assert err == ""  # not a terminal: no bar
     catalog_run("old-2")
     Snapshot.objects.filter(pk="old-2").update(saved_at=timezone.now() - timedelta(days=2))
     err = TTYStringIO()
-    call_command("prune_runs", older_than="1d", verbosity=0, stdout=StringIO(), stderr=err)
+    call_command(
+        "prune_runs", older_than="1d", verbosity=0, interactive=False, stdout=StringIO(), stderr=err
+    )
     assert err.getvalue() == ""  # verbosity 0: no bar either
     assert not Snapshot.objects.exists()
 

@@ -1,4 +1,5 @@
-"""What every warlock_ai command shares: one clear error line and exit code 1 on bad input."""
+"""What every warlock_ai command shares: one clear error line and exit code 1 on bad input,
+and Django's ``--no-input`` convention for the commands that ask before deleting."""
 
 from __future__ import annotations
 
@@ -19,8 +20,14 @@ from ..core.runs.kinds import kind_named
 class RunCommand(BaseCommand):
     """A command whose expected failures print ``error: <one line>`` and exit with 1."""
 
+    # Where ``confirm`` reads the answer (``call_command(..., stdin=...)``, as Django's
+    # createsuperuser allows); sys.stdin otherwise.
+    stealth_options = ("stdin",)
+
     def execute(self, *args: Any, **options: Any) -> Any:
         self.verbosity = options.get("verbosity", 1)
+        self.interactive = options.get("interactive", True) and not options.get("yes", False)
+        self.stdin = options.get("stdin") or sys.stdin
         try:
             return super().execute(*args, **options)
         except (CommandError, AIError) as exc:
@@ -45,6 +52,48 @@ class RunCommand(BaseCommand):
 
         parser.error = error
         return parser
+
+    @staticmethod
+    def add_no_input_arguments(parser: Any) -> None:
+        """Django's ``--noinput``/``--no-input`` (dest ``interactive``, so ``call_command(...,
+        interactive=False)`` works as for Django's own commands), and ``--yes`` as an alias."""
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="do not ask for confirmation (needed in scripts, cron jobs and CI, where "
+            "stdin is not a terminal)",
+        )
+        parser.add_argument(
+            "--yes",
+            action="store_true",
+            help="the same as --no-input (kept as an alias for older scripts)",
+        )
+
+    def confirm(self, question: str) -> None:
+        """Ask ``question`` (a yes/no question) on the terminal and return when the answer is
+        yes; raise ``CommandError`` otherwise. Asks nothing with ``--no-input``/``--yes``
+        (``interactive=False``), and refuses when stdin is not a terminal, since nobody could
+        answer. The question goes to stderr, so ``--json`` output on stdout stays clean."""
+        if not self.interactive:
+            return
+        isatty = getattr(self.stdin, "isatty", None)
+        if isatty is None or not isatty():
+            raise CommandError(
+                f'cannot ask "{question}": stdin is not a terminal; pass --no-input to '
+                "go ahead without asking"
+            )
+        self.stderr.write(f"{question} [y/N] ", style_func=_plain, ending="")
+        self.stderr.flush()
+        try:
+            answer = self.stdin.readline()
+        except KeyboardInterrupt:
+            answer = ""
+        if not answer.endswith("\n"):  # end of input (Ctrl-D) or Ctrl-C: end the prompt line
+            self.stderr.write("")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise CommandError("not confirmed: nothing deleted")
 
     @staticmethod
     def parse_json(option: str, text: str | None, *, want_object: bool = False) -> Any:
@@ -127,6 +176,10 @@ def parse_duration(option: str, text: str) -> timedelta:
     for number, unit in parts:
         delta += timedelta(**{_UNITS[unit]: int(number)})
     return delta
+
+
+def _plain(text: str) -> str:
+    return text
 
 
 def _refuse_constant(name: str) -> Any:

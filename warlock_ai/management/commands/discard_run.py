@@ -1,4 +1,3 @@
-import sys
 from typing import Any
 
 from django.core.management.base import CommandError
@@ -13,20 +12,19 @@ class Command(RunCommand):
         "Delete the stored snapshots of one or more runs, for good. Every run id is checked "
         "first: if any is unknown, nothing is deleted. A run whose worker still holds its "
         "lease is refused (the error names the holder) and kept; the others are deleted. "
-        "Asks for confirmation on a terminal unless --yes is given."
+        "Asks for confirmation on a terminal; --no-input (or its alias --yes) deletes "
+        "without asking, and is needed when stdin is not a terminal."
     )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("run_ids", nargs="+", metavar="run_id", help="the runs to delete")
-        parser.add_argument(
-            "--yes", action="store_true", help="do not ask for confirmation (needed in scripts)"
-        )
+        self.add_no_input_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         run_ids = list(dict.fromkeys(options["run_ids"]))
         snapshots = [load_snapshot(run_id) for run_id in run_ids]  # unknown: nothing deleted
-        if not options["yes"]:
-            self.confirm(snapshots)
+        described = ", ".join(f"{s.run_id} ({s.name}, {s.status})" for s in snapshots)
+        self.confirm(f"Delete {described} for good?")
         refused: list[str] = []
         for snapshot in snapshots:
             try:
@@ -42,14 +40,3 @@ class Command(RunCommand):
             raise CommandError(
                 f"{len(refused)} of {len(run_ids)} runs were not discarded: " + "; ".join(refused)
             )
-
-    def confirm(self, snapshots: list[Any]) -> None:
-        described = ", ".join(f"{s.run_id} ({s.name}, {s.status})" for s in snapshots)
-        if not sys.stdin.isatty():
-            raise CommandError(
-                f"discard_run deletes {described} for good; pass --yes to confirm "
-                "(stdin is not a terminal, so it cannot ask)"
-            )
-        answer = input(f"Delete {described} for good? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            raise CommandError("nothing discarded: not confirmed")

@@ -1,3 +1,4 @@
+from datetime import datetime
 from typing import Any
 
 from django.core.management.base import CommandError
@@ -15,7 +16,9 @@ class Command(RunCommand):
         "Delete the snapshots of finished runs last saved longer ago than --older-than, in "
         "batches (--batch-size rows per DELETE), so a large table is never locked for long. "
         "Only the statuses given are deleted (default: completed); a running run is never "
-        "deleted. --dry-run counts without deleting."
+        "deleted. --dry-run counts without deleting. Asks for confirmation on a terminal, "
+        "showing how many runs it would delete; --no-input (or its alias --yes) deletes "
+        "without asking, and is needed when stdin is not a terminal (cron jobs, scripts)."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -37,6 +40,7 @@ class Command(RunCommand):
             "--dry-run", action="store_true", help="count what would be deleted, delete nothing"
         )
         parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+        self.add_no_input_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         older_than = parse_duration("--older-than", options["older_than"])
@@ -44,18 +48,17 @@ class Command(RunCommand):
         if options["batch_size"] < 1:
             raise CommandError(f"--batch-size must be at least 1, got {options['batch_size']}")
         cutoff = timezone.now() - older_than
-        progress = self.progress_bar("pruning")
-        try:
-            count = prune_runs(
-                older_than,
-                statuses=statuses,
-                batch_size=options["batch_size"],
-                dry_run=options["dry_run"],
-                progress=progress,
-            )
-        finally:
-            if progress is not None:
-                progress.close()
+        if options["dry_run"] or not self.interactive:
+            count = self.prune(cutoff, statuses, options)
+        else:
+            count = prune_runs(timezone.now() - cutoff, statuses=statuses, dry_run=True)
+            if count:  # nothing matches: nothing to ask, nothing to delete
+                runs = "run" if count == 1 else "runs"
+                self.confirm(
+                    f"Delete {count} {'/'.join(statuses)} {runs} saved before "
+                    f"{self.local(cutoff)} for good?"
+                )
+                count = self.prune(cutoff, statuses, options)
         if options["json"]:
             self.write_json(
                 {
@@ -70,9 +73,28 @@ class Command(RunCommand):
             verb = "would delete" if options["dry_run"] else "deleted"
             runs = "run" if count == 1 else "runs"
             self.stdout.write(
-                f"{verb} {count} {'/'.join(statuses)} {runs} saved before "
-                f"{timezone.localtime(cutoff).isoformat(timespec='seconds')}"
+                f"{verb} {count} {'/'.join(statuses)} {runs} saved before {self.local(cutoff)}"
             )
+
+    def prune(self, cutoff: datetime, statuses: list[str], options: dict[str, Any]) -> int:
+        """``prune_runs`` of the runs saved before ``cutoff``: the cutoff the question showed,
+        however long the answer took (``prune_runs`` takes an age, not a moment)."""
+        progress = self.progress_bar("pruning")
+        try:
+            return prune_runs(
+                timezone.now() - cutoff,
+                statuses=statuses,
+                batch_size=options["batch_size"],
+                dry_run=options["dry_run"],
+                progress=progress,
+            )
+        finally:
+            if progress is not None:
+                progress.close()
+
+    @staticmethod
+    def local(moment: datetime) -> str:
+        return timezone.localtime(moment).isoformat(timespec="seconds")
 
     def parse_statuses(self, text: str) -> list[str]:
         values = [item.strip() for item in text.split(",")]
