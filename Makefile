@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 # Django's own checks on the example project: system checks, and models that agree with
 # their migrations. PostgreSQL 16 (pgserver), PostgreSQL 15 and Redis are found or started by
-# tests/services.py when the test settings load.
+# tests/services.py the first time a collected test needs them (pytest tests/core needs none).
 TEST_PREP = $(PY) manage.py check --fail-level WARNING && \
 	$(PY) manage.py makemigrations --check --dry-run
 

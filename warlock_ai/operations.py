@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.apps import apps
@@ -334,21 +334,28 @@ def _all_steps(definition: Any) -> Iterable[Any]:
 
 
 def prune_runs(
-    older_than: timedelta,
+    older_than: timedelta | None = None,
     statuses: Iterable[str] = ("completed",),
     batch_size: int = 500,
     progress: Progress | None = None,
     dry_run: bool = False,
     store: SnapshotStore | None = None,
+    *,
+    saved_before: datetime | None = None,
 ) -> int:
-    """Delete finished runs last saved more than ``older_than`` ago, oldest first, in batches.
+    """Delete finished runs last saved more than ``older_than`` ago (or before
+    ``saved_before``), oldest first, in batches; returns how many (with ``dry_run``, how many
+    would be).
 
     A running run is never deleted, whatever ``statuses`` says; a run that changed status
     meanwhile is left alone (the delete checks the status again).
     """
+    if (older_than is None) == (saved_before is None):
+        raise TypeError("prune_runs() takes one of older_than= or saved_before=")
+    cutoff = saved_before if saved_before is not None else timezone.now() - older_than
     store = snapshot_store(store)
     kept = sorted({s for s in statuses if s != RUNNING})
-    query = RunQuery(statuses=frozenset(kept), saved_before=timezone.now() - older_than)
+    query = RunQuery(statuses=frozenset(kept), saved_before=cutoff)
     total = store.count(query)
     if dry_run or not total:
         return total

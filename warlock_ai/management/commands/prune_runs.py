@@ -48,17 +48,15 @@ class Command(RunCommand):
         if options["batch_size"] < 1:
             raise CommandError(f"--batch-size must be at least 1, got {options['batch_size']}")
         cutoff = timezone.now() - older_than
-        if options["dry_run"] or not self.interactive:
-            count = self.prune(cutoff, statuses, options)
-        else:
-            count = prune_runs(timezone.now() - cutoff, statuses=statuses, dry_run=True)
-            if count:  # nothing matches: nothing to ask, nothing to delete
-                runs = "run" if count == 1 else "runs"
+        if self.interactive and not options["dry_run"]:
+            matched = prune_runs(saved_before=cutoff, statuses=statuses, dry_run=True)
+            if matched:  # nothing matches: nothing to ask
+                runs = "run" if matched == 1 else "runs"
                 self.confirm(
-                    f"Delete {count} {'/'.join(statuses)} {runs} saved before "
+                    f"Delete {matched} {'/'.join(statuses)} {runs} saved before "
                     f"{self.local(cutoff)} for good?"
                 )
-                count = self.prune(cutoff, statuses, options)
+        count = self.prune(cutoff, statuses, options)
         if options["json"]:
             self.write_json(
                 {
@@ -78,11 +76,11 @@ class Command(RunCommand):
 
     def prune(self, cutoff: datetime, statuses: list[str], options: dict[str, Any]) -> int:
         """``prune_runs`` of the runs saved before ``cutoff``: the cutoff the question showed,
-        however long the answer took (``prune_runs`` takes an age, not a moment)."""
+        however long the answer took."""
         progress = self.progress_bar("pruning")
         try:
             return prune_runs(
-                timezone.now() - cutoff,
+                saved_before=cutoff,
                 statuses=statuses,
                 batch_size=options["batch_size"],
                 dry_run=options["dry_run"],
