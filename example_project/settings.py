@@ -104,6 +104,19 @@ else:
 # default: docs/django.md, section "Settings".
 WARLOCK_AI = {}
 
+# WARLOCK_SNAPSHOT_REDIS_URL (optional): keep the run snapshots in Redis instead of the
+# database (redis://host:port/db; WARLOCK_SNAPSHOT_REDIS_PREFIX picks the key prefix).
+# execute_run, resume_run, list_runs, drain_runs, prune_runs, discard_run, cancel_run and
+# migrate_run work the same; the runs admin shows the database's Snapshot table only.
+if os.environ.get("WARLOCK_SNAPSHOT_REDIS_URL"):
+    WARLOCK_AI["SNAPSHOT_STORE"] = {
+        "BACKEND": "warlock_ai.stores.redis.RedisSnapshotStore",
+        "OPTIONS": {
+            "url": os.environ["WARLOCK_SNAPSHOT_REDIS_URL"],
+            "prefix": os.environ.get("WARLOCK_SNAPSHOT_REDIS_PREFIX", "warlock:snapshot:"),
+        },
+    }
+
 # warlock_ai logs on the "warlock_ai" logger (for example a snapshot write that failed while
 # the run went on); show its warnings on the console.
 LOGGING = {
