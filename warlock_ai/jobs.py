@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
-from . import operations
+from . import runs
 from .conf import warlock_settings
-from .core.errors import LeaseHeldError, LeaseLostError
+from .core.errors import LeaseHeldError, LeaseLostError, RunExistsError, UnknownRunError
 from .core.runs.definition import check_run_id, new_run_id
 from .core.runs.leases import held_error, owner_is_dead
 from .core.runs.serialization import dumps
@@ -96,8 +96,8 @@ def enqueue_execute(
     existing = _live_job(rq_queue, job_id_for(run_id))
     if existing is not None:
         return existing
-    if operations.snapshot_store(definition.store).load(run_id) is not None:
-        raise operations.RunExistsError(
+    if runs.snapshot_store(definition.store).load(run_id) is not None:
+        raise RunExistsError(
             f'run "{run_id}" already exists; resume it (enqueue_resume) instead of starting it'
         )
     name = f"{definition.kind}:{definition.name}"
@@ -111,15 +111,15 @@ def enqueue_resume(run_id: str, force: bool = False, queue: str | None = None) -
     Refused now: an unknown run, a run whose definition drifted (unless ``force``), and a
     running run whose lease a live worker holds (that worker is running it).
     """
-    snapshot = operations.load_snapshot(run_id)
-    definition = operations.definition_for(snapshot)
+    snapshot = runs.load_snapshot(run_id)
+    definition = runs.definition_for(snapshot)
     if not force:
         definition.check_drift(snapshot)
     rq_queue = _queue(queue)
     existing = _live_job(rq_queue, job_id_for(run_id))
     if existing is not None:
         return existing
-    lease = operations.live_lease(run_id, operations.snapshot_store(definition.store))
+    lease = runs.live_lease(run_id, runs.snapshot_store(definition.store))
     if snapshot.status == RUNNING and lease is not None:
         raise held_error(run_id, *lease)
     args = (run_id, force)
@@ -312,9 +312,9 @@ def execute_job(flow: str, input: Any, run_id: str) -> dict[str, Any]:
     """Start ``flow`` as run ``run_id``. Delivered again, the job finds the run stored: an
     interrupted run is resumed, a finished one is left alone."""
     try:
-        return _summary(operations.execute_flow(flow, input, run_id=run_id), "ran")
-    except operations.RunExistsError:
-        snapshot = operations.load_snapshot(run_id)
+        return _summary(runs.execute_flow(flow, input, run_id=run_id), "ran")
+    except RunExistsError:
+        snapshot = runs.load_snapshot(run_id)
         if snapshot.status in TERMINAL_STATUSES:
             return _nothing_to_do(snapshot)
         logger.info("run %r was started by an earlier delivery of its job; resuming it", run_id)
@@ -325,11 +325,11 @@ def execute_job(flow: str, input: Any, run_id: str) -> dict[str, Any]:
 
 def resume_job(run_id: str, force: bool = False) -> dict[str, Any]:
     """Resume run ``run_id``; a completed run runs nothing."""
-    snapshot = operations.load_snapshot(run_id)
+    snapshot = runs.load_snapshot(run_id)
     if snapshot.status == COMPLETED:
         return _nothing_to_do(snapshot)
     try:
-        return _summary(operations.resume_run(run_id, force=force), "resumed")
+        return _summary(runs.resume_run(run_id, force=force), "resumed")
     except (LeaseHeldError, LeaseLostError) as exc:
         return _stepped_aside(run_id, exc)
 
@@ -354,7 +354,7 @@ def _stepped_aside(run_id: str, exc: LeaseHeldError | LeaseLostError) -> dict[st
     owner = getattr(exc, "owner", None)
     outcome = f"skipped: leased by {owner}" if owner else "skipped: taken by another worker"
     try:
-        status = operations.load_snapshot(run_id).status
-    except operations.UnknownRunError:  # discarded meanwhile
+        status = runs.load_snapshot(run_id).status
+    except UnknownRunError:  # discarded meanwhile
         status = None
     return {"run_id": run_id, "status": status, "outcome": outcome}

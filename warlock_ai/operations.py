@@ -1,5 +1,8 @@
 """Operations on runs, written once and called by the commands, the admin, the API and jobs.
 
+(``load_snapshot``, ``definition_for``, ``execute_flow``, ``resume_run``, ``live_lease`` and
+``snapshot_store`` come from ``warlock_ai.runs`` and are importable from here too.)
+
 Each acts through the snapshot store contract (``load``, ``save``, ``delete``, ``lease``,
 ``request_cancel``, ``runs``, ``count``, ``delete_runs``), so it behaves the same on the
 database, Redis and memory stores. ``store`` defaults to the configured one: ``ai.config``'s
@@ -22,14 +25,55 @@ from django.conf import settings
 from django.utils import timezone
 
 from .conf import warlock_settings
-from .core.errors import AIError, LeaseHeldError, StoreError, WorkflowError
-from .core.runs import config
-from .core.runs.definition import check_run_id
+from .core.errors import (
+    AIError,
+    LeaseHeldError,
+    MigrationError,
+    QueueUnavailableError,
+    RunCompletedError,
+    RunExistsError,
+    RunNotRunningError,
+    UnknownRunError,
+)
 from .core.runs.kinds import kind_named
-from .core.runs.leases import lease_state
-from .core.runs.snapshots import RUNNING, RunSnapshot
-from .registry import registry
+from .core.runs.snapshots import RUNNING
+from .runs import (
+    definition_for,
+    execute_flow,
+    live_lease,
+    load_snapshot,
+    resume_run,
+    snapshot_store,
+)
 from .stores.base import RunQuery, SnapshotStore
+
+__all__ = [
+    "MigrationError",
+    "Outcome",
+    "QueueUnavailableError",
+    "RunCompletedError",
+    "RunExistsError",
+    "RunNotRunningError",
+    "UnknownRunError",
+    "current_step_names",
+    "definition_for",
+    "describe_result",
+    "discard_run",
+    "drain_runs",
+    "execute_flow",
+    "live_lease",
+    "load_snapshot",
+    "migratable_steps",
+    "migrate_run",
+    "prune_runs",
+    "request_cancel",
+    "restart_run",
+    "resume_run",
+    "rq_configured",
+    "snapshot_store",
+    "stale_runs",
+    "start_resume",
+]
 
 logger = logging.getLogger("warlock_ai.operations")
 
@@ -45,88 +89,6 @@ class Outcome:
 
     def __str__(self) -> str:
         return self.message
-
-
-class UnknownRunError(WorkflowError, LookupError):
-    """No snapshot exists for that run id."""
-
-    default_code = "UNKNOWN_RUN"
-
-
-class RunExistsError(WorkflowError):
-    """A run with that id is already stored."""
-
-    default_code = "RUN_EXISTS"
-
-
-class RunNotRunningError(WorkflowError):
-    """The operation needs a running run."""
-
-    default_code = "RUN_NOT_RUNNING"
-
-
-class RunCompletedError(WorkflowError):
-    """The operation needs a run that has not completed."""
-
-    default_code = "RUN_COMPLETED"
-
-
-class QueueUnavailableError(WorkflowError):
-    """django-rq is configured but the job could not be enqueued (Redis down, ...)."""
-
-    default_code = "QUEUE_UNAVAILABLE"
-
-
-class MigrationError(WorkflowError):
-    """A migration mapping does not fit the run or the current definition."""
-
-    default_code = "MIGRATION_INVALID"
-
-
-def snapshot_store(store: SnapshotStore | None = None) -> SnapshotStore:
-    """``store``, else the configured snapshot store; ``StoreError`` when there is none."""
-    resolved: SnapshotStore | None = store or config.resolve("default_snapshot_store")
-    if resolved is None:
-        raise StoreError(
-            "no snapshot store is configured: set WARLOCK_AI['SNAPSHOT_STORE'] or "
-            "ai.config(default_snapshot_store=...)"
-        )
-    return resolved
-
-
-def load_snapshot(run_id: str, store: SnapshotStore | None = None) -> RunSnapshot:
-    """The stored snapshot of ``run_id`` or ``UnknownRunError``."""
-    snap = snapshot_store(store).load(check_run_id(run_id))
-    if snap is None:
-        raise UnknownRunError(f'no run "{run_id}" in the snapshot store')
-    return snap
-
-
-def definition_for(snapshot: Any) -> Any:
-    """The registered definition that wrote ``snapshot``."""
-    return registry.get(snapshot.kind, snapshot.name)
-
-
-def execute_flow(name: str, input: Any = None, *, run_id: str | None = None, **options: Any) -> Any:
-    """Start the registered flow ``name`` (``kind:name`` when ambiguous) as a new run.
-
-    An existing run is never overwritten by a new one: a stored ``run_id`` is refused.
-    """
-    definition = registry.find(name)
-    if run_id is not None:
-        existing = snapshot_store(definition.store).load(check_run_id(run_id))
-        if existing is not None:
-            raise RunExistsError(
-                f'run "{run_id}" already exists ({existing.status}); resume it with '
-                "resume_run, or discard it first to start again"
-            )
-    return definition.execute(input, run_id=run_id, **options)
-
-
-def resume_run(run_id: str, *, force: bool = False, **options: Any) -> Any:
-    """Resume a stored run with its registered definition (drift checked unless ``force``)."""
-    snapshot = load_snapshot(run_id)
-    return definition_for(snapshot).resume(run_id, force=force, **options)
 
 
 def rq_configured() -> bool:
@@ -210,15 +172,6 @@ def describe_result(run_id: str, result: Any) -> Outcome:
     if result.error is not None:
         text += f": {result.error.message}"
     return Outcome(text, ok=result.error is None)
-
-
-def live_lease(run_id: str, store: SnapshotStore | None = None) -> tuple[str, Any] | None:
-    """The run's lease when a live worker holds it (``LeaseState.LIVE``), else None."""
-    lease = snapshot_store(store).lease(run_id)
-    if lease is None:
-        return None
-    owner, expires = lease
-    return lease if lease_state(owner, expires, timezone.now()).blocks else None
 
 
 def _refuse_live_lease(run_id: str, store: SnapshotStore, doing: str) -> None:

@@ -12,15 +12,9 @@ from importlib import import_module
 from importlib.util import find_spec
 from typing import Any
 
-from .core.errors import WorkflowError
+from .core.errors import UnknownFlowError, WorkflowError
 from .core.runs.definition import Definition
 from .core.runs.kinds import kind_names
-
-
-class UnknownFlowError(WorkflowError, LookupError):
-    """No flow is registered under that name."""
-
-    default_code = "UNKNOWN_FLOW"
 
 
 def is_definition(value: Any) -> bool:

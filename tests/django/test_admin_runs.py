@@ -14,7 +14,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.django.admin_runs import CALLS, orders
+from tests.stores.test_run_queries import dead_owner
 from tests.users import make_staff_user
+from warlock_ai import operations
 from warlock_ai.models import Snapshot
 from warlock_ai.registry import registry
 
@@ -150,6 +152,30 @@ def test_filters_and_search(runs, ops, query, expected):
     assert response.status_code == 200
     shown = {r.run_id for r in response.context["cl"].result_list}
     assert shown == expected
+
+
+def test_the_stale_filter_and_drain_runs_agree_on_a_dead_holder(runs, ops):
+    """One lease rule: a run whose holder died on this host is stale before its lease
+    expires, for the admin's lease filter and for drain_runs alike."""
+    runs.completed()
+    runs.interrupted()  # live-1: held by this process, alive
+    runs.stale()  # stale-1: its lease expired
+    runs.interrupted("dead-1")
+    Snapshot.objects.filter(pk="dead-1").update(
+        lease_owner=dead_owner(),
+        lease_expires_at=timezone.now() + timedelta(minutes=5),
+        input={"interrupt": False},  # resumable: its worker died, the cause did not stay
+    )
+    shown = {
+        lease: {r.run_id for r in ops.get(f"{LIST}?lease={lease}").context["cl"].result_list}
+        for lease in ("stale", "live")
+    }
+    assert shown == {"stale": {"stale-1", "dead-1"}, "live": {"live-1"}}
+    assert set(operations.stale_runs()) == shown["stale"]
+    assert set(Snapshot.objects.stale().values_list("pk", flat=True)) == shown["stale"]
+    assert "warlock-lease-dead" in text(ops.get(LIST))
+    assert set(dict(operations.drain_runs())) == shown["stale"]
+    assert {r.run_id for r in ops.get(f"{LIST}?lease=stale").context["cl"].result_list} == set()
 
 
 def test_unregistered_filter(runs, ops):

@@ -22,11 +22,16 @@ __all__ = [
     "LeaseLostError",
     "MaxIterationsError",
     "MaxStepsExceededError",
+    "MigrationError",
     "OrchestratorCancelledError",
     "OrchestratorConfigError",
     "OrchestratorDriftError",
     "OrchestratorFailedError",
+    "QueueUnavailableError",
     "RoutingError",
+    "RunCompletedError",
+    "RunExistsError",
+    "RunNotRunningError",
     "SchemaValidationError",
     "SnapshotSerializationError",
     "StepFailedError",
@@ -36,6 +41,8 @@ __all__ = [
     "SupervisorFailedError",
     "SupervisorRoutingError",
     "ToolExecutionError",
+    "UnknownFlowError",
+    "UnknownRunError",
     "WorkflowCancelledError",
     "WorkflowDriftError",
     "WorkflowError",
@@ -201,6 +208,51 @@ class RoutingError(WorkflowError):
     default_code = "WORKFLOW_INVALID_GOTO"
     default_category = "routing"
     fields = ("step_name", "target_name")
+
+
+# --- run operations (the commands, the admin, the jobs and the API raise these) ---------
+
+
+class UnknownRunError(WorkflowError, LookupError):
+    """No snapshot exists for that run id."""
+
+    default_code = "UNKNOWN_RUN"
+
+
+class UnknownFlowError(WorkflowError, LookupError):
+    """No flow is registered under that name."""
+
+    default_code = "UNKNOWN_FLOW"
+
+
+class RunExistsError(WorkflowError):
+    """A run with that id is already stored."""
+
+    default_code = "RUN_EXISTS"
+
+
+class RunNotRunningError(WorkflowError):
+    """The operation needs a running run."""
+
+    default_code = "RUN_NOT_RUNNING"
+
+
+class RunCompletedError(WorkflowError):
+    """The operation needs a run that has not completed."""
+
+    default_code = "RUN_COMPLETED"
+
+
+class QueueUnavailableError(WorkflowError):
+    """A background queue is configured but the job could not be enqueued (Redis down, ...)."""
+
+    default_code = "QUEUE_UNAVAILABLE"
+
+
+class MigrationError(WorkflowError):
+    """A migration mapping does not fit the run or the current definition."""
+
+    default_code = "MIGRATION_INVALID"
 
 
 # --- supervisor -------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""Finding and running stored runs: the configured snapshot store, a run's snapshot and the
+registered definition that wrote it, starting and resuming flows, whether a live worker holds
+a run. The layer under the operations (``operations``) and the background jobs (``jobs``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+
+from .core.errors import RunExistsError, StoreError, UnknownRunError
+from .core.runs import config
+from .core.runs.definition import check_run_id
+from .core.runs.leases import lease_state
+from .core.runs.snapshots import RunSnapshot
+from .registry import registry
+from .stores.base import SnapshotStore
+
+
+def snapshot_store(store: SnapshotStore | None = None) -> SnapshotStore:
+    """``store``, else the configured snapshot store; ``StoreError`` when there is none."""
+    resolved: SnapshotStore | None = store or config.resolve("default_snapshot_store")
+    if resolved is None:
+        raise StoreError(
+            "no snapshot store is configured: set WARLOCK_AI['SNAPSHOT_STORE'] or "
+            "ai.config(default_snapshot_store=...)"
+        )
+    return resolved
+
+
+def load_snapshot(run_id: str, store: SnapshotStore | None = None) -> RunSnapshot:
+    """The stored snapshot of ``run_id`` or ``UnknownRunError``."""
+    snap = snapshot_store(store).load(check_run_id(run_id))
+    if snap is None:
+        raise UnknownRunError(f'no run "{run_id}" in the snapshot store')
+    return snap
+
+
+def definition_for(snapshot: Any) -> Any:
+    """The registered definition that wrote ``snapshot``."""
+    return registry.get(snapshot.kind, snapshot.name)
+
+
+def execute_flow(name: str, input: Any = None, *, run_id: str | None = None, **options: Any) -> Any:
+    """Start the registered flow ``name`` (``kind:name`` when ambiguous) as a new run.
+
+    An existing run is never overwritten by a new one: a stored ``run_id`` is refused.
+    """
+    definition = registry.find(name)
+    if run_id is not None:
+        existing = snapshot_store(definition.store).load(check_run_id(run_id))
+        if existing is not None:
+            raise RunExistsError(
+                f'run "{run_id}" already exists ({existing.status}); resume it with '
+                "resume_run, or discard it first to start again"
+            )
+    return definition.execute(input, run_id=run_id, **options)
+
+
+def resume_run(run_id: str, *, force: bool = False, **options: Any) -> Any:
+    """Resume a stored run with its registered definition (drift checked unless ``force``)."""
+    snapshot = load_snapshot(run_id)
+    return definition_for(snapshot).resume(run_id, force=force, **options)
+
+
+def live_lease(run_id: str, store: SnapshotStore | None = None) -> tuple[str, Any] | None:
+    """The run's lease when a live worker holds it (``LeaseState.LIVE``), else None."""
+    lease = snapshot_store(store).lease(run_id)
+    if lease is None:
+        return None
+    owner, expires = lease
+    return lease if lease_state(owner, expires, timezone.now()).blocks else None
