@@ -36,6 +36,7 @@ from .core.errors import (
     UnknownRunError,
 )
 from .core.runs.kinds import kind_named
+from .core.runs.leases import held_error
 from .core.runs.snapshots import RUNNING
 from .runs import (
     definition_for,
@@ -177,15 +178,7 @@ def describe_result(run_id: str, result: Any) -> Outcome:
 def _refuse_live_lease(run_id: str, store: SnapshotStore, doing: str) -> None:
     lease = live_lease(run_id, store)
     if lease is not None:
-        owner, expires = lease
-        until = expires.isoformat(timespec="seconds") if expires else "an unknown time"
-        raise LeaseHeldError(
-            f'cannot {doing} run "{run_id}": it is leased by worker {owner} until {until}; '
-            "cancel it first, or wait for the lease to expire",
-            run_id=run_id,
-            owner=owner,
-            expires_at=expires.isoformat() if expires else None,
-        )
+        raise held_error(run_id, *lease, doing=doing)
 
 
 def discard_run(run_id: str, store: SnapshotStore | None = None) -> None:

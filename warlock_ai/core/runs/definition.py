@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import secrets
 import time
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar, Generic, TypeVar
 
 from ..errors import AIError, DriftError, WorkflowError
@@ -132,7 +133,9 @@ class Definition(ABC, Generic[SnapT, ResultT]):
 
     # --- execute / resume -----------------------------------------------------------------
 
-    @abstractmethod
+    #: The kind's ``Run``: one execution of this definition.
+    run_class: ClassVar[type[Run[Any, Any, Any]]]
+
     def _new_run(
         self,
         input: Any,
@@ -141,7 +144,9 @@ class Definition(ABC, Generic[SnapT, ResultT]):
         store: Any,
         resume_from: SnapT | None = None,
     ) -> Run[Any, SnapT, ResultT]:
-        """The kind's ``Run`` for one execution."""
+        return self.run_class(
+            self, input=input, run_id=run_id, options=options, store=store, resume_from=resume_from
+        )
 
     def _run(
         self, input: Any, run_id: str | None, options: RunOptions, store: Any, resume_from: Any
@@ -248,9 +253,17 @@ class Definition(ABC, Generic[SnapT, ResultT]):
             return self.stored_result(snapshot, options)
         return self._run(snapshot.input, run_id, options, store, snapshot)
 
-    @abstractmethod
     def stored_result(self, snapshot: SnapT, options: RunOptions) -> ResultT:
-        """A completed run resumes to its stored result and runs nothing."""
+        """A completed run resumes to its stored result and runs nothing (its output, if the
+        definition declares one, is built again from the stored state)."""
+        run = self._new_run(snapshot.input, snapshot.run_id, options, None, snapshot)
+        result: Any = run.result(COMPLETED, None, run_sync(run.output()))
+        duration = (snapshot.saved_at - snapshot.started_at).total_seconds() * 1000.0
+        result.report = replace(
+            result.report, ended_at=snapshot.saved_at, duration_ms=round(duration, 3)
+        )
+        stored: ResultT = result
+        return stored
 
     # --- drift ----------------------------------------------------------------------------
 

@@ -147,11 +147,23 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def held_error(run_id: str, holder: str | None, expires_at: datetime | None) -> LeaseHeldError:
+def held_error(
+    run_id: str, holder: str | None, expires_at: datetime | None, doing: str | None = None
+) -> LeaseHeldError:
+    """A live worker holds the run; ``doing`` names what an operator was refused."""
     until = expires_at.isoformat(timespec="seconds") if expires_at else "an unknown time"
+    if doing is None:
+        message = (
+            f'run "{run_id}" is leased by worker {holder} until {until}; '
+            "wait for it to finish, or resume after the lease expires"
+        )
+    else:
+        message = (
+            f'cannot {doing} run "{run_id}": it is leased by worker {holder} until {until}; '
+            "cancel it first, or wait for the lease to expire"
+        )
     return LeaseHeldError(
-        f'run "{run_id}" is leased by worker {holder} until {until}; '
-        "wait for it to finish, or resume after the lease expires",
+        message,
         run_id=run_id,
         owner=holder,
         expires_at=expires_at.isoformat() if expires_at else None,

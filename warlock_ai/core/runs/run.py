@@ -95,6 +95,7 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
         self.not_json: SnapshotSerializationError | None = None
         #: Set by a body whose last write already carried the terminal status.
         self.terminal_written = False
+        self.setup()
 
     def _context(self, context: Any) -> dict[str, Any]:
         if context is None:
@@ -106,6 +107,9 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
         return dict(context)
 
     # --- what each kind supplies ----------------------------------------------------------
+
+    def setup(self) -> None:
+        """The kind's own per-execution fields, once the kernel's are set."""
 
     def fresh_state(self) -> dict[str, Any]:
         """The state a fresh run starts from."""

@@ -12,10 +12,9 @@ from typing import Any, ClassVar
 from ..errors import SupervisorDriftError, SupervisorFailedError
 from ..runs.definition import Definition
 from ..runs.effects import run_async, run_sync
-from ..runs.run import Run, RunOptions
-from ..runs.snapshots import COMPLETED
+from ..runs.run import Run
 from .intents import AGENT, Intent, resolve_intents, supervisor_fingerprint
-from .results import SupervisorReport, SupervisorResult
+from .results import SupervisorResult
 from .run import SUPERVISOR_EVENTS, SupervisorRun
 from .snapshot import SupervisorSnapshot
 
@@ -36,6 +35,7 @@ class Supervisor(Definition[SupervisorSnapshot, SupervisorResult]):
     snapshot_type = SupervisorSnapshot
     error_class = SupervisorFailedError
     drift_class = SupervisorDriftError
+    run_class = SupervisorRun
 
     def __init__(
         self,
@@ -104,18 +104,6 @@ class Supervisor(Definition[SupervisorSnapshot, SupervisorResult]):
     def agents(self) -> list[str]:
         return [k for k, i in self.intents.items() if i.kind == AGENT]
 
-    def _new_run(
-        self,
-        input: Any,
-        run_id: str,
-        options: RunOptions,
-        store: Any,
-        resume_from: SupervisorSnapshot | None = None,
-    ) -> SupervisorRun:
-        return SupervisorRun(
-            self, input=input, run_id=run_id, options=options, store=store, resume_from=resume_from
-        )
-
     def _drive(self, run: Run[Any, SupervisorSnapshot, SupervisorResult]) -> SupervisorResult:
         assert isinstance(run, SupervisorRun)
         result: SupervisorResult = run.with_middleware(lambda: run_sync(run.run()))
@@ -127,24 +115,6 @@ class Supervisor(Definition[SupervisorSnapshot, SupervisorResult]):
         assert isinstance(run, SupervisorRun)
         result: SupervisorResult = await run.awith_middleware(lambda: run_async(run.run()))
         return result
-
-    def stored_result(self, snapshot: SupervisorSnapshot, options: RunOptions) -> SupervisorResult:
-        duration = (snapshot.saved_at - snapshot.started_at).total_seconds() * 1000.0
-        report = SupervisorReport(
-            run_id=snapshot.run_id,
-            name=self.name,
-            status=COMPLETED,
-            started_at=snapshot.started_at,
-            ended_at=snapshot.saved_at,
-            duration_ms=round(duration, 3),
-            signature=snapshot.signature,
-            version=self.version,
-            session_id=options.session_id,
-            usage=snapshot.usage,
-            snapshots=list(snapshot.snapshots),
-            state=dict(snapshot.state),
-        )
-        return SupervisorResult(report=report, data=report.state, usage=snapshot.usage)
 
 
 def supervisor(name: str | None = None, intents: Mapping[str, Any] | None = None, **options: Any):

@@ -21,7 +21,7 @@ from ..errors import (
 )
 from ..runs.effects import Call, Gather
 from ..runs.routing import END
-from ..runs.run import Run, RunOptions, elapsed_ms
+from ..runs.run import Run, elapsed_ms
 from ..runs.serialization import dumps
 from ..runs.snapshots import CANCELLED, COMPLETED, MAX_ITERATIONS, RUNNING, iso, now
 from ..runs.usage import Usage
@@ -31,7 +31,7 @@ from .results import SupervisorContext, SupervisorReport, SupervisorResult
 from .snapshot import EncodedRun, SupervisorSnapshot
 
 if TYPE_CHECKING:
-    from .definition import Supervisor
+    pass
 
 logger = logging.getLogger("warlock_ai.supervisor")
 
@@ -66,20 +66,9 @@ class SupervisorRun(Deciding, Dispatching, Run["Supervisor", SupervisorSnapshot,
     cancelled_class = SupervisorCancelledError
     failure_class = SupervisorFailedError
 
-    def __init__(
-        self,
-        sup: Supervisor,
-        *,
-        input: Any,
-        run_id: str,
-        options: RunOptions,
-        store: Any,
-        resume_from: SupervisorSnapshot | None = None,
-    ) -> None:
-        super().__init__(
-            sup, input=input, run_id=run_id, options=options, store=store, resume_from=resume_from
-        )
-        self.sup = sup
+    def setup(self) -> None:
+        resume_from = self.resume_from
+        self.sup = self.definition
         self.snapshots: list[dict[str, Any]] = list(resume_from.snapshots) if resume_from else []
         last = self.snapshots[-1] if self.snapshots else None
         self.carried: dict[str, Any] | None = (last.get("carried") if last else None) or None

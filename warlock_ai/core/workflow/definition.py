@@ -7,10 +7,7 @@ from typing import Any, ClassVar
 
 from ..errors import WorkflowDriftError, WorkflowError
 from ..runs.definition import Definition
-from ..runs.effects import run_sync
-from ..runs.run import RunOptions
-from ..runs.snapshots import COMPLETED
-from .results import WorkflowReport, WorkflowResult
+from .results import WorkflowResult
 from .retry import Retry
 from .run import WORKFLOW_EVENTS, WorkflowRun
 from .snapshot import WorkflowSnapshot
@@ -25,6 +22,7 @@ class Workflow(Definition[WorkflowSnapshot, WorkflowResult]):
     error_class = WorkflowError
     drift_class = WorkflowDriftError
     drift_advice = "discard the run, resume with force=True, or migrate it"
+    run_class = WorkflowRun
 
     def __init__(
         self,
@@ -78,47 +76,12 @@ class Workflow(Definition[WorkflowSnapshot, WorkflowResult]):
         fingerprint = {"n": name, "v": version, "s": [s.fingerprint() for s in self.steps]}
         self._identify(fingerprint, WORKFLOW_EVENTS, on)
 
-    def _new_run(
-        self,
-        input: Any,
-        run_id: str,
-        options: RunOptions,
-        store: Any,
-        resume_from: WorkflowSnapshot | None = None,
-    ) -> WorkflowRun:
-        return WorkflowRun(
-            self, input=input, run_id=run_id, options=options, store=store, resume_from=resume_from
-        )
-
     def drift_details(self, snapshot: WorkflowSnapshot) -> dict[str, Any]:
         completed = snapshot.completed_steps
         pending = snapshot.next
         if pending is None:
             pending = next((s.name for s in self.steps if s.name not in completed), None)
         return {"completed_steps": completed, "pending_step": pending}
-
-    def stored_result(self, snapshot: WorkflowSnapshot, options: RunOptions) -> WorkflowResult:
-        data = None
-        if self.output is not None:
-            run = self._new_run(snapshot.input, snapshot.run_id, options, None, snapshot)
-            data = run_sync(run.extract(self.output, run.ctx))
-        duration = (snapshot.saved_at - snapshot.started_at).total_seconds() * 1000.0
-        report = WorkflowReport(
-            run_id=snapshot.run_id,
-            root_run_id=snapshot.run_id,
-            name=self.name,
-            version=self.version,
-            session_id=options.session_id,
-            status=COMPLETED,
-            started_at=snapshot.started_at,
-            ended_at=snapshot.saved_at,
-            duration_ms=round(duration, 3),
-            signature=snapshot.signature,
-            usage=snapshot.usage,
-            steps=dict(snapshot.steps),
-            state=snapshot.state,
-        )
-        return WorkflowResult(report=report, data=data, usage=snapshot.usage)
 
 
 def _check_unique(where: str, steps: Sequence[Step]) -> None:

@@ -22,7 +22,7 @@ from ..errors import (
 )
 from ..runs.effects import Call
 from ..runs.routing import parse_route
-from ..runs.run import Run, RunOptions, describe, elapsed_ms
+from ..runs.run import Run, describe, elapsed_ms
 from ..runs.serialization import dumps
 from ..runs.snapshots import CANCELLED, COMPLETED, FAILED, RUNNING, now
 from .results import WorkflowContext, WorkflowReport, WorkflowResult
@@ -31,7 +31,7 @@ from .step_execution import StepExecution, is_cancellation
 from .steps import Step
 
 if TYPE_CHECKING:
-    from .definition import Workflow
+    pass
 
 logger = logging.getLogger("warlock_ai.workflow")
 
@@ -62,31 +62,20 @@ class WorkflowRun(StepExecution, Run["Workflow", WorkflowSnapshot, WorkflowResul
     cancelled_class = WorkflowCancelledError
     failure_class = WorkflowError
 
-    def __init__(
-        self,
-        wf: Workflow,
-        *,
-        input: Any,
-        run_id: str,
-        options: RunOptions,
-        store: Any,
-        resume_from: WorkflowSnapshot | None = None,
-    ) -> None:
-        super().__init__(
-            wf, input=input, run_id=run_id, options=options, store=store, resume_from=resume_from
-        )
-        self.wf = wf
+    def setup(self) -> None:
+        resume_from = self.resume_from
+        self.wf = self.definition
         self.steps: dict[str, StepRecord] = dict(resume_from.steps) if resume_from else {}
         self.ctx = WorkflowContext(
-            input=input,
+            input=self.input,
             state=self.state,
             context=self.context,
             steps=self.steps,
-            run_id=run_id,
+            run_id=self.run_id,
             started_at=self.started_at,
             cancel=self.cancel,
             session_id=self.session_id,
-            workflow_name=wf.name,
+            workflow_name=self.wf.name,
         )
         self.state_json: str | None = None
         self.pending_state_json: str | None = None
