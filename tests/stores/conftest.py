@@ -99,6 +99,22 @@ class Backend:
         finally:
             client.close()
 
+    def forget_lease_expiry(self, store: Any, run_id: str) -> None:
+        """Leave the run's lease with an owner but no expiry (a hand edit, an old writer)."""
+        if self.alias is not None:
+            from warlock_ai.models import Snapshot
+
+            Snapshot.objects.using(self.alias).filter(pk=run_id).update(lease_expires_at=None)
+        elif self.kind == "redis":
+            client = self.redis()
+            try:
+                client.hdel(store.key(run_id), "lease_expires_at")
+            finally:
+                client.close()
+        else:
+            owner, _ = store._leases[run_id]
+            store._leases[run_id] = (owner, None)
+
     def snapshot_rows(self, store: Any) -> int:
         """How many snapshots the backend holds, counted beside the store's own API."""
         if self.alias is not None:

@@ -18,7 +18,7 @@ import pytest
 import warlock_ai as ai
 from tests.stores.worker import make_snapshot, save_claimed, wait_for
 from warlock_ai.core.errors import LeaseHeldError, LeaseLostError, StoreError
-from warlock_ai.core.runs.leases import new_owner_id
+from warlock_ai.core.runs.leases import LeaseState, new_owner_id
 
 
 @pytest.fixture
@@ -78,6 +78,20 @@ def test_second_owner_is_refused_with_the_holder_and_expiry(leased_backend):
     assert expires.isoformat(timespec="seconds") in message
     assert store.load("l-2").state == {"by": "first"}
     assert store.lease("l-2") == (holder, expires)
+
+
+def test_a_lease_without_an_expiry_counts_as_expired_everywhere(leased_backend):
+    """The stores' atomic checks (SQL, Lua, a lock) and leases.lease_state agree on the
+    corner case of an owner with no expiry: nobody holds the run, a new worker takes it."""
+    store = leased_backend.snapshot_store(lease_seconds=120)
+    save(store, "l-9", "elsewhere:1:cafebabe", by="first")
+    leased_backend.forget_lease_expiry(store, "l-9")
+    (info,) = store.runs()
+    now = datetime.now(UTC)
+    assert info.lease_state(now) is LeaseState.EXPIRED and info.is_stale(now)
+    second = new_owner_id()
+    save(store, "l-9", second, by="second")
+    assert store.lease("l-9")[0] == second and store.load("l-9").state == {"by": "second"}
 
 
 def test_expired_lease_is_taken_over_and_the_old_owner_is_fenced(leased_backend):

@@ -126,7 +126,9 @@ class DatabaseSnapshotStore(SnapshotStore):
             updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:])
             where = ""
             if mode != "plain":
-                where = f" WHERE ({owner} IS NULL OR {owner} = %s OR {expires} < %s"
+                # Free (no owner), ours, or expired: leases.lease_state's rule in SQL.
+                where = f" WHERE ({owner} IS NULL OR {owner} = '' OR {owner} = %s"
+                where += f" OR {expires} IS NULL OR {expires} < %s"
                 where += f" OR {owner} = %s)" if mode == "steal" else ")"
                 where += f" AND {saved} = %s" if versioned else ""
             sql = (
@@ -210,7 +212,8 @@ class DatabaseSnapshotStore(SnapshotStore):
             holder, until, saved = self._lease_row(run_id)
             if versioned and saved != claim.expected:
                 raise leases.changed_error(run_id)
-            if leases.owner_is_dead(holder):
+            # The statement took the lease when it was free or expired; left: a dead holder.
+            if leases.lease_state(holder, until, timezone.now()) is leases.LeaseState.DEAD:
                 steal = self._sql_for(connection, "steal", versioned)
                 cursor.execute(steal, [*params, holder, *version])
                 written = cursor.fetchone()

@@ -115,9 +115,13 @@ class RedisSnapshotStore(SnapshotStore):
 
     @staticmethod
     def _dead_holder(reply: list[Any]) -> str | None:
-        if as_text(reply[0]) == "held" and leases.owner_is_dead(as_text(reply[1])):
-            return as_text(reply[1])
-        return None
+        """The holder of a refused acquire, when it is a dead process of this host (the script
+        took the lease when it was free or expired: a dead holder is the case left)."""
+        if as_text(reply[0]) != "held":
+            return None
+        holder, until = as_text(reply[1]), _from_ms(reply[2])
+        dead = leases.lease_state(holder, until, datetime.now(UTC)) is leases.LeaseState.DEAD
+        return holder if dead else None
 
     @staticmethod
     def _check_reply(

@@ -53,8 +53,9 @@ if mode ~= '' then
     return {'changed'}
   end
   if mode == 'acquire' then
-    if holder and holder ~= owner and holder ~= ARGV[7]
-        and not (expires and expires < tonumber(ARGV[4])) then
+    -- held: by someone else (not a holder known dead), with a lease that has not expired
+    if holder and holder ~= '' and holder ~= owner and holder ~= ARGV[7]
+        and expires and expires >= tonumber(ARGV[4]) then
       return {'held', holder, lease[2] or ''}
     end
   elseif holder ~= owner then

@@ -6,6 +6,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from warlock_ai.core.runs.kinds import kind_names
+from warlock_ai.core.runs.leases import LeaseState, lease_state
 from warlock_ai.core.runs.snapshots import STATUSES
 from warlock_ai.management.base import RunCommand
 from warlock_ai.operations import snapshot_store
@@ -120,7 +121,7 @@ class Command(RunCommand):
                 r["status"] + (" (cancel requested)" if r["cancel_requested_at"] else ""),
                 r["next_step"] or "-",
                 format_age(r["age_seconds"]),
-                format_lease(r["lease_owner"], r["lease_expires_at"]),
+                format_lease(r["lease_owner"], r["lease_expires_at"], r["status"]),
             )
             for r in rows
         ]
@@ -139,9 +140,12 @@ def format_age(seconds: float) -> str:
     return f"{seconds}s"
 
 
-def format_lease(owner: str | None, expires_at: datetime | None) -> str:
-    if not owner:
+def format_lease(owner: str | None, expires_at: datetime | None, status: str) -> str:
+    """The lease as ``leases.lease_state`` reads it: who holds the run until when, or why
+    nobody does any more."""
+    state = lease_state(owner, expires_at, timezone.now(), status)
+    if state is LeaseState.NONE:
         return "-"
-    if expires_at is None or expires_at <= timezone.now():
-        return f"{owner} (expired)"
-    return f"{owner} until {timezone.localtime(expires_at):%Y-%m-%d %H:%M:%S}"
+    if state is LeaseState.LIVE and expires_at is not None:
+        return f"{owner} until {timezone.localtime(expires_at):%Y-%m-%d %H:%M:%S}"
+    return f"{owner} ({state.value})"
