@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV = .venv
 PY = $(VENV)/bin/python
 RUFF = $(VENV)/bin/ruff
+MYPY = $(VENV)/bin/mypy
 STAMP = $(VENV)/.installed
 PYTEST_ARGS ?=
 
@@ -27,9 +28,11 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -e '.[all,dev]'
 	touch $@
 
+# mypy reads its configuration (warlock_ai/, strict on warlock_ai.core) from pyproject.toml.
 lint: venv
 	$(RUFF) check .
 	$(RUFF) format --check .
+	$(MYPY)
 
 format: venv
 	$(RUFF) format .
@@ -72,5 +75,5 @@ demo: venv
 	$(PY) -m example_project.support_demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build dist site .bench *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build dist site .bench *.egg-info
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

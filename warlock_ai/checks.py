@@ -7,7 +7,7 @@ Django's own database checks, they run only for the databases passed to the chec
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
@@ -219,7 +219,7 @@ def _check_embedding_column(connection: Any) -> list[CheckMessage]:
     from .models import CacheEntry
 
     meta = CacheEntry._meta
-    column = meta.get_field("embedding").column
+    column = cast(str, meta.get_field("embedding").column)  # a concrete field: it has one
     found = vector.column_type(connection, meta.db_table, column)
     if found is None or found[0] == "vector":
         return []  # not migrated yet, or already a vector column

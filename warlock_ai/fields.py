@@ -57,7 +57,9 @@ class VectorField(models.Field):
                 _("Enter a list of numbers: %(error)s"), code="invalid", params={"error": exc}
             ) from exc
 
-    def value_to_string(self, obj: models.Model) -> str | None:
+    # None for a null value, as the serializers expect (Django's own JSONField returns
+    # non-strings here too); django-stubs declares ``str``.
+    def value_to_string(self, obj: models.Model) -> str | None:  # type: ignore[override]
         value = self.value_from_object(obj)
         return None if value is None else _encoder.encode(to_floats(value))
 

@@ -20,7 +20,7 @@ import logging
 import time
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import transaction
 
@@ -225,7 +225,9 @@ def requeue_abandoned_jobs(queue: str | None = None) -> list[tuple[str, str]]:
     for job_id in _abandoned_job_ids(rq_queue):
         with _lock(rq_queue, job_id):
             job = _fetch(rq_queue, job_id)
-            status = job.get_status(refresh=False) if job is not None else None
+            if job is None:
+                continue
+            status = job.get_status(refresh=False)
             if status not in ("queued", "started"):
                 continue
             if status == "started" and _workers_of(job, alive=True):
@@ -260,7 +262,8 @@ def _started(rq_queue: Queue) -> dict[str, list[Any]]:
 
 
 def _popped(rq_queue: Queue, started: dict[str, list[Any]]) -> set[str]:
-    ids = rq_queue.connection.lrange(rq_queue.intermediate_queue_key, 0, -1)
+    # Replies are bytes: rq's connections do not decode responses (rq decodes them itself).
+    ids = cast("list[bytes]", rq_queue.connection.lrange(rq_queue.intermediate_queue_key, 0, -1))
     return {i.decode() for i in ids if _is_warlock_job(i.decode()) and i.decode() not in started}
 
 
@@ -278,7 +281,7 @@ def _worker(connection: Redis, job_id: str, execution_id: str) -> Any:
     from rq.worker import Worker
 
     key = Execution(id=execution_id, job_id=job_id, connection=connection).key
-    name = connection.hget(key, "worker_name")
+    name = cast("bytes | None", connection.hget(key, "worker_name"))  # not decoded, as above
     if not name:
         return None
     return Worker.find_by_key(Worker.redis_worker_namespace_prefix + name.decode(), connection)
@@ -295,7 +298,7 @@ def _copy(rq_queue: Queue, job: Job) -> Job:
     from rq import Retry
 
     return rq_queue.create_job(
-        job.func_name,
+        cast(str, job.func_name),  # a warlock job always names its function
         args=job.args,
         kwargs=job.kwargs,
         job_id=job.id,

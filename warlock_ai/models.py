@@ -190,7 +190,9 @@ class CheckpointQuerySet(models.QuerySet):
             "checkpoints are append-only: QuerySet.update() is refused; save a new turn instead"
         )
 
-    update.alters_data = True
+    # Django's marker on methods that change data (templates never call them); typeshed's
+    # functions have no such attribute.
+    update.alters_data = True  # type: ignore[attr-defined]
 
 
 class Checkpoint(models.Model):

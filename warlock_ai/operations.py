@@ -296,9 +296,12 @@ def prune_runs(
     A running run is never deleted, whatever ``statuses`` says; a run that changed status
     meanwhile is left alone (the delete checks the status again).
     """
-    if (older_than is None) == (saved_before is None):
+    if older_than is not None and saved_before is None:
+        cutoff = timezone.now() - older_than
+    elif saved_before is not None and older_than is None:
+        cutoff = saved_before
+    else:
         raise TypeError("prune_runs() takes one of older_than= or saved_before=")
-    cutoff = saved_before if saved_before is not None else timezone.now() - older_than
     store = snapshot_store(store)
     kept = sorted({s for s in statuses if s != RUNNING})
     query = RunQuery(statuses=frozenset(kept), saved_before=cutoff)

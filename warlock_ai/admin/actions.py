@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django import forms
 
@@ -14,15 +14,17 @@ from ..operations import Outcome
 from . import presentation
 from .forms import CancelForm, DiscardForm, MigrateForm, ResumeForm
 
+FormT = TypeVar("FormT", bound=forms.Form)
+
 
 @dataclass(frozen=True)
-class RunAction:
+class RunAction(Generic[FormT]):
     name: str  # URL segment and list-action suffix
     label: str
     permission: str  # codename in the warlock_ai app
     summary: str  # what happens, on the confirmation page
-    form: type[forms.Form]
-    perform: Callable[[Any, forms.Form], Outcome]
+    form: type[FormT]
+    perform: Callable[[Any, FormT], Outcome]
     unavailable: Callable[[Any, presentation.Lease], str | None]
     confirm: bool = True  # False: the detail page's button runs it at once
     deletes: bool = False
@@ -114,7 +116,7 @@ def _migrate_unavailable(row: Any, lease: presentation.Lease) -> str | None:
     return _held(lease)
 
 
-ACTIONS: dict[str, RunAction] = {
+ACTIONS: dict[str, RunAction[Any]] = {
     action.name: action
     for action in (
         RunAction(

@@ -8,7 +8,7 @@ write one ``LogEntry`` per namespace purged.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
@@ -27,6 +27,9 @@ from django.views.decorators.http import require_http_methods
 
 from ..models import CacheEntry
 from .sessions import RefuseMalformedSelection, format_json
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 PURGES = {
     "expired": {
@@ -134,7 +137,7 @@ class CacheEntryAdmin(RefuseMalformedSelection, admin.ModelAdmin):
     # --- columns and fields -----------------------------------------------------------------
 
     @admin.display(description=_("expires at"), ordering="expires_at")
-    def expiry(self, obj: CacheEntry) -> str:
+    def expiry(self, obj: CacheEntry) -> StrOrPromise:
         if obj.expires_at is None:
             return _("never")
         if obj.expires_at < timezone.now():
@@ -151,7 +154,7 @@ class CacheEntryAdmin(RefuseMalformedSelection, admin.ModelAdmin):
         return format_html('<pre class="warlock-json">{}</pre>', format_json(obj.value))
 
     @admin.display(description=_("embedding"))
-    def embedding_size(self, obj: CacheEntry) -> str:
+    def embedding_size(self, obj: CacheEntry) -> StrOrPromise:
         if obj.embedding is None:
             return _("none")
         return _("%(count)d dimensions") % {"count": len(obj.embedding)}
@@ -205,7 +208,7 @@ class CacheEntryAdmin(RefuseMalformedSelection, admin.ModelAdmin):
             return HttpResponseRedirect(self.changelist_url())
         return self.confirm_purge(request, kind, entries, namespaces)
 
-    def refuse(self, request: HttpRequest, message: str) -> HttpResponse:
+    def refuse(self, request: HttpRequest, message: StrOrPromise) -> HttpResponse:
         self.message_user(request, message, messages.ERROR)
         return HttpResponseRedirect(self.changelist_url())
 
@@ -262,7 +265,8 @@ class CacheEntryAdmin(RefuseMalformedSelection, admin.ModelAdmin):
         what = "expired entries" if kind == "expired" else "entries"
         LogEntry.objects.bulk_create(
             LogEntry(
-                user_id=request.user.pk,
+                # The admin serves logged-in staff only: the user's pk is never None.
+                user_id=cast("int | str", request.user.pk),
                 content_type=content_type,
                 object_id=None,
                 object_repr=f"namespace {name}: {count} entries"[:200],

@@ -10,7 +10,7 @@ saved at or after the end of the previous bucket", so the cost grows with the bu
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from django.utils import timezone
 
@@ -19,13 +19,23 @@ from ..models import SnapshotQuerySet
 FIELD = "saved_at"
 KINDS = ("year", "month", "day")
 
+#: The ``kind`` of ``QuerySet.datetimes``.
+Kind = Literal["year", "month", "week", "day", "hour", "minute", "second"]
+
 
 class DrillDownQuerySet(SnapshotQuerySet):
     """The changelist's queryset: ``datetimes`` on ``saved_at`` by index probes."""
 
-    def datetimes(self, field_name: str, kind: str, order: str = "ASC", **kwargs: Any) -> Any:
-        if field_name != FIELD or kind not in KINDS or order != "ASC" or kwargs:
-            return super().datetimes(field_name, kind, order, **kwargs)
+    def datetimes(
+        self,
+        field_name: str,
+        kind: Kind,
+        order: Literal["ASC", "DESC"] = "ASC",
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        if field_name != FIELD or kind not in KINDS or order != "ASC" or args or kwargs:
+            return super().datetimes(field_name, kind, order, *args, **kwargs)
         probe = self.order_by(FIELD).values_list(FIELD, flat=True)
         buckets: list[datetime] = []
         cursor = None
@@ -41,7 +51,8 @@ class DrillDownQuerySet(SnapshotQuerySet):
 
 
 def drill_down(queryset: SnapshotQuerySet) -> DrillDownQuerySet:
-    return DrillDownQuerySet(model=queryset.model, query=queryset.query.chain(), using=queryset._db)
+    # QuerySet._db (the alias the queryset was pinned to, if any) is missing from django-stubs.
+    return DrillDownQuerySet(model=queryset.model, query=queryset.query.chain(), using=queryset._db)  # type: ignore[attr-defined]
 
 
 def _truncate(moment: datetime, kind: str) -> datetime:

@@ -76,7 +76,8 @@ class MigrateForm(forms.Form):
         return renames, drops
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         seen: dict[str, str] = {}
         for index, name in enumerate(self.stored):
             target = data.get(f"step_{index}")

@@ -202,7 +202,7 @@ class IterationRow:
 
 def iterations(row: Any) -> list[IterationRow]:
     """A supervisor run's iterations, oldest first, with each branch's outcome."""
-    out = []
+    out: list[IterationRow] = []
     for record in row.steps if isinstance(row.steps, list) else []:
         decision = record.get("decision") or {}
         raw = decision.get("next")

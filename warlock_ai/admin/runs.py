@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.admin.utils import quote, unquote
@@ -218,7 +219,9 @@ class SnapshotAdmin(admin.ModelAdmin):
         self._require(request, spec)
         row = self.get_object(request, unquote(object_id))
         if row is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            # Django's own "does not exist" redirect: a private ModelAdmin method django-stubs
+            # does not declare.
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)  # type: ignore[attr-defined]
         form = self._form(spec, [row], request)
         if form is None:
             return HttpResponseRedirect(self.detail_url(row.run_id))
@@ -309,7 +312,7 @@ class SnapshotAdmin(admin.ModelAdmin):
             "detail_url": self.detail_url(rows[0].run_id) if single else "",
             "action_name": "" if single else _bulk(spec).__name__,
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            "media": self.media + (form.media if form is not None else ""),
+            "media": self.media + (form.media if form is not None else forms.Media()),
         }
         request.current_app = self.admin_site.name
         template = "admin/warlock_ai/snapshot/confirm_action.html"

@@ -8,8 +8,8 @@ single turn: the only deletion is of a whole session, behind ``warlock_ai.delete
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
@@ -28,7 +28,19 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods
 
-from ..models import Checkpoint
+from ..models import Checkpoint, CheckpointQuerySet
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    class _TurnCount(TypedDict):
+        turn_count: int
+
+    #: A session's latest turn as ``CheckpointQuerySet.latest_turns()`` gives it.
+    SessionRow = WithAnnotations[Checkpoint, _TurnCount]
+    _ModelAdmin = admin.ModelAdmin[Any]
+else:
+    _ModelAdmin = object
 
 
 def format_route(route: Any) -> str:
@@ -43,11 +55,17 @@ def format_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
-class RefuseMalformedSelection:
+class RefuseMalformedSelection(_ModelAdmin):
     """Refuse an action whose selected ids are not primary keys, instead of Django's
-    ``ValueError`` (a server error) on ``pk__in=["abc"]``."""
+    ``ValueError`` (a server error) on ``pk__in=["abc"]``.
 
-    def response_action(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+    A mixin of ``ModelAdmin`` subclasses (its base is ``ModelAdmin`` for the type checker
+    only); arguments newer Djangos add to ``response_action`` are passed on.
+    """
+
+    def response_action(
+        self, request: HttpRequest, queryset: Any, *args: Any, **kwargs: Any
+    ) -> HttpResponse | None:
         try:
             for pk in request.POST.getlist(ACTION_CHECKBOX_NAME):
                 self.opts.pk.to_python(pk)
@@ -55,7 +73,7 @@ class RefuseMalformedSelection:
             message = _("The selection is not valid; nothing was changed.")
             self.message_user(request, message, messages.ERROR)
             return None
-        return super().response_action(request, queryset)
+        return super().response_action(request, queryset, *args, **kwargs)
 
 
 @admin.register(Checkpoint)
@@ -105,7 +123,9 @@ class CheckpointAdmin(RefuseMalformedSelection, admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> Any:
         # States can be large and the list does not show them.
-        return super().get_queryset(request).latest_turns().defer("state")
+        # Checkpoint's manager makes CheckpointQuerySets (ModelAdmin's type does not say so).
+        queryset = cast(CheckpointQuerySet, super().get_queryset(request))
+        return queryset.latest_turns().defer("state")
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         extra = {"title": _("Orchestrator sessions"), **(extra_context or {})}
@@ -117,7 +137,7 @@ class CheckpointAdmin(RefuseMalformedSelection, admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', url, obj.session_id)
 
     @admin.display(description=_("turns"), ordering="turn_count")
-    def turns(self, obj: Checkpoint) -> int:
+    def turns(self, obj: SessionRow) -> int:
         return obj.turn_count
 
     @admin.display(description=_("latest turn"), ordering="turn_index")
@@ -171,7 +191,7 @@ class CheckpointAdmin(RefuseMalformedSelection, admin.ModelAdmin):
     def session_key(data: Any) -> tuple[str, str]:
         return data.get("orchestrator", ""), data.get("session", "")
 
-    def find_session(self, name: str, session_id: str) -> Checkpoint | None:
+    def find_session(self, name: str, session_id: str) -> SessionRow | None:
         """The session's latest turn, annotated like a changelist row; ``None`` if unknown."""
         return Checkpoint.objects.for_session(name, session_id).latest_turns().first()
 
@@ -251,7 +271,7 @@ class CheckpointAdmin(RefuseMalformedSelection, admin.ModelAdmin):
     def confirm_deletion(
         self,
         request: HttpRequest,
-        sessions: list[Checkpoint],
+        sessions: Sequence[SessionRow],
         hidden: list[tuple[str, str]],
         cancel_url: str,
     ) -> HttpResponse:
@@ -267,7 +287,7 @@ class CheckpointAdmin(RefuseMalformedSelection, admin.ModelAdmin):
         template = "admin/warlock_ai/checkpoint/delete_sessions_confirmation.html"
         return TemplateResponse(request, template, context)
 
-    def delete_whole_sessions(self, request: HttpRequest, sessions: list[Checkpoint]) -> None:
+    def delete_whole_sessions(self, request: HttpRequest, sessions: Sequence[Checkpoint]) -> None:
         """Every turn of each session, and one ``LogEntry`` per session, in one transaction."""
         with transaction.atomic(using=router.db_for_write(Checkpoint)):
             deleted = {
@@ -284,14 +304,15 @@ class CheckpointAdmin(RefuseMalformedSelection, admin.ModelAdmin):
         self.message_user(request, message % {"count": len(sessions), "turns": turns})
 
     def log_session_deletions(
-        self, request: HttpRequest, sessions: list[Checkpoint], deleted: dict[int, int]
+        self, request: HttpRequest, sessions: Sequence[Checkpoint], deleted: dict[int, int]
     ) -> None:
         # A session has no row of its own: each entry points at the session's latest turn
         # (object_id, now gone, as with any deletion) and names the session and its turns.
         content_type = ContentType.objects.get_for_model(Checkpoint)
         LogEntry.objects.bulk_create(
             LogEntry(
-                user_id=request.user.pk,
+                # The admin serves logged-in staff only: the user's pk is never None.
+                user_id=cast("int | str", request.user.pk),
                 content_type=content_type,
                 object_id=str(s.pk),
                 object_repr=f"{s.orchestrator_name} / {s.session_id}"[:200],

@@ -127,7 +127,8 @@ class AIError(Exception):
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.code, self.message))
 
-    def __reduce__(self):  # keeps errors copyable (copy.deepcopy) despite keyword fields
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keeps errors copyable (copy.deepcopy) despite keyword fields
         return (_rebuild, (type(self), self.to_dict()))
 
 
@@ -171,7 +172,10 @@ class DriftError(AIError):
 
     default_code = "DRIFT"
     default_category = "drift"
-    fields = ("saved_signature", "current_signature")
+    fields: ClassVar[tuple[str, ...]] = ("saved_signature", "current_signature")
+
+    saved_signature: str | None
+    current_signature: str | None
 
 
 # --- workflow ---------------------------------------------------------------------------
@@ -377,6 +381,10 @@ class SnapshotSerializationError(AIError):
     default_code = "SNAPSHOT_NOT_JSON"
     default_category = "serialization"
     fields = ("path", "type_name", "step_name")
+
+    path: str | None
+    type_name: str | None
+    step_name: str | None
 
 
 class StoreError(AIError):

@@ -12,6 +12,7 @@ answer them natively.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -180,7 +181,7 @@ class SnapshotStore(ABC):
 
     # --- queries (the run operations' vocabulary) -----------------------------------------
 
-    def runs(self, query: RunQuery = RunQuery()) -> list[RunInfo]:
+    def runs(self, query: RunQuery = RunQuery()) -> builtins.list[RunInfo]:
         """The stored runs ``query`` selects, newest first (see :class:`RunQuery`)."""
         return query.apply(self.run_infos(query.prefix))
 
@@ -219,10 +220,10 @@ class SnapshotStore(ABC):
     async def adelete(self, run_id: str) -> bool:
         return await sync_to_async(self.delete)(run_id)
 
-    async def alist(self, prefix: str = "") -> list[str]:
+    async def alist(self, prefix: str = "") -> builtins.list[str]:
         return await sync_to_async(self.list)(prefix)
 
-    async def aruns(self, query: RunQuery = RunQuery()) -> list[RunInfo]:
+    async def aruns(self, query: RunQuery = RunQuery()) -> builtins.list[RunInfo]:
         return await sync_to_async(self.runs)(query)
 
     async def acount(self, query: RunQuery = RunQuery()) -> int:
@@ -269,7 +270,7 @@ class CheckpointStore(ABC):
         """
 
     @abstractmethod
-    def history(self, name: str, session_id: str) -> list[Any]:
+    def history(self, name: str, session_id: str) -> builtins.list[Any]:
         """Every record of the session, ascending by ``turn_index``."""
 
     async def aload(self, name: str, session_id: str) -> Any | None:
@@ -281,11 +282,11 @@ class CheckpointStore(ABC):
     async def adelete(self, name: str, session_id: str) -> int:
         return await sync_to_async(self.delete)(name, session_id)
 
-    async def alist(self, name: str, prefix: str = "") -> list[str]:
+    async def alist(self, name: str, prefix: str = "") -> builtins.list[str]:
         return await sync_to_async(self.list)(name, prefix)
 
     async def aprune(self, name: str, session_id: str, keep_from_turn: int) -> int:
         return await sync_to_async(self.prune)(name, session_id, keep_from_turn)
 
-    async def ahistory(self, name: str, session_id: str) -> list[Any]:
+    async def ahistory(self, name: str, session_id: str) -> builtins.list[Any]:
         return await sync_to_async(self.history)(name, session_id)

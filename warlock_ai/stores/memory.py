@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -94,7 +95,7 @@ class MemorySnapshotStore(SnapshotStore):
         with self._lock:
             return sorted(k for k in self._data if k.startswith(prefix))
 
-    def run_infos(self, prefix: str = "") -> list[RunInfo]:
+    def run_infos(self, prefix: str = "") -> builtins.list[RunInfo]:
         with self._lock:
             return [
                 RunInfo.of(snapshot, self._leases.get(run_id), _requested_at(self._cancels, run_id))
@@ -126,7 +127,7 @@ class MemorySnapshotStore(SnapshotStore):
     async def adelete(self, run_id: str) -> bool:
         return self.delete(run_id)
 
-    async def alist(self, prefix: str = "") -> list[str]:
+    async def alist(self, prefix: str = "") -> builtins.list[str]:
         return self.list(prefix)
 
 
@@ -187,7 +188,7 @@ class MemoryCheckpointStore(CheckpointStore):
                 del self._sessions[(name, session_id)]
             return len(old)
 
-    def history(self, name: str, session_id: str) -> list[CheckpointRecord]:
+    def history(self, name: str, session_id: str) -> builtins.list[CheckpointRecord]:
         with self._lock:
             turns = dict(self._sessions.get((name, session_id), {}))
         return [checkpoint_from_json(turns[t]) for t in sorted(turns)]
@@ -205,11 +206,11 @@ class MemoryCheckpointStore(CheckpointStore):
     async def adelete(self, name: str, session_id: str) -> int:
         return self.delete(name, session_id)
 
-    async def alist(self, name: str, prefix: str = "") -> list[str]:
+    async def alist(self, name: str, prefix: str = "") -> builtins.list[str]:
         return self.list(name, prefix)
 
     async def aprune(self, name: str, session_id: str, keep_from_turn: int) -> int:
         return self.prune(name, session_id, keep_from_turn)
 
-    async def ahistory(self, name: str, session_id: str) -> list[CheckpointRecord]:
+    async def ahistory(self, name: str, session_id: str) -> builtins.list[CheckpointRecord]:
         return self.history(name, session_id)

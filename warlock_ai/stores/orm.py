@@ -9,6 +9,7 @@ writing cannot race.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -87,7 +88,7 @@ class DatabaseSnapshotStore(SnapshotStore):
             lease_seconds = warlock_settings.LEASE_SECONDS
         self.using = using
         self.lease_seconds = float(lease_seconds)
-        self._sql: dict[tuple[str, str], str] = {}
+        self._sql: dict[tuple[str, str, bool], str] = {}
 
     def __repr__(self) -> str:
         return f"<DatabaseSnapshotStore using={self.using!r}>"
@@ -351,7 +352,7 @@ class DatabaseSnapshotStore(SnapshotStore):
             rows = rows.filter(saved_at__lt=query.saved_before)
         return rows.stale() if query.stale else rows
 
-    def runs(self, query: RunQuery = RunQuery()) -> list[RunInfo]:
+    def runs(self, query: RunQuery = RunQuery()) -> builtins.list[RunInfo]:
         order = ("saved_at", "run_id") if query.oldest_first else ("-saved_at", "run_id")
         rows = self._selected(query).order_by(*order)
         if query.limit is not None and not query.prefix:

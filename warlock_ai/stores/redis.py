@@ -11,6 +11,7 @@ milliseconds), and an operator's ``cancel_requested_at`` / ``cancel_reason``.
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -209,7 +210,7 @@ class RedisSnapshotStore(SnapshotStore):
             keys = set(self._conn.client.scan_iter(match=pattern, count=1000))
         return self._run_ids(keys)
 
-    async def alist(self, prefix: str = "") -> list[str]:
+    async def alist(self, prefix: str = "") -> builtins.list[str]:
         client = self._conn.async_client()
         if client is None:
             return await super().alist(prefix)
@@ -222,7 +223,7 @@ class RedisSnapshotStore(SnapshotStore):
 
     _INFO_FIELDS = ("meta", "lease_owner", "lease_expires_at", "cancel_requested_at")
 
-    def run_infos(self, prefix: str = "") -> list[RunInfo]:
+    def run_infos(self, prefix: str = "") -> builtins.list[RunInfo]:
         pattern = self._pattern(prefix)
         infos: list[RunInfo] = []
         with self._conn.errors("list", pattern):
@@ -238,7 +239,7 @@ class RedisSnapshotStore(SnapshotStore):
                         infos.append(info)
         return infos
 
-    def _info(self, run_id: str, values: list[Any]) -> RunInfo | None:
+    def _info(self, run_id: str, values: builtins.list[Any]) -> RunInfo | None:
         meta, owner, expires, cancel_at = values
         if meta is None:  # written before summaries were kept, or deleted meanwhile
             snapshot = self.load(run_id)
@@ -277,7 +278,7 @@ class RedisSnapshotStore(SnapshotStore):
             return sum(int(n) for n in pipe.execute())
 
     @staticmethod
-    def _lease(values: list[Any]) -> tuple[str, datetime | None] | None:
+    def _lease(values: builtins.list[Any]) -> tuple[str, datetime | None] | None:
         owner, expires = values
         return (as_text(owner), _from_ms(expires)) if owner is not None else None
 

@@ -9,6 +9,7 @@ the set ``<prefix>sessions:<name>``. Names and session ids are written length-pr
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from ..core.orchestrator.checkpoints import (
@@ -160,7 +161,7 @@ class RedisCheckpointStore(CheckpointStore):
                 forget_expired(client, [index, *rows], expired)
         return [s for s, found in zip(sessions, exists, strict=True) if found]
 
-    async def alist(self, name: str, prefix: str = "") -> list[str]:
+    async def alist(self, name: str, prefix: str = "") -> builtins.list[str]:
         client = self._conn.async_client()
         if client is None:
             return await super().alist(name, prefix)

@@ -8,7 +8,7 @@ import asyncio
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 try:
@@ -19,9 +19,15 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ..core.errors import StoreError
 
+
+class _UrlDefaults(TypedDict):
+    socket_connect_timeout: float
+    socket_timeout: float
+
+
 # Applied to clients built from a URL (query parameters in the URL win): a server that does
 # not answer fails the operation instead of hanging the run.
-_URL_DEFAULTS = {"socket_connect_timeout": 5.0, "socket_timeout": 30.0}
+_URL_DEFAULTS: _UrlDefaults = {"socket_connect_timeout": 5.0, "socket_timeout": 30.0}
 
 
 class Connection:

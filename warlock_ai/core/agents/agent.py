@@ -112,7 +112,8 @@ class Agent:
             on=on,
             extra=model_options,
         )
-        return run_sync(run.engine())
+        result: AgentResult = run_sync(run.engine())
+        return result
 
     async def aexecute(
         self,
@@ -140,7 +141,8 @@ class Agent:
             on=on,
             extra=model_options,
         )
-        return await run_async(run.engine())
+        result: AgentResult = await run_async(run.engine())
+        return result
 
     def __repr__(self) -> str:
         return f"<Agent {self.name} model={self.model.provider}/{self.model.name}>"

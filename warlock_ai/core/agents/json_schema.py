@@ -59,7 +59,7 @@ def _type_issues(schema: Mapping[str, Any], value: Any, path: str) -> list[str]:
     return [f"{path}: expected {' or '.join(names)}, got {type(value).__name__}"]
 
 
-def _object_issues(schema: Mapping[str, Any], value: dict, path: str) -> list[str]:
+def _object_issues(schema: Mapping[str, Any], value: dict[str, Any], path: str) -> list[str]:
     properties = schema.get("properties") or {}
     issues = [
         f"{path}: missing required {k!r}" for k in schema.get("required", ()) if k not in value

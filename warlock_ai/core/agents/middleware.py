@@ -71,7 +71,8 @@ class Middleware:
             object.__setattr__(self, level, Hooks.coerce(getattr(self, level), where))
 
     def hooks(self, level: str) -> Hooks | None:
-        return getattr(self, level)
+        hooks: Hooks | None = getattr(self, level)
+        return hooks
 
 
 @dataclass

@@ -64,8 +64,9 @@ class Definition(ABC, Generic[SnapT, ResultT]):
 
     #: The kind's name (its ``RunKind`` is ``descriptor``).
     kind: ClassVar[str]
-    #: The snapshot class this kind writes; a stored run of another class is refused.
-    snapshot_type: ClassVar[type[RunSnapshot]]
+    #: The snapshot class this kind writes; a stored run of another class is refused. (Set on
+    #: the class, but not declared a ClassVar: a ClassVar cannot use the type variable.)
+    snapshot_type: type[SnapT]
     #: Raised for a missing store or snapshot and for bad options.
     error_class: ClassVar[type[AIError]]
     #: Raised by ``resume`` when the stored run was written by another definition.

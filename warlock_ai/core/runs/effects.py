@@ -15,7 +15,7 @@ import contextvars
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -49,7 +49,13 @@ class CallEither:
 
     __slots__ = ("args", "async_fn", "kwargs", "sync_fn")
 
-    def __init__(self, sync_fn, async_fn, args=(), kwargs=None):
+    def __init__(
+        self,
+        sync_fn: Callable[..., Any],
+        async_fn: Callable[..., Awaitable[Any]] | None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
         self.sync_fn = sync_fn
         self.async_fn = async_fn
         self.args = args
@@ -61,7 +67,9 @@ class Emit:
 
     __slots__ = ("handlers", "payload")
 
-    def __init__(self, handlers: Sequence[Callable[[dict], Any]], payload: dict[str, Any]):
+    def __init__(
+        self, handlers: Sequence[Callable[[dict[str, Any]], Any]], payload: dict[str, Any]
+    ):
         self.handlers = handlers
         self.payload = payload
 

@@ -28,12 +28,16 @@ import secrets
 import socket
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from ..errors import LeaseHeldError, LeaseLostError
 from .snapshots import RUNNING
 
-ACQUIRE, RENEW, RELEASE = "acquire", "renew", "release"
+#: The modes of a :class:`LeaseClaim`.
+LeaseMode = Literal["acquire", "renew", "release"]
+ACQUIRE: Final = "acquire"
+RENEW: Final = "renew"
+RELEASE: Final = "release"
 
 _HOST = socket.gethostname()
 
@@ -90,7 +94,7 @@ class LeaseClaim:
     that read a run before another worker resumed it cannot run it again."""
 
     owner: str
-    mode: Literal["acquire", "renew", "release"]
+    mode: LeaseMode
     expected: datetime | None = None
 
 

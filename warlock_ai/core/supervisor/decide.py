@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     AIError,
@@ -18,6 +18,12 @@ from ..runs.routing import END
 from ..runs.run import elapsed_ms
 from ..runs.serialization import dumps
 from ..runs.usage import ZERO, Usage
+
+if TYPE_CHECKING:
+    from ..runs.cancel import CancelToken
+    from .definition import Supervisor
+    from .results import SupervisorContext
+    from .snapshot import SupervisorSnapshot
 
 Effects = Generator[Any, Any, Any]
 
@@ -44,7 +50,25 @@ def plain_json(value: Any) -> bool:
 
 
 class Deciding:
-    """Mixin of ``SupervisorRun``: which intents the iteration dispatches."""
+    """Mixin of ``SupervisorRun``: which intents the iteration dispatches.
+
+    What it uses of the run is declared here for the type checker.
+    """
+
+    sup: Supervisor
+    input: Any
+    state: dict[str, Any]
+    snapshots: list[dict[str, Any]]
+    carried: dict[str, Any] | None
+    resume_from: SupervisorSnapshot | None
+    cancel: CancelToken
+    session_id: str | None
+
+    if TYPE_CHECKING:
+
+        def ctx(self, **extra: Any) -> SupervisorContext: ...
+        def emit(self, event: str, **payload: Any) -> Effects: ...
+        def check_cancel(self) -> None: ...
 
     def decide(self, index: int) -> Effects:
         """Returns ``(END or [keys], decision record, usage of the router)``."""

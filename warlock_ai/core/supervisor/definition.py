@@ -40,8 +40,10 @@ class Supervisor(Definition[SupervisorSnapshot, SupervisorResult]):
     def __init__(
         self,
         *,
-        name: str,
-        intents: Mapping[str, Any],
+        # None is refused below with a SupervisorFailedError (what ``supervisor()`` passes when
+        # its caller gave no name or intents).
+        name: str | None,
+        intents: Mapping[str, Any] | None,
         router: Any = None,
         route: Callable[[Any], Any] | None = None,
         evaluate: Callable[[Any], Any] | None = None,
@@ -117,7 +119,9 @@ class Supervisor(Definition[SupervisorSnapshot, SupervisorResult]):
         return result
 
 
-def supervisor(name: str | None = None, intents: Mapping[str, Any] | None = None, **options: Any):
+def supervisor(
+    name: str | None = None, intents: Mapping[str, Any] | None = None, **options: Any
+) -> Supervisor:
     """Define a supervisor: ``ai.supervisor(name="support", intents={...}, router=agent)``.
 
     Options: ``router`` or ``route``, ``evaluate``, ``state``, ``max_iterations`` (10),

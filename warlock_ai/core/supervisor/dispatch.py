@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Generator, Mapping
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AIError, SupervisorFailedError, to_ai_error
 from ..runs.effects import Call, CallEither
@@ -18,6 +18,9 @@ from ..runs.usage import ZERO, Usage
 from .decide import text_of
 from .intents import AGENT, WORKFLOW, Intent
 from .results import SupervisorContext
+
+if TYPE_CHECKING:
+    from .definition import Supervisor
 
 logger = logging.getLogger("warlock_ai.supervisor")
 
@@ -36,7 +39,20 @@ def is_unsafe_key(key: Any) -> bool:
 
 
 class Dispatching:
-    """Mixin of ``SupervisorRun``: run the chosen intents, merge, evaluate, carry."""
+    """Mixin of ``SupervisorRun``: run the chosen intents, merge, evaluate, carry.
+
+    What it uses of the run (and of ``Deciding``) is declared here for the type checker.
+    """
+
+    sup: Supervisor
+    input: Any
+    state: dict[str, Any]
+
+    if TYPE_CHECKING:
+
+        def ctx(self, **extra: Any) -> SupervisorContext: ...
+        def emit(self, event: str, **payload: Any) -> Effects: ...
+        def normalise(self, raw: Any) -> Any: ...
 
     def dispatch(self, key: str, index: int) -> Effects:
         """Run one intent; its failure is recorded on its branch, never raised."""
@@ -151,7 +167,7 @@ class Dispatching:
         yield from self.emit("supervisor.evaluate.verdict", iteration=index, verdict=verdict)
         return verdict
 
-    def carry(self, verdict: dict | None, branches: dict[str, dict[str, Any]]) -> Effects:
+    def carry(self, verdict: dict[str, Any] | None, branches: dict[str, dict[str, Any]]) -> Effects:
         """What ends the run now, or what the next iteration dispatches without routing."""
         if verdict and verdict.get("satisfied"):
             return "evaluate", None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..runs.drift import DefinitionDiff
 
 
-def diff_supervisors(saved: dict[str, Any] | None, current: dict[str, Any]) -> DefinitionDiff:
+def diff_supervisors(saved: Mapping[str, Any] | None, current: Mapping[str, Any]) -> DefinitionDiff:
     """Compare two supervisor fingerprints (``{n, a, r, rc, e, i, m, c}``): intents added,
     removed or changed (description, unit), and the router, evaluate, initial intent and
     iteration limit."""

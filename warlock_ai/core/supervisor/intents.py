@@ -77,7 +77,7 @@ def unit_fingerprint(unit: Any, kind: str) -> dict[str, Any]:
     return {"t": CALLBACK}
 
 
-def resolve_intents(supervisor: str, intents: Mapping[str, Any]) -> dict[str, Intent]:
+def resolve_intents(supervisor: str, intents: Mapping[str, Any] | None) -> dict[str, Intent]:
     if not isinstance(intents, Mapping) or not intents:
         raise SupervisorFailedError(f'supervisor "{supervisor}": intents must be a non-empty dict')
     resolved = {}
@@ -100,7 +100,7 @@ def resolve_intents(supervisor: str, intents: Mapping[str, Any]) -> dict[str, In
     return resolved
 
 
-def collation_key(text: str) -> tuple:
+def collation_key(text: str) -> tuple[tuple[tuple[int, Any], ...], tuple[bool, ...]]:
     """Approximates ICU root collation (JS ``localeCompare``): punctuation, then digits, then
     letters ignoring case; lower case before upper case only to break ties."""
 

@@ -31,7 +31,7 @@ from .results import SupervisorContext, SupervisorReport, SupervisorResult
 from .snapshot import EncodedRun, SupervisorSnapshot
 
 if TYPE_CHECKING:
-    pass
+    from .definition import Supervisor  # noqa: F401 (named in the string of SupervisorRun's base)
 
 logger = logging.getLogger("warlock_ai.supervisor")
 

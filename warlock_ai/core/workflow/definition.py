@@ -27,8 +27,10 @@ class Workflow(Definition[WorkflowSnapshot, WorkflowResult]):
     def __init__(
         self,
         *,
-        name: str,
-        steps: Sequence[Step],
+        # None is refused below with a WorkflowError (what ``workflow()`` passes when its
+        # caller gave no name or steps).
+        name: str | None,
+        steps: Sequence[Step] | None,
         version: str | None = None,
         description: str | None = None,
         snapshot_store: Any = None,

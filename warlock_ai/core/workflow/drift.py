@@ -4,12 +4,26 @@ changed. A reading aid for an operator, not a proof."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 from ..runs.drift import DefinitionDiff
 
+#: A step's fingerprint: ``{n: name, t: kind, a?: agent, c: children or None}``.
+StepPrint = dict[str, Any]
 
-def diff_definitions(saved: dict[str, Any] | None, current: dict[str, Any]) -> DefinitionDiff:
+
+class StepChanges(TypedDict):
+    """What :func:`_diff_steps` finds: the step fields of a ``DefinitionDiff``."""
+
+    added: list[str]
+    removed: list[str]
+    renamed: list[tuple[str, str]]
+    moved: list[str]
+    changed: list[tuple[str, str]]
+
+
+def diff_definitions(saved: Mapping[str, Any] | None, current: Mapping[str, Any]) -> DefinitionDiff:
     """Compare a stored workflow fingerprint with the current one."""
     if not saved:
         return DefinitionDiff(unknown=True)
@@ -20,7 +34,7 @@ def diff_definitions(saved: dict[str, Any] | None, current: dict[str, Any]) -> D
     return DefinitionDiff(version=version, **diff)
 
 
-def _diff_steps(saved: list[dict], current: list[dict], prefix: str = "") -> dict[str, list]:
+def _diff_steps(saved: list[StepPrint], current: list[StepPrint], prefix: str = "") -> StepChanges:
     old = {s["n"]: s for s in saved}
     new = {s["n"]: s for s in current}
     old_order = [s["n"] for s in saved]
@@ -28,7 +42,7 @@ def _diff_steps(saved: list[dict], current: list[dict], prefix: str = "") -> dic
     kept = _longest_common_subsequence(
         [n for n in old_order if n in new], [n for n in new_order if n in old]
     )
-    out: dict[str, list] = {"added": [], "removed": [], "renamed": [], "moved": [], "changed": []}
+    out: StepChanges = {"added": [], "removed": [], "renamed": [], "moved": [], "changed": []}
     out["moved"] = [prefix + n for n in new_order if n in old and n not in kept]
     for gone, came in _gaps(old_order, new_order, kept):
         _pair_renames(gone, came, old, new, prefix, out)
@@ -77,10 +91,10 @@ def _gaps(old: list[str], new: list[str], kept: set[str]) -> list[tuple[list[str
 def _pair_renames(
     gone: list[str],
     came: list[str],
-    old: dict[str, dict],
-    new: dict[str, dict],
+    old: dict[str, StepPrint],
+    new: dict[str, StepPrint],
     prefix: str,
-    out: dict[str, list],
+    out: StepChanges,
 ) -> None:
     """In one gap, pair removed and added steps of the same kind, in order, as renames."""
     unmatched = list(came)
@@ -96,7 +110,7 @@ def _pair_renames(
 
 
 def _compare_step(
-    old: dict, new: dict, prefix: str, out: dict[str, list], label: str | None = None
+    old: StepPrint, new: StepPrint, prefix: str, out: StepChanges, label: str | None = None
 ) -> None:
     name = prefix + (label or new["n"])
     if old.get("t") != new.get("t"):
@@ -106,5 +120,8 @@ def _compare_step(
         out["changed"].append((name, f"agent changed from {agents}"))
     if old.get("c") is not None or new.get("c") is not None:
         nested = _diff_steps(old.get("c") or [], new.get("c") or [], prefix=f"{name}/")
-        for key, items in nested.items():
-            out[key] += items
+        out["added"] += nested["added"]
+        out["removed"] += nested["removed"]
+        out["renamed"] += nested["renamed"]
+        out["moved"] += nested["moved"]
+        out["changed"] += nested["changed"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Generator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import (
     AIError,
@@ -31,7 +31,7 @@ from .step_execution import StepExecution, is_cancellation
 from .steps import Step
 
 if TYPE_CHECKING:
-    pass
+    from .definition import Workflow  # noqa: F401 (named in the string of WorkflowRun's base)
 
 logger = logging.getLogger("warlock_ai.workflow")
 
@@ -270,7 +270,7 @@ class WorkflowRun(StepExecution, Run["Workflow", WorkflowSnapshot, WorkflowResul
         if kind is None:
             # Halt: the terminal snapshot (status failed, next = this step) follows at once.
             self.resume_at = name
-            raise record.error
+            raise cast(AIError, record.error)  # a failed record carries its error
         if kind == "goto" and target not in self.wf.steps_by_name:
             raise RoutingError(
                 f'step "{name}" on_failure routed to unknown step "{target}"',

@@ -43,7 +43,7 @@ class AttemptRecord:
         return self.started_at + timedelta(milliseconds=self.duration_ms)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {
+        data: dict[str, Any] = {
             "index": self.index,
             "started_at": iso(self.started_at),
             "duration_ms": self.duration_ms,

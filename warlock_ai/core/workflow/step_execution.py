@@ -8,9 +8,10 @@ step-local handler errors propagate to the run loop (``workflow_engine``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from datetime import datetime
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..agents.schema import validate_schema
 from ..errors import (
@@ -20,6 +21,7 @@ from ..errors import (
     WorkflowError,
     to_ai_error,
 )
+from ..runs.cancel import CancelToken
 from ..runs.effects import Call, CallEither, Gather, Sleep
 from ..runs.run import describe, elapsed_ms
 from ..runs.serialization import clone
@@ -29,6 +31,9 @@ from .results import WorkflowContext
 from .retry import Retry, resolve_backoff, resolve_retry
 from .snapshot import AttemptRecord, StepRecord
 from .steps import Output, Step
+
+if TYPE_CHECKING:
+    from .definition import Workflow
 
 logger = logging.getLogger("warlock_ai.workflow")
 
@@ -45,8 +50,21 @@ class StepExecution:
     """Mixin of ``WorkflowRun``: run a step (or a parallel group) and return its record.
 
     Uses the run's ``wf``, ``ctx``, ``steps``, ``cancel``, ``session_id`` and its ``emit``,
-    ``local``, ``check_cancel`` and ``cancelled_error``.
+    ``local``, ``check_cancel`` and ``cancelled_error``, declared here for the type checker.
     """
+
+    wf: Workflow
+    ctx: WorkflowContext
+    steps: dict[str, StepRecord]
+    cancel: CancelToken
+    session_id: str | None
+
+    if TYPE_CHECKING:
+
+        def emit(self, event: str, **payload: Any) -> Effects: ...
+        def local(self, step: Step, event: str, payload: dict[str, Any]) -> Effects: ...
+        def check_cancel(self) -> None: ...
+        def cancelled_error(self, cause: BaseException | None = None) -> AIError: ...
 
     def execute_step(self, step: Step, base: dict[str, Any], child: bool = False) -> Effects:
         """Run ``step`` against ``base``; returns ``(record, resulting state)``, never raising
@@ -71,12 +89,15 @@ class StepExecution:
                     logger.exception("on_cancel of step %r failed", step.name)
             raise
 
-    def run_skip(self, step: Step, base: dict[str, Any], started, clock) -> Effects:
+    def run_skip(
+        self, step: Step, base: dict[str, Any], started: datetime, clock: float
+    ) -> Effects:
         """Ask ``step.skip``; returns ``(record, state)`` if the step ends here, else None."""
         name = step.name
         skip_state = clone(base)
+        skip = cast("Callable[[WorkflowContext], Any]", step.skip)  # execute_step checked it
         try:
-            skipped = yield Call(step.skip, (self.ctx.with_state(skip_state),))
+            skipped = yield Call(skip, (self.ctx.with_state(skip_state),))
         except Exception as exc:
             if is_cancellation(exc):
                 raise self.cancelled_error(exc) from exc
@@ -101,7 +122,9 @@ class StepExecution:
 
     # --- attempts and retries -------------------------------------------------------------
 
-    def attempts(self, step: Step, base: dict[str, Any], started, clock, child: bool) -> Effects:
+    def attempts(
+        self, step: Step, base: dict[str, Any], started: datetime, clock: float, child: bool
+    ) -> Effects:
         name = step.name
         retry = resolve_retry(step.retry, None if child else self.wf.default_retry)
         total = retry.total_attempts
@@ -144,7 +167,9 @@ class StepExecution:
                     step, "completed", {"step": name, "output": output, "duration_ms": duration}
                 )
             return record, ctx.state
-        record = yield from self.exhausted(step, started, clock, history, last, usage[0])
+        # The loop ran at least once and only a failed attempt gets here: ``last`` is set.
+        last_error = cast(AIError, last)
+        record = yield from self.exhausted(step, started, clock, history, last_error, usage[0])
         return record, base
 
     def retry_after(
@@ -171,7 +196,13 @@ class StepExecution:
         return True
 
     def exhausted(
-        self, step: Step, started, clock, history: list[AttemptRecord], last, usage: Usage
+        self,
+        step: Step,
+        started: datetime,
+        clock: float,
+        history: list[AttemptRecord],
+        last: AIError,
+        usage: Usage,
     ) -> Effects:
         """The failed record of a step whose attempts ran out (or whose retry was declined)."""
         name = step.name
@@ -190,7 +221,15 @@ class StepExecution:
             )
         return record
 
-    def failed(self, started, clock, attempts, history, err, usage: Usage = ZERO) -> StepRecord:
+    def failed(
+        self,
+        started: datetime,
+        clock: float,
+        attempts: int,
+        history: tuple[AttemptRecord, ...],
+        err: AIError,
+        usage: Usage = ZERO,
+    ) -> StepRecord:
         return StepRecord(
             status=FAILED,
             started_at=started,
@@ -221,7 +260,10 @@ class StepExecution:
         return result, output
 
     def call_agent(self, step: Step, ctx: WorkflowContext, usage: list[Usage]) -> Effects:
-        spec = yield Call(step.input, (ctx,))
+        # ai.step() gives every agent step an input; a hand-built Step without one fails this
+        # attempt with the TypeError of calling None.
+        make_input = cast("Callable[[WorkflowContext], Any]", step.input)
+        spec = yield Call(make_input, (ctx,))
         if isinstance(spec, str):
             prompt, options = spec, {}
         elif isinstance(spec, dict) and "prompt" in spec:
@@ -252,9 +294,11 @@ class StepExecution:
 
     # --- parallel groups ------------------------------------------------------------------
 
-    def execute_group(self, step: Step, base: dict[str, Any], started, clock) -> Effects:
+    def execute_group(
+        self, step: Step, base: dict[str, Any], started: datetime, clock: float
+    ) -> Effects:
         """Children run concurrently from the same base; merged in declaration order."""
-        children = step.parallel
+        children = cast("tuple[Step, ...]", step.parallel)  # execute_step checked it
         outcomes = yield Gather([self.execute_step(c, base, child=True) for c in children])
         records, deltas, first_error = collect_children(children, outcomes, base)
         merged = clone(base)
@@ -291,7 +335,13 @@ class StepExecution:
         return record, merged
 
     def group_output(
-        self, step: Step, merged: dict[str, Any], records, first_error, started, clock
+        self,
+        step: Step,
+        merged: dict[str, Any],
+        records: dict[str, StepRecord],
+        first_error: AIError | None,
+        started: datetime,
+        clock: float,
     ) -> Effects:
         """Extract the group's output, its children's records visible under the group's name;
         returns ``(output, first error)``."""
@@ -306,8 +356,9 @@ class StepExecution:
                 steps=records,
             ),
         }
+        output = cast(Output, step.output)  # execute_group checked it
         try:
-            return (yield from self.extract(step.output, ctx)), first_error
+            return (yield from self.extract(output, ctx)), first_error
         except Exception as exc:
             if is_cancellation(exc):
                 raise self.cancelled_error(exc) from exc

@@ -37,7 +37,7 @@ class Step:
     agent: Any = None
     input: Callable[[Any], Any] | None = None
     parallel: tuple[Step, ...] | None = None
-    merge_state: Callable[[dict, dict, str], Any] | None = None
+    merge_state: Callable[[dict[str, Any], dict[str, Any], str], Any] | None = None
     skip: Callable[[Any], Any] | None = None
     before: Callable[[Any], Any] | None = None
     after: Callable[[Any], Any] | None = None
@@ -46,7 +46,7 @@ class Step:
     on_failure: Callable[[Any, BaseException], Any] | None = None
     on_cancel: Callable[[Any], Any] | None = None
     retry: Retry | bool | None = None
-    on: Mapping[str, Callable[[dict], Any]] | None = None
+    on: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None
     description: str | None = None
 
     @property
@@ -96,7 +96,7 @@ def step(
     agent: Any = None,
     input: Callable[[Any], Any] | None = None,
     parallel: Sequence[Step] | None = None,
-    merge_state: Callable[[dict, dict, str], Any] | None = None,
+    merge_state: Callable[[dict[str, Any], dict[str, Any], str], Any] | None = None,
     skip: Callable[[Any], Any] | None = None,
     before: Callable[[Any], Any] | None = None,
     after: Callable[[Any], Any] | None = None,
@@ -105,7 +105,7 @@ def step(
     on_failure: Callable[[Any, BaseException], Any] | None = None,
     on_cancel: Callable[[Any], Any] | None = None,
     retry: Retry | bool | None = None,
-    on: Mapping[str, Callable[[dict], Any]] | None = None,
+    on: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None,
     description: str | None = None,
 ) -> Step:
     """Define a step: exactly one of ``run`` (a function of ``ctx``), ``agent`` or ``parallel``."""
@@ -175,7 +175,7 @@ def parallel(
     name: str,
     steps: Sequence[Step],
     *,
-    merge_state: Callable[[dict, dict, str], Any] | None = None,
+    merge_state: Callable[[dict[str, Any], dict[str, Any], str], Any] | None = None,
     **options: Any,
 ) -> Step:
     """A group whose children run concurrently and checkpoint together, once, when all settle."""
