@@ -137,7 +137,7 @@ def sample_snapshot(store_factory: Callable[[], object]) -> object:
     captured: list[object] = []
 
     class Capture(type(ai.snapshot.memory())):
-        def save(self, snapshot):
+        def save(self, snapshot, *, claim=None):
             captured.append(snapshot)
 
     wf = ai.workflow(name="bench", steps=make_steps(), snapshot_store=Capture())

@@ -54,12 +54,13 @@ class MemorySnapshotStore(SnapshotStore):
                     if stored is None or stored.saved_at != claim.expected:
                         raise leases.changed_error(run_id)
                 holder, expires = self._leases.get(run_id, (None, None))
-                leases.check_claim(run_id, claim, holder, expires, datetime.now(UTC))
+                now = datetime.now(UTC)
+                leases.check_claim(run_id, claim, holder, expires, now)
                 if claim.mode == leases.RELEASE:
                     self._leases.pop(run_id, None)
                     self._cancels.pop(run_id, None)
                 else:
-                    expires = datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
+                    expires = now + timedelta(seconds=self.lease_seconds)
                     self._leases[run_id] = (claim.owner, expires)
                     request = self._cancels.get(run_id)
             self._data[run_id] = text

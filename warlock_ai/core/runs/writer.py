@@ -62,11 +62,15 @@ class RunWriter:
         if status != RUNNING:
             self.stop_heartbeat()  # the terminal write releases the lease
         outcome = yield Save(self.store, snapshot, self.claim(status))
-        if isinstance(outcome, (LeaseHeldError, LeaseLostError)):
-            self.fenced = True
-            self.stop_heartbeat()
-            raise outcome
+        if outcome is None:  # the common case, first
+            if self.owner is not None:
+                self.lease_held = status == RUNNING
+            return None
         if isinstance(outcome, BaseException):
+            if isinstance(outcome, (LeaseHeldError, LeaseLostError)):
+                self.fenced = True
+                self.stop_heartbeat()
+                raise outcome
             failure: AIError = to_ai_error(outcome, wrap_as=StoreError)
             return failure
         if self.owner is not None:
