@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.owners import dead_owner
 from warlock_ai.core.errors import LeaseHeldError, LeaseLostError
 from warlock_ai.core.runs.leases import (
     LeaseClaim,
@@ -15,23 +14,11 @@ from warlock_ai.core.runs.leases import (
     check_claim,
     is_stale,
     lease_state,
-    local_owner_prefix,
     new_owner_id,
 )
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 LATER, EARLIER = NOW + timedelta(minutes=5), NOW - timedelta(seconds=1)
-
-
-def dead_local_owner() -> str:
-    """The owner id of a process of this host that has exited (and been reaped)."""
-    child = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return f"{local_owner_prefix()}{child.stdout.strip()}:deadbeef"
 
 
 @pytest.mark.parametrize(
@@ -55,7 +42,7 @@ def test_lease_state(owner, expires, status, state):
 
 def test_a_live_process_of_this_host_holds_and_a_dead_one_does_not():
     assert lease_state(new_owner_id(), LATER, NOW) is LeaseState.LIVE
-    dead = dead_local_owner()
+    dead = dead_owner()
     assert lease_state(dead, LATER, NOW) is LeaseState.DEAD
     assert lease_state(dead, EARLIER, NOW) is LeaseState.EXPIRED  # expiry is decided first
     assert is_stale("running", dead, LATER, NOW)
@@ -68,7 +55,7 @@ def test_check_claim_applies_the_same_rule():
     check_claim(run, acquire, None, None, NOW)  # a new run
     check_claim(run, acquire, "me:1:aa", LATER, NOW)  # mine already
     check_claim(run, acquire, "elsewhere:1:aa", EARLIER, NOW)  # expired: taken over
-    check_claim(run, acquire, dead_local_owner(), LATER, NOW)  # its holder died
+    check_claim(run, acquire, dead_owner(), LATER, NOW)  # its holder died
     with pytest.raises(LeaseHeldError, match="elsewhere:1:aa"):
         check_claim(run, acquire, "elsewhere:1:aa", LATER, NOW)
     renew = LeaseClaim("me:1:aa", "renew")

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.django.admin_runs import CALLS, orders
-from tests.stores.test_run_queries import dead_owner
+from tests.owners import dead_owner
 from tests.users import make_staff_user
 from warlock_ai import operations
 from warlock_ai.models import Snapshot

@@ -45,31 +45,7 @@ def test_killed_run_resumes_at_the_killed_step(fresh_project_db):
     db = fresh_project_db
     migrate(db)
 
-    env = project_env(db, WARLOCK_DEMO_WRITE_DELAY=WRITE_DELAY)
-    args = ["execute_run", FLOW, "--input", '{"vendor_id": "acme"}', "--run-id", RUN_ID]
-    child = subprocess.Popen(
-        manage_args(*args),
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,  # a traceback shows up in the failure message
-        text=True,
-    )
-    reader = LineReader(child)
-    try:
-        reader.wait_for(lambda line: line.startswith("enrich:"), KILL_AFTER, WAIT_FOR_LINES)
-        assert child.poll() is None, "execute_run ended before it could be killed"
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        reader.join()  # the pipe is at its end once the child is gone
-        if child.stdout:
-            child.stdout.close()
-    output = "\n".join(reader.lines)
-    assert "Traceback" not in output, output
+    kill_in_enrich(db, RUN_ID)
 
     # What the killed process left behind: fetch and normalize done, enrich in flight.
     row = snapshot_row(db, RUN_ID)

@@ -15,7 +15,7 @@ import pytest
 from django.core.management import call_command
 
 import warlock_ai as ai
-from tests.stores.test_run_queries import dead_owner
+from tests.owners import dead_owner
 from tests.stores.worker import make_snapshot, save_claimed
 from warlock_ai import operations
 from warlock_ai.core.runs.leases import new_owner_id

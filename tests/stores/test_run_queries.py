@@ -4,8 +4,6 @@ Redis). What the run operations (list_runs, drain_runs, prune_runs) are built on
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +12,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 import warlock_ai as ai
+from tests.owners import dead_owner
 from tests.stores.worker import make_snapshot, save_claimed
 from warlock_ai.core.runs.leases import LeaseState, lease_state, new_owner_id
 from warlock_ai.stores.base import RunInfo, RunQuery
@@ -23,17 +22,6 @@ NOW = datetime.now(UTC)
 
 def at(minutes_ago: float) -> datetime:
     return NOW - timedelta(minutes=minutes_ago)
-
-
-def dead_owner() -> str:
-    """The owner id of a process of this host that has exited."""
-    child = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return f"{new_owner_id().rsplit(':', 2)[0]}:{child.stdout.strip()}:deadbeef"
 
 
 def supervisor_snapshot(run_id: str, **fields: Any) -> ai.SupervisorSnapshot:
