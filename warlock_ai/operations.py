@@ -33,6 +33,7 @@ from .core.errors import (
     RunCompletedError,
     RunExistsError,
     RunNotRunningError,
+    StoreError,
     UnknownRunError,
 )
 from .core.runs.kinds import kind_named
@@ -112,10 +113,10 @@ def start_resume(
     snapshot = load_snapshot(run_id, store)
     if snapshot.status == "completed":
         raise RunCompletedError(f'run "{run_id}" is already completed: there is nothing to resume')
-    definition = definition_for(snapshot)
+    definition = definition_for(snapshot, store)
     if not force:
         definition.check_drift(snapshot)
-    _refuse_live_lease(run_id, store, "resume")
+    _refuse_live_lease(run_id, store, "resume", snapshot.status)
     if rq_configured() if enqueue is None else enqueue:
         from .jobs import enqueue_resume
 
@@ -134,8 +135,8 @@ def restart_run(
     """
     store = snapshot_store(store)
     snapshot = load_snapshot(run_id, store)
-    definition = definition_for(snapshot)
-    _refuse_live_lease(run_id, store, "restart")
+    definition = definition_for(snapshot, store)
+    _refuse_live_lease(run_id, store, "restart", snapshot.status)
     store.delete(run_id)
     if not (rq_configured() if enqueue is None else enqueue):
         return describe_result(run_id, definition.execute(snapshot.input, run_id=run_id))
@@ -175,8 +176,8 @@ def describe_result(run_id: str, result: Any) -> Outcome:
     return Outcome(text, ok=result.error is None)
 
 
-def _refuse_live_lease(run_id: str, store: SnapshotStore, doing: str) -> None:
-    lease = live_lease(run_id, store)
+def _refuse_live_lease(run_id: str, store: SnapshotStore, doing: str, status: str) -> None:
+    lease = live_lease(run_id, store, status)
     if lease is not None:
         raise held_error(run_id, *lease, doing=doing)
 
@@ -184,8 +185,8 @@ def _refuse_live_lease(run_id: str, store: SnapshotStore, doing: str) -> None:
 def discard_run(run_id: str, store: SnapshotStore | None = None) -> None:
     """Delete a run's snapshot; refused while a live worker holds the run."""
     store = snapshot_store(store)
-    load_snapshot(run_id, store)
-    _refuse_live_lease(run_id, store, "discard")
+    snapshot = load_snapshot(run_id, store)
+    _refuse_live_lease(run_id, store, "discard", snapshot.status)
     store.delete(run_id)
 
 
@@ -193,6 +194,8 @@ def request_cancel(run_id: str, reason: str = "", store: SnapshotStore | None = 
     """Ask the worker running ``run_id`` to stop at its next check point (run ends cancelled)."""
     store = snapshot_store(store)
     snapshot = load_snapshot(run_id, store)
+    if not store.supports_cancel:
+        raise StoreError(f"{store!r} cannot carry a cancel request to the run's worker")
     # The store only records the request while the run is still running (it may finish
     # between this read and the write).
     if snapshot.status != RUNNING or not store.request_cancel(run_id, reason):
@@ -220,10 +223,10 @@ def migrate_run(
             f'run "{run_id}" is a {kind.name} run: it has {kind.units}, not step records to '
             "rename; discard it, or resume it with force"
         )
-    definition = definition_for(snapshot)
+    definition = definition_for(snapshot, store)
     drop = set(drop)
     _check_mapping(snapshot, definition, renames, drop)
-    _refuse_live_lease(run_id, store, "migrate")
+    _refuse_live_lease(run_id, store, "migrate", snapshot.status)
     steps = {n: r for n, r in snapshot.steps.items() if n not in drop}
     renamed = {renames.get(name, name): record for name, record in steps.items()}
     pending = None if snapshot.next in drop else renames.get(snapshot.next, snapshot.next)
@@ -308,16 +311,13 @@ def prune_runs(
     total = store.count(query)
     if dry_run or not total:
         return total
-    batch = dataclasses.replace(query, limit=batch_size, oldest_first=True)
-    done, seen = 0, set()
-    while True:
-        ids = [info.run_id for info in store.runs(batch) if info.run_id not in seen]
-        if not ids:
-            return done
-        seen.update(ids)
-        done += store.delete_runs(ids, kept)
+    ids = [info.run_id for info in store.runs(dataclasses.replace(query, oldest_first=True))]
+    done = 0
+    for start in range(0, len(ids), batch_size):
+        done += store.delete_runs(ids[start : start + batch_size], kept)
         if progress is not None:
             progress(done, total)
+    return done
 
 
 def stale_runs(store: SnapshotStore | None = None) -> list[str]:
@@ -344,19 +344,19 @@ def drain_runs(
         requeue_abandoned_jobs()
     run_ids = stale_runs(store)
     for index, run_id in enumerate(run_ids, start=1):
-        outcomes.append((run_id, _drain_one(run_id, enqueue)))
+        outcomes.append((run_id, _drain_one(run_id, enqueue, store)))
         if progress is not None:
             progress(index, len(run_ids))
     return outcomes
 
 
-def _drain_one(run_id: str, enqueue: bool) -> str:
+def _drain_one(run_id: str, enqueue: bool, store: SnapshotStore | None) -> str:
     try:
         if enqueue:
             from .jobs import enqueue_resume
 
             return f"enqueued as job {enqueue_resume(run_id).id}"
-        result = resume_run(run_id)
+        result = resume_run(run_id, store=store)
     except LeaseHeldError as exc:
         return f"skipped: {exc.message}"
     except AIError as exc:

@@ -13,7 +13,7 @@ from .core.errors import RunExistsError, StoreError, UnknownRunError
 from .core.runs import config
 from .core.runs.definition import check_run_id
 from .core.runs.leases import lease_state
-from .core.runs.snapshots import RunSnapshot
+from .core.runs.snapshots import RUNNING, RunSnapshot
 from .registry import registry
 from .stores.base import SnapshotStore
 
@@ -37,9 +37,16 @@ def load_snapshot(run_id: str, store: SnapshotStore | None = None) -> RunSnapsho
     return snap
 
 
-def definition_for(snapshot: Any) -> Any:
-    """The registered definition that wrote ``snapshot``."""
-    return registry.get(snapshot.kind, snapshot.name)
+def definition_for(snapshot: Any, store: SnapshotStore | None = None) -> Any:
+    """The registered definition that wrote ``snapshot``; with ``store`` (where the snapshot
+    was found), refused unless the definition writes to that store too."""
+    definition = registry.get(snapshot.kind, snapshot.name)
+    if store is not None and definition.store is not store:
+        raise StoreError(
+            f'run "{snapshot.run_id}" is in {store!r}, but {definition.kind} '
+            f'"{definition.name}" writes to {definition.store!r}; act on it through that store'
+        )
+    return definition
 
 
 def execute_flow(name: str, input: Any = None, *, run_id: str | None = None, **options: Any) -> Any:
@@ -58,16 +65,21 @@ def execute_flow(name: str, input: Any = None, *, run_id: str | None = None, **o
     return definition.execute(input, run_id=run_id, **options)
 
 
-def resume_run(run_id: str, *, force: bool = False, **options: Any) -> Any:
+def resume_run(
+    run_id: str, *, force: bool = False, store: SnapshotStore | None = None, **options: Any
+) -> Any:
     """Resume a stored run with its registered definition (drift checked unless ``force``)."""
-    snapshot = load_snapshot(run_id)
-    return definition_for(snapshot).resume(run_id, force=force, **options)
+    snapshot = load_snapshot(run_id, store)
+    return definition_for(snapshot, store).resume(run_id, force=force, **options)
 
 
-def live_lease(run_id: str, store: SnapshotStore | None = None) -> tuple[str, Any] | None:
-    """The run's lease when a live worker holds it (``LeaseState.LIVE``), else None."""
+def live_lease(
+    run_id: str, store: SnapshotStore | None = None, status: str = RUNNING
+) -> tuple[str, Any] | None:
+    """The run's lease when a live worker holds it (``LeaseState.LIVE``: a finished run's
+    leftover lease holds nothing), else None."""
     lease = snapshot_store(store).lease(run_id)
     if lease is None:
         return None
     owner, expires = lease
-    return lease if lease_state(owner, expires, timezone.now()).blocks else None
+    return lease if lease_state(owner, expires, timezone.now(), status).blocks else None

@@ -185,3 +185,17 @@ def test_list_runs_and_drain_runs_commands_read_the_configured_store(flow):
     call_command("drain_runs", stdout=out)
     assert "run l-1: completed" in out.getvalue()
     assert flow["store"].load("l-1").status == "completed"
+
+
+def test_operations_given_a_store_act_on_that_store(flow):
+    store = flow["store"]
+    crashed_run(flow, "s-1")
+    other = ai.snapshot.memory()
+    ai.config(default_snapshot_store=other)  # the configured store is another one now
+    assert operations.stale_runs() == []
+    assert operations.drain_runs(store=store) == [("s-1", "completed")]
+    assert store.load("s-1").status == "completed"
+    other.save(stored(flow, "s-2"))  # a run in a store its flow does not write to
+    with pytest.raises(ai.StoreError, match="writes to"):
+        operations.start_resume("s-2", store=other, enqueue=False)
+    assert other.load("s-2").status == "running"

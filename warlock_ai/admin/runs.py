@@ -19,8 +19,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from .. import operations
 from ..core.errors import AIError
+from ..core.runs import config
 from ..models import Snapshot
 from . import presentation
 from .actions import ACTIONS, RunAction
@@ -41,7 +41,7 @@ _VERDICT_LABELS = {
 def snapshot_rows() -> Any:
     """``Snapshot`` rows on the database the configured snapshot store uses (the admin is
     the ORM store's window: it shows the ``Snapshot`` table)."""
-    using = getattr(operations.snapshot_store(), "using", None)
+    using = getattr(config.resolve("default_snapshot_store"), "using", None)
     return Snapshot.objects.using(using) if using else Snapshot.objects.all()
 
 

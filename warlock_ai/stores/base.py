@@ -59,7 +59,6 @@ class RunInfo:
     ) -> RunInfo:
         """The summary of a loaded snapshot (and of its lease, if any)."""
         owner, expires = lease if lease is not None else (None, None)
-        finished = snapshot.saved_at if snapshot.status in _TERMINAL else None
         return cls(
             run_id=snapshot.run_id,
             kind=snapshot.kind,
@@ -70,14 +69,11 @@ class RunInfo:
             version=snapshot.version,
             next_step=snapshot.next_step,
             iteration=snapshot.iteration,
-            finished_at=finished,
+            finished_at=snapshot.finished_at,
             lease_owner=owner,
             lease_expires_at=expires,
             cancel_requested_at=cancel_requested_at,
         )
-
-
-_TERMINAL = frozenset({"completed", "failed", "cancelled", "max-iterations"})
 
 
 @dataclass(frozen=True)

@@ -49,13 +49,12 @@ class MemorySnapshotStore(SnapshotStore):
         with self._lock:
             request = None
             if claim is not None:
-                if claim.expected is not None:
-                    stored = self.load(run_id)
-                    if stored is None or stored.saved_at != claim.expected:
-                        raise leases.changed_error(run_id)
+                saved_at = None
+                if claim.expected is not None and (stored := self.load(run_id)) is not None:
+                    saved_at = stored.saved_at
                 holder, expires = self._leases.get(run_id, (None, None))
                 now = datetime.now(UTC)
-                leases.check_claim(run_id, claim, holder, expires, now)
+                leases.check_claim(run_id, claim, holder, expires, now, saved_at)
                 if claim.mode == leases.RELEASE:
                     self._leases.pop(run_id, None)
                     self._cancels.pop(run_id, None)
@@ -97,12 +96,13 @@ class MemorySnapshotStore(SnapshotStore):
             return sorted(k for k in self._data if k.startswith(prefix))
 
     def run_infos(self, prefix: str = "") -> builtins.list[RunInfo]:
-        with self._lock:
-            return [
-                RunInfo.of(snapshot, self._leases.get(run_id), _requested_at(self._cancels, run_id))
-                for run_id in self.list(prefix)
-                if (snapshot := self.load(run_id)) is not None
+        with self._lock:  # copied under the lock, decoded outside it
+            rows = [
+                (text, self._leases.get(run_id), _requested_at(self._cancels, run_id))
+                for run_id, text in self._data.items()
+                if run_id.startswith(prefix)
             ]
+        return [RunInfo.of(snapshot_from_json(text), lease, asked) for text, lease, asked in rows]
 
     def delete_runs(self, run_ids: Sequence[str], statuses: Iterable[str]) -> int:
         with self._lock:  # checked and deleted under one lock: no run changes in between

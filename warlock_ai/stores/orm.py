@@ -20,7 +20,7 @@ from django.utils import timezone
 from ..core.errors import StoreError
 from ..core.runs import leases
 from ..core.runs.cancel import CancelRequest
-from ..core.runs.snapshots import JSON_PARTS, TERMINAL_STATUSES, RunSnapshot
+from ..core.runs.snapshots import JSON_PARTS, RunSnapshot
 from .base import RunInfo, RunQuery, SnapshotStore
 
 # Columns written by every save, in order; the lease columns only by fenced saves.
@@ -142,7 +142,7 @@ class DatabaseSnapshotStore(SnapshotStore):
     def _row(self, snapshot: RunSnapshot, connection: Any) -> dict[str, Any]:
         parts = snapshot.json_parts()
         adapt = connection.ops.adapt_datetimefield_value
-        finished = snapshot.saved_at if snapshot.status in TERMINAL_STATUSES else None
+        finished = snapshot.finished_at
         row = {
             "run_id": snapshot.run_id,
             "kind": snapshot.kind,
@@ -250,20 +250,19 @@ class DatabaseSnapshotStore(SnapshotStore):
             "iteration": snapshot.iteration,
             "started_at": snapshot.started_at,
             "saved_at": snapshot.saved_at,
-            "finished_at": snapshot.saved_at if snapshot.status in TERMINAL_STATUSES else None,
+            "finished_at": snapshot.finished_at,
             **{key: loads(parts[key]) for key in _JSON_FIELDS},
         }
         with transaction.atomic(using=self.using):
             manager = _model().objects.using(self.using)
             if claim is not None:
                 current = manager.select_for_update().filter(pk=snapshot.run_id).first()
-                if claim.expected is not None and (
-                    current is None or current.saved_at != claim.expected
-                ):
-                    raise leases.changed_error(snapshot.run_id)
-                holder = current.lease_owner if current is not None else None
-                expires = current.lease_expires_at if current is not None else None
-                leases.check_claim(snapshot.run_id, claim, holder, expires, timezone.now())
+                holder, expires, saved = (
+                    (current.lease_owner, current.lease_expires_at, current.saved_at)
+                    if current is not None
+                    else (None, None, None)
+                )
+                leases.check_claim(snapshot.run_id, claim, holder, expires, timezone.now(), saved)
                 keep = claim.mode != leases.RELEASE
                 values["lease_owner"] = claim.owner if keep else None
                 values["lease_expires_at"] = (
@@ -355,19 +354,20 @@ class DatabaseSnapshotStore(SnapshotStore):
     def runs(self, query: RunQuery = RunQuery()) -> builtins.list[RunInfo]:
         order = ("saved_at", "run_id") if query.oldest_first else ("-saved_at", "run_id")
         rows = self._selected(query).order_by(*order)
-        if query.limit is not None and not query.prefix:
+        exact_prefix = not query.prefix or connections[self.using].vendor != "sqlite"
+        if query.limit is not None and exact_prefix:
             rows = rows[: query.limit]
         try:
             infos = [RunInfo(**values) for values in rows.values(*_INFO_FIELDS)]
         except DatabaseError as exc:
             raise self._error("list the runs", None, exc) from exc
-        if query.prefix:  # SQLite's LIKE ignores ASCII case: the exact test is made here
+        if not exact_prefix:  # SQLite's LIKE ignores ASCII case: the exact test is made here
             infos = [info for info in infos if info.run_id.startswith(query.prefix)]
             infos = infos if query.limit is None else infos[: query.limit]
         return infos
 
     def count(self, query: RunQuery = RunQuery()) -> int:
-        if query.prefix:
+        if query.prefix and connections[self.using].vendor == "sqlite":
             return len(self.runs(query.unlimited()))
         try:
             return int(self._selected(query).count())

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AIError
+from ..runs.results import Settled
 from ..runs.snapshots import error_dict
 from ..runs.usage import ZERO, Usage
 from .messages import Message
@@ -56,7 +57,7 @@ class AgentReport:
 
 
 @dataclass(frozen=True, kw_only=True)
-class AgentResult:
+class AgentResult(Settled):
     """What ``execute`` returns; ``usage`` is the sum of every trip, ``messages`` the
     transcript (system prompt, history, prompt, tool rounds, final reply)."""
 
@@ -67,14 +68,6 @@ class AgentResult:
     usage: Usage = ZERO
     error: AIError | None = None
     messages: list[Message] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def status(self) -> str:
-        return self.report.status
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (for snapshots and API responses)."""

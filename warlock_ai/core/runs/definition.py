@@ -178,7 +178,8 @@ class Definition(ABC, Generic[SnapT, ResultT]):
         """Run from the start. Never raises for a failing run: see ``result.error``.
 
         Raises only before anything runs: ``LeaseHeldError`` when a live worker holds
-        ``run_id``, or an error naming a bad option.
+        ``run_id``, or an error naming a bad option. A lease lost later (another worker took
+        the run over) ends the run ``failed`` with ``LeaseLostError`` as its error.
         """
         options = RunOptions(context, cancel, on, session_id)
         return self._drive(self._run(input, run_id, options, self.store, None))
@@ -255,13 +256,16 @@ class Definition(ABC, Generic[SnapT, ResultT]):
         return self._run(snapshot.input, run_id, options, store, snapshot)
 
     def stored_result(self, snapshot: SnapT, options: RunOptions) -> ResultT:
-        """A completed run resumes to its stored result and runs nothing (its output, if the
-        definition declares one, is built again from the stored state)."""
+        """A completed run resumes to its stored result and runs nothing: the report of the
+        stored run (its signature, times, records, state), ``data`` as the kind rebuilds it."""
         run = self._new_run(snapshot.input, snapshot.run_id, options, None, snapshot)
-        result: Any = run.result(COMPLETED, None, run_sync(run.output()))
+        result: Any = run.result(COMPLETED, None, run_sync(run.stored_output()))
         duration = (snapshot.saved_at - snapshot.started_at).total_seconds() * 1000.0
         result.report = replace(
-            result.report, ended_at=snapshot.saved_at, duration_ms=round(duration, 3)
+            result.report,
+            signature=snapshot.signature,
+            ended_at=snapshot.saved_at,
+            duration_ms=round(duration, 3),
         )
         stored: ResultT = result
         return stored

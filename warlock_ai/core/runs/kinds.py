@@ -30,8 +30,7 @@ class RunKind:
     #: Prefix of generated run ids (``wf_...``).
     run_id_prefix: str
     snapshot_type: type[RunSnapshot]
-    #: What a run is made of, singular and plural: "step"/"steps", "iteration"/"iterations".
-    unit: str
+    #: What a run is made of: "steps", "iterations".
     units: str
     #: What a fingerprint lists ("steps", "intents"), and the names it lists.
     parts: str
@@ -64,10 +63,6 @@ def kind_named(name: str) -> RunKind:
         return _kinds[name]
     except KeyError:
         raise ValueError(f"unknown run kind {name!r}; known kinds: {sorted(_kinds)}") from None
-
-
-def all_kinds() -> list[RunKind]:
-    return [_kinds[name] for name in sorted(_kinds)]
 
 
 def kind_names() -> tuple[str, ...]:

@@ -99,9 +99,17 @@ class LeaseClaim:
 
 
 def check_claim(
-    run_id: str, claim: LeaseClaim, holder: str | None, expires_at: datetime | None, now: datetime
+    run_id: str,
+    claim: LeaseClaim,
+    holder: str | None,
+    expires_at: datetime | None,
+    now: datetime,
+    saved_at: datetime | None = None,
 ) -> None:
-    """Raise unless the stored lease (``holder`` until ``expires_at``) lets ``claim`` write."""
+    """Raise unless the stored run (its lease: ``holder`` until ``expires_at``; the
+    ``saved_at`` of its snapshot, None when there is none) lets ``claim`` write."""
+    if claim.expected is not None and saved_at != claim.expected:
+        raise changed_error(run_id)
     if claim.mode != ACQUIRE:
         if holder != claim.owner:
             raise lost_error(run_id, claim, holder)

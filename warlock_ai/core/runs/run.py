@@ -15,7 +15,7 @@ from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
-from ..errors import AIError, SnapshotSerializationError, to_ai_error
+from ..errors import AIError, LeaseLostError, SnapshotSerializationError, to_ai_error
 from .cancel import CancelToken
 from .effects import Emit
 from .events import HandlerMap, normalise_handlers
@@ -128,6 +128,10 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
         return None
         yield  # a generator like every other hook
 
+    def stored_output(self) -> Effects:
+        """``result.data`` of a completed run resumed from its snapshot (default: ``output``)."""
+        return (yield from self.output())
+
     @abstractmethod
     def snapshot(self, status: str, error: AIError | None) -> SnapT:
         """The snapshot to write now."""
@@ -223,7 +227,10 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
             except Exception as exc:
                 status, error = FAILED, to_ai_error(exc, wrap_as=self.failure_class)
         if not self.terminal_written:
-            yield from self.checkpoint(status, error)
+            try:
+                yield from self.checkpoint(status, error)
+            except LeaseLostError as exc:  # taken over at the last write: like mid-run
+                status, error, data = FAILED, exc, None
         result = self.result(status, error, data)
         if status == CANCELLED and error is not None:
             cancelled_at, reason = (

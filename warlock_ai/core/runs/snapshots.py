@@ -124,6 +124,11 @@ class RunSnapshot(ABC):
     def name(self) -> str:
         """The flow's name (``workflow_name``, ``supervisor_name``)."""
 
+    @property
+    def finished_at(self) -> datetime | None:
+        """When the run ended: its last save once its status is terminal."""
+        return self.saved_at if self.status in TERMINAL_STATUSES else None
+
     @abstractmethod
     def json_parts(self) -> dict[str, str]:
         """Each of ``JSON_PARTS`` encoded (``"null"`` for None): what a store writes.

@@ -61,10 +61,15 @@ class RunWriter:
             return None
         if status != RUNNING:
             self.stop_heartbeat()  # the terminal write releases the lease
-        outcome = yield Save(self.store, snapshot, self.claim(status))
+        claim = self.claim(status)
+        outcome = yield Save(self.store, snapshot, claim)
         if outcome is None:  # the common case, first
             if self.owner is not None:
                 self.lease_held = status == RUNNING
+                if claim is not None and claim.mode == ACQUIRE and status != RUNNING:
+                    # No earlier write held the lease (they failed): the terminal write took
+                    # it, and a finished run must not keep it (best effort, like any write).
+                    yield Save(self.store, snapshot, LeaseClaim(self.owner, RELEASE))
             return None
         if isinstance(outcome, BaseException):
             if isinstance(outcome, (LeaseHeldError, LeaseLostError)):

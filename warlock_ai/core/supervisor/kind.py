@@ -41,7 +41,6 @@ SUPERVISOR = register_kind(
         name="supervisor",
         run_id_prefix="sv",
         snapshot_type=SupervisorSnapshot,
-        unit="iteration",
         units="iterations",
         parts="intents",
         fingerprint_parts=_intents,

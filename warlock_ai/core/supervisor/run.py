@@ -171,6 +171,11 @@ class SupervisorRun(Deciding, Dispatching, Run["Supervisor", SupervisorSnapshot,
             return self.state
         return (yield Call(validate_schema, (self.sup.output, self.state)))
 
+    def stored_output(self) -> Effects:
+        """A completed run's stored state, as it was returned (``output`` is not run again)."""
+        return self.state
+        yield  # a generator like every other hook
+
     def result(self, status: str, error: AIError | None, data: Any) -> SupervisorResult:
         sup = self.sup
         terminated_by = self.stop if status == COMPLETED else _TERMINATED_BY.get(status, "error")

@@ -43,7 +43,6 @@ WORKFLOW = register_kind(
         name="workflow",
         run_id_prefix="wf",
         snapshot_type=WorkflowSnapshot,
-        unit="step",
         units="steps",
         parts="steps",
         fingerprint_parts=_steps,
