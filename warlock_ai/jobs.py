@@ -30,7 +30,7 @@ from .core.errors import LeaseHeldError, LeaseLostError, RunExistsError, Unknown
 from .core.runs.definition import check_run_id, new_run_id
 from .core.runs.leases import held_error, owner_is_dead
 from .core.runs.serialization import dumps
-from .core.runs.snapshots import COMPLETED, RUNNING, TERMINAL_STATUSES
+from .core.runs.snapshots import COMPLETED, TERMINAL_STATUSES
 from .registry import registry
 
 if TYPE_CHECKING:
@@ -119,8 +119,8 @@ def enqueue_resume(run_id: str, force: bool = False, queue: str | None = None) -
     existing = _live_job(rq_queue, job_id_for(run_id))
     if existing is not None:
         return existing
-    lease = runs.live_lease(run_id, runs.snapshot_store(definition.store))
-    if snapshot.status == RUNNING and lease is not None:
+    lease = runs.live_lease(run_id, runs.snapshot_store(definition.store), snapshot.status)
+    if lease is not None:
         raise held_error(run_id, *lease)
     args = (run_id, force)
     return _enqueue(rq_queue, resume_job, args, run_id, f"warlock_ai resume {run_id}")

@@ -307,12 +307,11 @@ def prune_runs(
         raise TypeError("prune_runs() takes one of older_than= or saved_before=")
     store = snapshot_store(store)
     kept = sorted({s for s in statuses if s != RUNNING})
-    query = RunQuery(statuses=frozenset(kept), saved_before=cutoff)
-    total = store.count(query)
-    if dry_run or not total:
-        return total
-    ids = [info.run_id for info in store.runs(dataclasses.replace(query, oldest_first=True))]
-    done = 0
+    query = RunQuery(statuses=frozenset(kept), saved_before=cutoff, oldest_first=True)
+    if dry_run:
+        return store.count(query)
+    ids = [info.run_id for info in store.runs(query)]  # one read; the total is its length
+    total, done = len(ids), 0
     for start in range(0, len(ids), batch_size):
         done += store.delete_runs(ids[start : start + batch_size], kept)
         if progress is not None:

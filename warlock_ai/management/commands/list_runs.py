@@ -64,9 +64,8 @@ class Command(RunCommand):
             raise CommandError(f"--limit must be 0 (all) or more, got {options['limit']}")
         store = snapshot_store()
         query = self.query(options, store)
-        total = store.count(query)
-        shown = store.runs(replace(query, limit=options["limit"] or None))
-        rows = [self.row(info) for info in shown]
+        limit = options["limit"]
+        rows = [self.row(info) for info in store.runs(replace(query, limit=limit or None))]
         if options["json"]:
             self.write_json(rows)
             return
@@ -75,6 +74,8 @@ class Command(RunCommand):
                 self.stdout.write("no runs match")
             return
         self.write_table(rows)
+        # Counted only when the page is full: otherwise what is shown is all there is.
+        total = store.count(query) if limit and len(rows) == limit else len(rows)
         if len(rows) < total:
             self.stdout.write(f"showing {len(rows)} of {total} runs (--limit 0 shows all)")
         elif self.verbosity >= 1:
@@ -95,7 +96,7 @@ class Command(RunCommand):
         named_kind = flow.split(":", 1)[0] in kind_names()
         kind, _, name = flow.partition(":") if named_kind else ("", "", flow)
         registered = any(d.name == name and kind in ("", d.kind) for d in registry.all())
-        if not registered and not store.count(RunQuery(kind=kind or None, name=name, limit=1)):
+        if not registered and not store.runs(RunQuery(kind=kind or None, name=name, limit=1)):
             registry.find(flow)  # raises UnknownFlowError listing the registered flows
         return kind or None, name
 
