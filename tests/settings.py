@@ -39,11 +39,18 @@ DATABASES = {
         "TEST": {"NAME": str(_SQLITE_DIR / "test_default.sqlite3")},
     },
     # Filled in lazily (tests/conftest.py, LAZY_DATABASES): PostgreSQL 16 + pgvector.
-    "pg": {**unstarted_database_settings("pg"), "TEST": {"NAME": "test_warlock_pg"}},
+    # (No TEST dependency on "default": a selection of PostgreSQL tests alone sets up.)
+    "pg": {
+        **unstarted_database_settings("pg"),
+        "TEST": {"NAME": "test_warlock_pg", "DEPENDENCIES": []},
+    },
     # A PostgreSQL 15 without pgvector (the machine's, or a private cluster started from the
     # installed binaries): the stores and the migrations must work there too (vector parts
     # skipped).
-    "pg15": {**unstarted_database_settings("pg15"), "TEST": {"NAME": "test_warlock_pg15"}},
+    "pg15": {
+        **unstarted_database_settings("pg15"),
+        "TEST": {"NAME": "test_warlock_pg15", "DEPENDENCIES": []},
+    },
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -15,14 +15,21 @@ def memory(lease_seconds: float = 300) -> MemorySnapshotStore:
     return MemorySnapshotStore(lease_seconds=lease_seconds)
 
 
-def db(using: str = "default", lease_seconds: float | None = None) -> Any:
+def db(
+    using: str = "default",
+    lease_seconds: float | None = None,
+    write_retry_seconds: float = 15.0,
+) -> Any:
     """The Django ORM store on database alias ``using`` (PostgreSQL, SQLite, ...).
 
-    ``lease_seconds`` defaults to ``WARLOCK_AI["LEASE_SECONDS"]``.
+    ``lease_seconds`` defaults to ``WARLOCK_AI["LEASE_SECONDS"]``. A write that fails
+    because the database cannot be reached is retried for up to ``write_retry_seconds``.
     """
     from .stores.orm import DatabaseSnapshotStore
 
-    return DatabaseSnapshotStore(using=using, lease_seconds=lease_seconds)
+    return DatabaseSnapshotStore(
+        using=using, lease_seconds=lease_seconds, write_retry_seconds=write_retry_seconds
+    )
 
 
 #: ``ai.snapshot.pg()`` reads like the seeds; it is the ORM store (PostgreSQL in production).
@@ -37,9 +44,11 @@ def redis(
     prefix: str = "warlock:snapshot:",
     lease_seconds: float = 300,
     ttl: int | None = None,
+    write_retry_seconds: float = 15.0,
 ) -> Any:
     """A Redis store: pass ``client=`` (a ``redis.Redis``; optionally ``async_client=``, a
-    ``redis.asyncio.Redis``) or ``url=``. ``ttl`` (seconds) makes each run's key expire."""
+    ``redis.asyncio.Redis``) or ``url=``. ``ttl`` (seconds) makes each run's key expire. A write that fails because Redis cannot
+    be reached is retried for up to ``write_retry_seconds``."""
     from .stores.redis import RedisSnapshotStore
 
     return RedisSnapshotStore(
@@ -49,4 +58,5 @@ def redis(
         prefix=prefix,
         lease_seconds=lease_seconds,
         ttl=ttl,
+        write_retry_seconds=write_retry_seconds,
     )

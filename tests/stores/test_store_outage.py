@@ -94,7 +94,9 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 def test_redis_down_mid_run_is_reported_and_the_run_completes(private_redis, caplog):
-    store = ai.snapshot.redis(url=private_redis.url, prefix="outage:")
+    # No retries: this test is about writes that fail for good (test_write_retry.py covers
+    # writes that land at a retry).
+    store = ai.snapshot.redis(url=private_redis.url, prefix="outage:", write_retry_seconds=0)
     probe = ai.snapshot.redis(url=private_redis.url, prefix="outage:")
     seen_before_five: list[Any] = []
 
@@ -118,6 +120,8 @@ def test_redis_down_mid_run_is_reported_and_the_run_completes(private_redis, cap
         result = wf.execute(run_id="outage-1", on={"workflow.error": events.append})
 
     assert result.status == "completed" and result.error is None
+    # The later writes landed, the terminal one too: what is stored is what the result says.
+    assert result.report.persisted is True and result.report.failed_writes == 2
     persist = [e for e in events if e["phase"] == "persist"]
     assert persist and len(persist) == len(events), events
     assert len(persist) == 2, "the writes after steps two and three fail, no other"

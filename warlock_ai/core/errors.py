@@ -36,6 +36,7 @@ __all__ = [
     "SnapshotSerializationError",
     "StepFailedError",
     "StoreError",
+    "StoreUnavailableError",
     "SupervisorCancelledError",
     "SupervisorDriftError",
     "SupervisorFailedError",
@@ -392,6 +393,13 @@ class StoreError(AIError):
 
     default_code = "STORE_ERROR"
     default_category = "store"
+
+
+class StoreUnavailableError(StoreError):
+    """The store could not be reached (a dropped connection, a server restarting): a write
+    that failed with it may succeed when retried, and the run writer retries it."""
+
+    default_code = "STORE_UNAVAILABLE"
 
 
 class CheckpointConflictError(StoreError):

@@ -133,6 +133,9 @@ class SnapshotStore(ABC):
     supports_cancel: ClassVar[bool] = False
     #: Seconds a lease lasts without renewal (stores that lease runs).
     lease_seconds: float = 300.0
+    #: How long the run writer retries a write that failed with ``StoreUnavailableError``
+    #: (the store could not be reached), waiting longer each time; 0 retries nothing.
+    write_retry_seconds: float = 15.0
 
     @abstractmethod
     def load(self, run_id: str) -> RunSnapshot | None:
@@ -146,7 +149,8 @@ class SnapshotStore(ABC):
 
         With a ``claim`` (the run writer's), the write is also fenced by the run's lease
         (``LeaseHeldError``, ``LeaseLostError``) and returns an operator's pending
-        ``CancelRequest``, if any.
+        ``CancelRequest``, if any. A store that could not be reached raises
+        ``StoreUnavailableError`` (the writer retries it); any other failure ``StoreError``.
         """
 
     @abstractmethod
@@ -286,3 +290,12 @@ class CheckpointStore(ABC):
 
     async def ahistory(self, name: str, session_id: str) -> builtins.list[Any]:
         return await sync_to_async(self.history)(name, session_id)
+
+
+def check_write_retry_seconds(value: Any) -> float:
+    """``write_retry_seconds`` as a float, or a one-line ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"write_retry_seconds must be a number of seconds >= 0, not {value!r}")
+    if value > 86400:
+        raise ValueError(f"write_retry_seconds must be at most 86400 (a day), not {value!r}")
+    return float(value)

@@ -14,14 +14,14 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
 from django.utils import timezone
 
-from ..core.errors import StoreError
+from ..core.errors import StoreError, StoreUnavailableError
 from ..core.runs import leases
 from ..core.runs.cancel import CancelRequest
 from ..core.runs.snapshots import JSON_PARTS, RunSnapshot
-from .base import RunInfo, RunQuery, SnapshotStore
+from .base import RunInfo, RunQuery, SnapshotStore, check_write_retry_seconds
 
 # Columns written by every save, in order; the lease columns only by fenced saves.
 _WRITE_FIELDS = (
@@ -77,7 +77,12 @@ class DatabaseSnapshotStore(SnapshotStore):
     supports_leases = True
     supports_cancel = True
 
-    def __init__(self, using: str = "default", lease_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        using: str = "default",
+        lease_seconds: float | None = None,
+        write_retry_seconds: float = SnapshotStore.write_retry_seconds,
+    ) -> None:
         if using not in connections:
             raise StoreError(
                 f"DatabaseSnapshotStore: no database alias {using!r} in settings.DATABASES"
@@ -88,6 +93,7 @@ class DatabaseSnapshotStore(SnapshotStore):
             lease_seconds = warlock_settings.LEASE_SECONDS
         self.using = using
         self.lease_seconds = float(lease_seconds)
+        self.write_retry_seconds = check_write_retry_seconds(write_retry_seconds)
         self._sql: dict[tuple[str, str, bool], str] = {}
 
     def __repr__(self) -> str:
@@ -178,11 +184,38 @@ class DatabaseSnapshotStore(SnapshotStore):
             raise self._error("save", snapshot.run_id, exc) from exc
 
     def _error(self, operation: str, run_id: str | None, exc: Exception) -> StoreError:
-        """One line: the operation, the run, the database, the database's first line."""
+        """One line: the operation, the run, the database, the database's first line.
+
+        A connection that broke (the server restarted, the network dropped) is closed here,
+        so that the next statement opens a new one, and the error is a
+        ``StoreUnavailableError``: the run writer retries such a write.
+        """
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         what = f' run "{run_id}"' if run_id else ""
+        message = f'could not {operation}{what} in database "{self.using}": {detail}'
+        if self._unreachable(exc):
+            return StoreUnavailableError(message)
         hint = "; has `manage.py migrate` been run?" if "exist" in detail else ""
-        return StoreError(f'could not {operation}{what} in database "{self.using}": {detail}{hint}')
+        return StoreError(message + hint)
+
+    def _unreachable(self, exc: Exception) -> bool:
+        """Whether ``exc`` says the database could not be reached (retrying may work); a
+        broken connection is closed on the way. Inside the caller's own transaction nothing
+        is retried: closing its connection would lose the transaction."""
+        if not isinstance(exc, OperationalError | InterfaceError):
+            return False
+        connection = connections[self.using]
+        if connection.in_atomic_block:
+            return False
+        if connection.vendor == "sqlite":  # one file: only a lock held elsewhere is passing
+            return "locked" in str(exc) or "busy" in str(exc)
+        if connection.connection is not None and connection.is_usable():
+            return False  # the connection works: the statement itself failed
+        try:
+            connection.close()
+        except Exception:  # closing a broken connection may complain; it is gone either way
+            connection.connection = None
+        return True
 
     def _save_fenced(
         self, connection: Any, run_id: str, row: dict[str, Any], claim: leases.LeaseClaim

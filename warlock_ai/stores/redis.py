@@ -30,7 +30,7 @@ from ..core.runs.snapshots import (
     parse_time,
     snapshot_from_json,
 )
-from .base import RunInfo, SnapshotStore
+from .base import RunInfo, SnapshotStore, check_write_retry_seconds
 from .redis_checkpoints import CHECKPOINT_PREFIX as CHECKPOINT_PREFIX
 from .redis_checkpoints import RedisCheckpointStore
 from .redis_connection import Connection, as_text, check_ttl
@@ -75,8 +75,10 @@ class RedisSnapshotStore(SnapshotStore):
         prefix: str = SNAPSHOT_PREFIX,
         ttl: int | None = None,
         lease_seconds: float = 300,
+        write_retry_seconds: float = SnapshotStore.write_retry_seconds,
     ) -> None:
         self._conn = Connection(type(self).__name__, client, async_client, url)
+        self.write_retry_seconds = check_write_retry_seconds(write_retry_seconds)
         self.prefix = prefix
         self.ttl = check_ttl(ttl)
         if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int | float):

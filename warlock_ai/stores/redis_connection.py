@@ -17,7 +17,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the Redis stores need redis-py: pip install 'warlock-ai[redis]'") from exc
 
-from ..core.errors import StoreError
+from ..core.errors import StoreError, StoreUnavailableError
 
 
 class _UrlDefaults(TypedDict):
@@ -105,7 +105,14 @@ class Connection:
             yield
         except redis.RedisError as exc:
             detail = " ".join(str(exc).split()) or type(exc).__name__
-            raise StoreError(
+            # Unreachable or restarting (loading its data): retrying may work. redis-py's
+            # pool opens a new connection for the next command by itself.
+            error = (
+                StoreUnavailableError
+                if isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+                else StoreError
+            )
+            raise error(
                 f'Redis {operation} of key "{key}" failed at {self.url}: {detail}', cause=exc
             ) from exc
 

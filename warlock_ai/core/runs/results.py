@@ -46,6 +46,13 @@ class RunReport:
     state: dict[str, Any] = field(default_factory=dict)
     cancelled_at: datetime | None = None
     type: str = ""
+    #: Whether the store holds this result's final snapshot: False when the last write
+    #: failed even after its retries (or this worker lost the run's lease), so the stored
+    #: run is behind what this report says. A run that has no store keeps True.
+    persisted: bool = True
+    #: Snapshot writes of this execution that failed for good, and the last one's error.
+    failed_writes: int = 0
+    persist_error: AIError | None = None
 
 
 ReportT = TypeVar("ReportT", bound=RunReport)

@@ -95,6 +95,11 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
         self.not_json: SnapshotSerializationError | None = None
         #: Set by a body whose last write already carried the terminal status.
         self.terminal_written = False
+        #: Writes that failed for good (after their retries), the last one's error, and
+        #: whether the last write landed: what ``report.persisted`` says.
+        self.failed_writes = 0
+        self.persist_error: AIError | None = None
+        self.last_write_stored = True
         self.setup()
 
     def _context(self, context: Any) -> dict[str, Any]:
@@ -166,7 +171,10 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
         if writer is None:
             return
         failure = yield from writer.write(self.snapshot(status, error), status)
+        self.last_write_stored = failure is None and not writer.fenced
         if failure is not None:
+            self.failed_writes += 1
+            self.persist_error = failure
             self.logger.warning(
                 "snapshot write failed for run %r (status=%s): %s",
                 self.run_id,
@@ -189,6 +197,23 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
             cause=cause if isinstance(cause, AIError) else None,
         )
 
+    def record_persistence(self, report: Any, status: str) -> None:
+        """Say in the report whether the store holds what this result says, and log it when
+        it does not (the run itself is not failed for it: the seed's rule)."""
+        report.persisted = self.last_write_stored
+        report.failed_writes = self.failed_writes
+        report.persist_error = self.persist_error
+        if not self.last_write_stored and self.not_json is None:
+            why = self.persist_error.message if self.persist_error is not None else "lease lost"
+            self.logger.error(
+                "run %r ended %s, but its last snapshot was not stored (%d failed writes; "
+                "last: %s): the stored run is behind this result",
+                self.run_id,
+                status,
+                self.failed_writes,
+                why,
+            )
+
     # --- the run --------------------------------------------------------------------------
 
     def run(self) -> Effects:
@@ -197,6 +222,7 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
                 self.encode_start()
             except SnapshotSerializationError as exc:
                 self.writer, self.not_json = None, exc  # nothing is written for a non-JSON input
+                self.last_write_stored = False
         # The first write takes the run's lease: a run leased by a live worker fails fast
         # here (LeaseHeldError propagates out of execute/resume) before anything runs.
         yield from self.checkpoint(RUNNING)
@@ -232,6 +258,7 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
             except LeaseLostError as exc:  # taken over at the last write: like mid-run
                 status, error, data = FAILED, exc, None
         result = self.result(status, error, data)
+        self.record_persistence(result.report, status)
         if status == CANCELLED and error is not None:
             cancelled_at, reason = (
                 getattr(error, "cancelled_at", None),

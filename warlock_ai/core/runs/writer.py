@@ -7,18 +7,72 @@ the lease alive with a heartbeat while a long step runs. Every kind of run write
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import logging
+from collections.abc import Generator, Iterator
 from datetime import datetime
 from typing import Any
 
-from ..errors import AIError, LeaseHeldError, LeaseLostError, StoreError, to_ai_error
+from ..errors import (
+    AIError,
+    LeaseHeldError,
+    LeaseLostError,
+    StoreError,
+    StoreUnavailableError,
+    to_ai_error,
+)
 from .cancel import CancelRequest, CancelToken
-from .effects import Save
+from .effects import Call, Save, Sleep
 from .heartbeat import Heartbeat, start_heartbeat
 from .leases import ACQUIRE, RELEASE, RENEW, LeaseClaim, new_owner_id
 from .snapshots import RUNNING, RunSnapshot
 
 Effects = Generator[Any, Any, Any]
+
+logger = logging.getLogger("warlock_ai.persistence")
+
+#: How long a write keeps retrying while its store cannot be reached, unless the store says
+#: otherwise (its ``write_retry_seconds``).
+WRITE_RETRY_SECONDS = 15.0
+#: The first wait before a retry; each wait doubles, up to ``MAX_RETRY_DELAY``.
+FIRST_RETRY_DELAY = 0.05
+MAX_RETRY_DELAY = 2.0
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a write that failed with ``error`` may succeed when made again: the store
+    could not be reached (``StoreUnavailableError``, or Python's connection and timeout
+    errors from a store that does not classify its own)."""
+    return isinstance(error, StoreUnavailableError | ConnectionError | TimeoutError)
+
+
+def retry_delays(budget: float) -> Iterator[float]:
+    """The waits between retries: doubling from ``FIRST_RETRY_DELAY``, capped at
+    ``MAX_RETRY_DELAY``, as many as fit in ``budget`` seconds."""
+    delay, spent = FIRST_RETRY_DELAY, 0.0
+    while spent + delay <= budget:
+        yield delay
+        spent += delay
+        delay = min(delay * 2, MAX_RETRY_DELAY)
+
+
+def landed(store: Any, snapshot: RunSnapshot, claim: LeaseClaim | None) -> bool:
+    """Whether a write whose answer was lost (the connection dropped after the store had
+    committed it) is stored: the stored run is this snapshot, with the lease the claim left.
+
+    Asked before a retry, so that a retried write that already happened is not refused by
+    its own lease (a release already made, a resume's version check already passed).
+    """
+    if claim is None:
+        return False  # an unfenced write is an idempotent upsert: retrying it is enough
+    try:
+        stored = store.load(snapshot.run_id)
+        lease = store.lease(snapshot.run_id) if stored is not None else None
+    except Exception:
+        return False  # still unreachable: the retry will say so
+    if stored is None or stored.saved_at != snapshot.saved_at or stored.status != snapshot.status:
+        return False
+    holder = lease[0] if lease else None
+    return not holder if claim.mode == RELEASE else holder == claim.owner
 
 
 class RunWriter:
@@ -63,6 +117,8 @@ class RunWriter:
             self.stop_heartbeat()  # the terminal write releases the lease
         claim = self.claim(status)
         outcome = yield Save(self.store, snapshot, claim)
+        if outcome is not None and isinstance(outcome, BaseException) and is_transient(outcome):
+            outcome = yield from self.retry(snapshot, claim, outcome)
         if outcome is None:  # the common case, first
             if self.owner is not None:
                 self.lease_held = status == RUNNING
@@ -85,6 +141,40 @@ class RunWriter:
             self.cancel.cancel(outcome.reason or "cancel requested by an operator")
         return None
 
+    def retry(self, snapshot: RunSnapshot, claim: LeaseClaim | None, error: Any) -> Effects:
+        """Make a write that failed because the store could not be reached again, waiting
+        longer each time, for up to the store's ``write_retry_seconds``; returns the last
+        outcome (the store's answer, or the exception of a write that kept failing)."""
+        budget = float(getattr(self.store, "write_retry_seconds", WRITE_RETRY_SECONDS))
+        run_id, tries = snapshot.run_id, 0
+        logger.warning(
+            "snapshot write for run %r failed (%s); retrying for up to %g s",
+            run_id,
+            _one_line(error),
+            budget,
+        )
+        for delay in retry_delays(budget):
+            yield Sleep(delay, None)
+            tries += 1
+            if (yield Call(landed, (self.store, snapshot, claim), offload=True)):
+                logger.warning("snapshot write for run %r had been stored after all", run_id)
+                return None
+            outcome = yield Save(self.store, snapshot, claim)
+            if not isinstance(outcome, BaseException):
+                logger.warning("snapshot write for run %r stored at retry %d", run_id, tries)
+                return outcome
+            if not is_transient(outcome):
+                return outcome
+            error = outcome
+        logger.error(
+            "snapshot write for run %r still failing after %d retries over %g s: %s",
+            run_id,
+            tries,
+            budget,
+            _one_line(error),
+        )
+        return error
+
     def start_heartbeat(self, run_id: str) -> None:
         if self.lease_held and self.owner is not None:
             self.heartbeat = start_heartbeat(self.store, run_id, self.owner, self.cancel)
@@ -93,3 +183,8 @@ class RunWriter:
         if self.heartbeat is not None:
             self.heartbeat.stop()
             self.heartbeat = None
+
+
+def _one_line(error: BaseException) -> str:
+    text = error.message if isinstance(error, AIError) else (str(error) or type(error).__name__)
+    return " ".join(text.split())
