@@ -317,27 +317,37 @@ def execute_job(flow: str, input: Any, run_id: str) -> dict[str, Any]:
     try:
         return _summary(runs.execute_flow(flow, input, run_id=run_id), "ran")
     except RunExistsError:
-        snapshot = runs.load_snapshot(run_id)
+        store = registry.find(flow).store  # where execute_flow found it
+        snapshot = runs.load_snapshot(run_id, store)
         if snapshot.status in TERMINAL_STATUSES:
             return _nothing_to_do(snapshot)
         logger.info("run %r was started by an earlier delivery of its job; resuming it", run_id)
-        return resume_job(run_id)
+        return _resume(run_id, False, store)
     except (LeaseHeldError, LeaseLostError) as exc:
-        return _stepped_aside(run_id, exc)
+        return _stepped_aside(run_id, exc, registry.find(flow).store)
 
 
 def resume_job(run_id: str, force: bool = False) -> dict[str, Any]:
-    """Resume run ``run_id``; a completed run runs nothing."""
-    snapshot = runs.load_snapshot(run_id)
+    """Resume run ``run_id`` (in the configured snapshot store); a completed run runs nothing."""
+    return _resume(run_id, force, None)
+
+
+def _resume(run_id: str, force: bool, store: Any) -> dict[str, Any]:
+    snapshot = runs.load_snapshot(run_id, store)
     if snapshot.status == COMPLETED:
         return _nothing_to_do(snapshot)
     try:
-        return _summary(runs.resume_run(run_id, force=force), "resumed")
+        return _summary(runs.resume_run(run_id, force=force, store=store), "resumed")
     except (LeaseHeldError, LeaseLostError) as exc:
-        return _stepped_aside(run_id, exc)
+        return _stepped_aside(run_id, exc, store)
 
 
 def _summary(result: Any, outcome: str) -> dict[str, Any]:
+    """What the job returns; a run whose last snapshot was not stored fails the job (rq
+    delivers it again: the next delivery resumes from what is stored)."""
+    not_durable = runs.not_persisted_error(result)
+    if not_durable is not None:
+        raise not_durable
     report = result.report
     summary = {"run_id": report.run_id, "status": report.status, "outcome": outcome}
     error = getattr(result, "error", None)
@@ -352,12 +362,14 @@ def _nothing_to_do(snapshot: Any) -> dict[str, Any]:
     return {"run_id": snapshot.run_id, "status": snapshot.status, "outcome": "nothing to run"}
 
 
-def _stepped_aside(run_id: str, exc: LeaseHeldError | LeaseLostError) -> dict[str, Any]:
+def _stepped_aside(
+    run_id: str, exc: LeaseHeldError | LeaseLostError, store: Any = None
+) -> dict[str, Any]:
     logger.info("run %r: another worker has it; this job stops: %s", run_id, exc.message)
     owner = getattr(exc, "owner", None)
     outcome = f"skipped: leased by {owner}" if owner else "skipped: taken by another worker"
     try:
-        status = runs.load_snapshot(run_id).status
+        status = runs.load_snapshot(run_id, store).status
     except UnknownRunError:  # discarded meanwhile
         status = None
     return {"run_id": run_id, "status": status, "outcome": outcome}

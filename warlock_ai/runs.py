@@ -9,8 +9,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from .core.errors import RunExistsError, StoreError, UnknownRunError
+from .core.errors import NotPersistedError, RunExistsError, StoreError, UnknownRunError
 from .core.runs import config
+from .core.runs.kinds import kind_named
 from .core.runs.definition import check_run_id
 from .core.runs.leases import lease_state
 from .core.runs.snapshots import RUNNING, RunSnapshot
@@ -83,3 +84,35 @@ def live_lease(
         return None
     owner, expires = lease
     return lease if lease_state(owner, expires, timezone.now(), status).blocks else None
+
+
+def stored_says(run_id: str, store: SnapshotStore | None = None) -> str:
+    """What the store holds of ``run_id`` in a few words: ``running (next step: two)``,
+    ``completed``, ``no snapshot stored``, or why it cannot be read."""
+    try:
+        snapshot = snapshot_store(store).load(run_id)
+    except Exception as exc:  # the store is still unreachable, or the row unreadable
+        return f"unknown: the store cannot be read ({getattr(exc, 'message', exc)})"
+    if snapshot is None:
+        return "no snapshot stored"
+    if snapshot.status != RUNNING:
+        return snapshot.status
+    return f"{snapshot.status} ({kind_named(snapshot.kind).progress(snapshot)})"
+
+
+def not_persisted_error(result: Any, store: SnapshotStore | None = None) -> NotPersistedError | None:
+    """A ``NotPersistedError`` describing ``result`` when its last snapshot was not stored."""
+    report = result.report
+    if getattr(report, "persisted", True):
+        return None
+    last = report.persist_error.message if report.persist_error is not None else "lease lost"
+    if store is None:  # the store its definition writes to
+        try:
+            store = registry.find(report.name).store
+        except Exception:
+            store = None
+    return NotPersistedError(
+        f'run "{report.run_id}" ended {report.status}, but its last snapshot was not stored '
+        f"({report.failed_writes} failed writes; last: {last}); the store says: "
+        f"{stored_says(report.run_id, store)}"
+    )

@@ -35,6 +35,7 @@ __all__ = [
     "SchemaValidationError",
     "SnapshotSerializationError",
     "StepFailedError",
+    "NotPersistedError",
     "StoreError",
     "StoreUnavailableError",
     "SupervisorCancelledError",
@@ -400,6 +401,15 @@ class StoreUnavailableError(StoreError):
     that failed with it may succeed when retried, and the run writer retries it."""
 
     default_code = "STORE_UNAVAILABLE"
+
+
+class NotPersistedError(StoreError):
+    """A run ended, but its store does not hold its last snapshot (its writes failed even
+    after their retries): what is stored is behind what the run did. Raised by what must not
+    report such a run as done (an rq job); ``execute()`` itself says it in
+    ``result.report.persisted``."""
+
+    default_code = "NOT_PERSISTED"
 
 
 class CheckpointConflictError(StoreError):

@@ -125,13 +125,30 @@ def new_owner_id() -> str:
     return f"{_HOST}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+#: Executions of this process that ended while the store may still show their lease (their
+#: release did not land): dead owners, though their process lives. Bounded, newest kept.
+_ended_owners: dict[str, None] = {}
+_ENDED_OWNERS_KEPT = 4096
+
+
+def mark_ended(owner: str) -> None:
+    """``owner``'s execution is over: a lease it left behind holds nothing (in this process,
+    which is where a resume from the same shell, or the next job, looks)."""
+    _ended_owners[owner] = None
+    if len(_ended_owners) > _ENDED_OWNERS_KEPT:
+        del _ended_owners[next(iter(_ended_owners))]
+
+
 def owner_is_dead(owner: str | None) -> bool:
-    """True when ``owner`` names a process of this host that no longer exists.
+    """True when ``owner`` names a process of this host that no longer exists, or an
+    execution of this process that has ended (``mark_ended``).
 
     Only a local process can be checked; a worker elsewhere is trusted until its lease expires.
     """
     if not owner:
         return False
+    if owner in _ended_owners:
+        return True
     parts = owner.rsplit(":", 2)
     if len(parts) != 3:
         return False

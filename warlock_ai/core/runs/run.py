@@ -233,7 +233,7 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
             return (yield from self.run_held())
         finally:
             if writer is not None:
-                writer.stop_heartbeat()
+                writer.end()
 
     def run_held(self) -> Effects:
         """The run once its lease is held: body, output, terminal write, events."""

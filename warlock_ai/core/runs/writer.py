@@ -23,7 +23,7 @@ from ..errors import (
 from .cancel import CancelRequest, CancelToken
 from .effects import Call, Save, Sleep
 from .heartbeat import Heartbeat, start_heartbeat
-from .leases import ACQUIRE, RELEASE, RENEW, LeaseClaim, new_owner_id
+from .leases import ACQUIRE, RELEASE, RENEW, LeaseClaim, mark_ended, new_owner_id
 from .snapshots import RUNNING, RunSnapshot
 
 Effects = Generator[Any, Any, Any]
@@ -174,6 +174,14 @@ class RunWriter:
             _one_line(error),
         )
         return error
+
+    def end(self) -> None:
+        """The execution is over: a lease whose release did not land (the store was down, the
+        run was interrupted) is marked as this process's dead execution, so a resume from
+        this process is not refused for the lease's remaining time."""
+        self.stop_heartbeat()
+        if self.owner is not None and self.lease_held:
+            mark_ended(self.owner)
 
     def start_heartbeat(self, run_id: str) -> None:
         if self.lease_held and self.owner is not None:
