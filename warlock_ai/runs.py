@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from .core.errors import NotPersistedError, RunExistsError, StoreError, UnknownRunError
 from .core.runs import config
-from .core.runs.kinds import kind_named
 from .core.runs.definition import check_run_id
+from .core.runs.kinds import kind_named
 from .core.runs.leases import lease_state
 from .core.runs.snapshots import RUNNING, RunSnapshot
 from .registry import registry
@@ -100,7 +100,9 @@ def stored_says(run_id: str, store: SnapshotStore | None = None) -> str:
     return f"{snapshot.status} ({kind_named(snapshot.kind).progress(snapshot)})"
 
 
-def not_persisted_error(result: Any, store: SnapshotStore | None = None) -> NotPersistedError | None:
+def not_persisted_error(
+    result: Any, store: SnapshotStore | None = None
+) -> NotPersistedError | None:
     """A ``NotPersistedError`` describing ``result`` when its last snapshot was not stored."""
     report = result.report
     if getattr(report, "persisted", True):

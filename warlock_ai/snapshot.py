@@ -47,8 +47,9 @@ def redis(
     write_retry_seconds: float = 15.0,
 ) -> Any:
     """A Redis store: pass ``client=`` (a ``redis.Redis``; optionally ``async_client=``, a
-    ``redis.asyncio.Redis``) or ``url=``. ``ttl`` (seconds) makes each run's key expire. A write that fails because Redis cannot
-    be reached is retried for up to ``write_retry_seconds``."""
+    ``redis.asyncio.Redis``) or ``url=``. ``ttl`` (seconds) makes each run's key expire.
+    A write that fails because Redis cannot be reached is retried for up to
+    ``write_retry_seconds``."""
     from .stores.redis import RedisSnapshotStore
 
     return RedisSnapshotStore(

@@ -153,7 +153,7 @@ def test_a_store_that_stays_down_is_in_the_result(private_redis):  # noqa: F811
 
     wf = ai.workflow(
         name="down",
-        steps=[ai.step("one", lambda ctx: None), ai.step("two", two), ai.step("three", lambda c: 0)],
+        steps=[ai.step("one", lambda c: None), ai.step("two", two), ai.step("three", lambda c: 0)],
         snapshot_store=store,
     )
     events: list[dict[str, Any]] = []
