@@ -265,3 +265,28 @@ def check_rq_queue(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             id="warlock_ai.W006",
         )
     ]
+
+
+#: The settings that are a number of seconds, and the least each may be.
+_SECONDS_SETTINGS = {"LEASE_SECONDS": 0.0, "SHUTDOWN_GRACE_SECONDS": 0.0}
+
+
+@register(TAG)
+def check_seconds_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``LEASE_SECONDS`` (> 0) and ``SHUTDOWN_GRACE_SECONDS`` (>= 0) are numbers of seconds."""
+    messages: list[CheckMessage] = []
+    for key, least in _SECONDS_SETTINGS.items():
+        value = getattr(warlock_settings, key)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        strict = key == "LEASE_SECONDS"
+        if number and (value > least if strict else value >= least) and value < 10**9:
+            continue
+        bound = "greater than 0" if strict else "0 or more"
+        messages.append(
+            Error(
+                f"{_setting(key)} must be a number of seconds, {bound}; got {value!r}",
+                hint=f"{DOCS}.",
+                id="warlock_ai.E010",
+            )
+        )
+    return messages

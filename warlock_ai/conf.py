@@ -32,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     # How long a worker's lease on a run lasts without a renewal: snapshot writes and a
     # heartbeat every third of it renew it, so this is how long a dead worker's run waits.
     "LEASE_SECONDS": 300,
+    # After SIGINT/SIGTERM, how long a command or worker lets the current step finish before
+    # interrupting it (keep it below the platform's own kill delay: Kubernetes waits 30 s).
+    "SHUTDOWN_GRACE_SECONDS": 20,
     # The django-rq queue background runs are enqueued on.
     "RQ_QUEUE": "default",
     # DRF permission classes guarding the API.

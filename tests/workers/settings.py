@@ -19,4 +19,7 @@ RQ_QUEUES = {
         "DEFAULT_TIMEOUT": 600,
     }
 }
-WARLOCK_AI = {"RQ_QUEUE": RQ_QUEUE}
+WARLOCK_AI = {
+    "RQ_QUEUE": RQ_QUEUE,
+    "SHUTDOWN_GRACE_SECONDS": float(os.environ.get("WARLOCK_TEST_SHUTDOWN_GRACE", "20")),
+}

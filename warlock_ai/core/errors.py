@@ -32,6 +32,7 @@ __all__ = [
     "RoutingError",
     "RunCompletedError",
     "RunExistsError",
+    "RunInterruptedError",
     "RunNotRunningError",
     "SchemaValidationError",
     "SnapshotSerializationError",
@@ -166,6 +167,19 @@ def to_ai_error(err: BaseException, wrap_as: type[AIError] | None = None) -> AIE
         return err
     text = str(err) or type(err).__name__
     return (wrap_as or AIError)(f"{type(err).__name__}: {text}", cause=err)
+
+
+class RunInterruptedError(AIError):
+    """The process was asked to stop (SIGINT, SIGTERM): the run stopped at a check point,
+    its snapshot is stored and its lease released; it is still ``running`` and resumes where
+    it stopped."""
+
+    default_code = "INTERRUPTED"
+    default_category = "interrupted"
+    fields: ClassVar[tuple[str, ...]] = ("run_id", "signal")
+
+    run_id: str | None
+    signal: str | None
 
 
 class DriftError(AIError):

@@ -135,8 +135,8 @@ class _SyncRunner:
                 value = error = None
                 try:
                     value = self.perform(effect)
-                except Exception as exc:
-                    error = exc
+                except BaseException as exc:  # KeyboardInterrupt too: the engine releases
+                    error = exc  # its lease on the way out
         finally:
             if self._loop is not None:
                 self._loop.close()
@@ -252,7 +252,7 @@ async def run_async(engine: Engine) -> Any:
         value = error = None
         try:
             value = await _perform_async(effect)
-        except Exception as exc:
+        except BaseException as exc:  # a cancelled task too: the engine releases its lease
             error = exc
 
 

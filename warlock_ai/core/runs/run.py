@@ -15,10 +15,17 @@ from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
-from ..errors import AIError, LeaseLostError, SnapshotSerializationError, to_ai_error
+from ..errors import (
+    AIError,
+    LeaseLostError,
+    RunInterruptedError,
+    SnapshotSerializationError,
+    to_ai_error,
+)
 from .cancel import CancelToken
 from .effects import Emit
 from .events import HandlerMap, normalise_handlers
+from .interrupts import Interrupt
 from .serialization import dumps
 from .snapshots import CANCELLED, COMPLETED, FAILED, RUNNING, RunSnapshot, now
 from .usage import ZERO, Usage
@@ -148,12 +155,25 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
     def failure(self, exc: Exception) -> tuple[str, AIError]:
         """The terminal status and error an exception out of ``body`` means."""
         if isinstance(exc, self.cancelled_class):
+            reason = self.cancel.reason
+            if isinstance(reason, Interrupt):  # the process is stopping: the run is not over
+                return RUNNING, self.interrupted_error(reason)
             return CANCELLED, exc
         if isinstance(exc, AIError):
             return FAILED, exc
         name = self.definition.name
         return FAILED, self.failure_class(
             f'{self.kind} "{name}" failed: {describe(exc)}', cause=exc
+        )
+
+    def interrupted_error(self, interrupt: Interrupt) -> RunInterruptedError:
+        name = self.definition.name
+        return RunInterruptedError(
+            f'{self.kind} "{name}" run "{self.run_id}" was interrupted by '
+            f"{interrupt.signal_name}: it stopped at a check point with its snapshot stored "
+            "and its lease released; resume it to continue",
+            run_id=self.run_id,
+            signal=interrupt.signal_name,
         )
 
     # --- events, persistence, cancellation ------------------------------------------------
@@ -165,12 +185,14 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
             payload["run_id"] = payload["root_run_id"] = self.run_id
             yield Emit(handlers, payload)
 
-    def checkpoint(self, status: str, error: AIError | None = None) -> Effects:
+    def checkpoint(
+        self, status: str, error: AIError | None = None, release: bool = False
+    ) -> Effects:
         """Write a snapshot; a failed write is reported (event + log), never raised."""
         writer = self.writer
         if writer is None:
             return
-        failure = yield from writer.write(self.snapshot(status, error), status)
+        failure = yield from writer.write(self.snapshot(status, error), status, release)
         self.last_write_stored = failure is None and not writer.fenced
         if failure is not None:
             self.failed_writes += 1
@@ -231,6 +253,12 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
             writer.start_heartbeat(self.run_id)
         try:
             return (yield from self.run_held())
+        except BaseException as exc:
+            # KeyboardInterrupt, SystemExit, a cancelled asyncio task: the run stops here;
+            # its lease is released so that it can be resumed at once (from anywhere).
+            if writer is not None and not isinstance(exc, Exception | GeneratorExit):
+                yield from writer.let_go()
+            raise
         finally:
             if writer is not None:
                 writer.end()
@@ -252,12 +280,18 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
                 data = yield from self.output()
             except Exception as exc:
                 status, error = FAILED, to_ai_error(exc, wrap_as=self.failure_class)
+        interrupted = status == RUNNING  # stopped by a signal at a check point
         if not self.terminal_written:
             try:
-                yield from self.checkpoint(status, error)
+                if interrupted:
+                    yield from self.checkpoint(RUNNING, None, release=True)
+                else:
+                    yield from self.checkpoint(status, error)
             except LeaseLostError as exc:  # taken over at the last write: like mid-run
-                status, error, data = FAILED, exc, None
+                status, error, data, interrupted = FAILED, exc, None, False
         result = self.result(status, error, data)
+        if interrupted:
+            result.error = result.report.error = error
         self.record_persistence(result.report, status)
         if status == CANCELLED and error is not None:
             cancelled_at, reason = (
@@ -266,6 +300,7 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
             )
             yield from self.emit(f"{kind}.cancelled", cancelled_at=cancelled_at, reason=reason)
         elif error is not None:
-            yield from self.emit(f"{kind}.error", error=error, phase="run")
+            phase = "interrupt" if interrupted else "run"
+            yield from self.emit(f"{kind}.error", error=error, phase=phase)
         yield from self.emit(f"{kind}.completed", result=result)
         return result

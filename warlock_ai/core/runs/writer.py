@@ -82,7 +82,16 @@ class RunWriter:
     also requires the stored snapshot to be that one (another worker may have resumed it).
     """
 
-    __slots__ = ("cancel", "expected", "fenced", "heartbeat", "lease_held", "owner", "store")
+    __slots__ = (
+        "cancel",
+        "expected",
+        "fenced",
+        "heartbeat",
+        "last",
+        "lease_held",
+        "owner",
+        "store",
+    )
 
     def __init__(self, store: Any, cancel: CancelToken, expected: datetime | None = None) -> None:
         self.store = store
@@ -93,17 +102,20 @@ class RunWriter:
         self.lease_held = False
         self.fenced = False
         self.heartbeat: Heartbeat | None = None
+        #: The last snapshot stored: what an interrupted execution leaves (lease released).
+        self.last: RunSnapshot | None = None
 
-    def claim(self, status: str) -> LeaseClaim | None:
-        """Acquire on the first write, renew while running, release with the terminal one."""
+    def claim(self, status: str, release: bool = False) -> LeaseClaim | None:
+        """Acquire on the first write, renew while running, release with the terminal one
+        (or with ``release``: an interrupted run stays running, and lets go of its lease)."""
         if self.owner is None:
             return None
         if not self.lease_held:
             expected, self.expected = self.expected, None
             return LeaseClaim(self.owner, ACQUIRE, expected)
-        return LeaseClaim(self.owner, RENEW if status == RUNNING else RELEASE)
+        return LeaseClaim(self.owner, RENEW if status == RUNNING and not release else RELEASE)
 
-    def write(self, snapshot: RunSnapshot, status: str) -> Effects:
+    def write(self, snapshot: RunSnapshot, status: str, release: bool = False) -> Effects:
         """Save ``snapshot``; returns the failure of a write that did not happen, else None.
 
         A failed write never aborts the run (the run reports it). The lease is the exception:
@@ -113,15 +125,16 @@ class RunWriter:
         """
         if self.fenced:
             return None
-        if status != RUNNING:
+        if status != RUNNING or release:
             self.stop_heartbeat()  # the terminal write releases the lease
-        claim = self.claim(status)
+        claim = self.claim(status, release)
         outcome = yield Save(self.store, snapshot, claim)
         if outcome is not None and isinstance(outcome, BaseException) and is_transient(outcome):
             outcome = yield from self.retry(snapshot, claim, outcome)
         if outcome is None:  # the common case, first
+            self.last = snapshot
             if self.owner is not None:
-                self.lease_held = status == RUNNING
+                self.lease_held = status == RUNNING and not release
                 if claim is not None and claim.mode == ACQUIRE and status != RUNNING:
                     # No earlier write held the lease (they failed): the terminal write took
                     # it, and a finished run must not keep it (best effort, like any write).
@@ -134,8 +147,9 @@ class RunWriter:
                 raise outcome
             failure: AIError = to_ai_error(outcome, wrap_as=StoreError)
             return failure
+        self.last = snapshot
         if self.owner is not None:
-            self.lease_held = status == RUNNING
+            self.lease_held = status == RUNNING and not release
         if isinstance(outcome, CancelRequest) and status == RUNNING:
             # Asked from outside (cancel_run, the admin): noticed at this check point.
             self.cancel.cancel(outcome.reason or "cancel requested by an operator")
@@ -174,6 +188,16 @@ class RunWriter:
             _one_line(error),
         )
         return error
+
+    def let_go(self) -> Effects:
+        """Release the lease, leaving the last stored snapshot as it is (an execution stopped
+        by ``KeyboardInterrupt``, ``SystemExit`` or task cancellation): best effort, once."""
+        if self.owner is None or not self.lease_held or self.last is None or self.fenced:
+            return
+        self.stop_heartbeat()
+        outcome = yield Save(self.store, self.last, LeaseClaim(self.owner, RELEASE))
+        if not isinstance(outcome, BaseException):
+            self.lease_held = False
 
     def end(self) -> None:
         """The execution is over: a lease whose release did not land (the store was down, the

@@ -7,6 +7,7 @@ from warlock_ai.management.base import (
     enqueue,
     enqueued_line,
 )
+from warlock_ai.management.interrupts import interruptible, stop_if_interrupted
 from warlock_ai.operations import execute_flow
 from warlock_ai.registry import registry
 
@@ -49,7 +50,28 @@ class Command(RunCommand):
                 )
 
             handlers[f"{definition.kind}.starting"] = starting
-        result = execute_flow(
-            options["flow"], payload, run_id=options["run_id"], context=context, on=handlers
-        )
+        with interruptible(self, options["run_id"]) as run:
+            handlers = _also(handlers, f"{definition.kind}.starting", run.starting_handler)
+            result = execute_flow(
+                options["flow"],
+                payload,
+                run_id=options["run_id"],
+                context=context,
+                on=handlers,
+                cancel=run.token,
+            )
+        stop_if_interrupted(self, result)
         self.report(result)
+
+
+def _also(handlers: dict[str, Any], event: str, handler: Any) -> dict[str, Any]:
+    """``handlers`` with ``handler`` also called for ``event``."""
+    first = handlers.get(event)
+    if first is None:
+        return {**handlers, event: handler}
+
+    def both(payload: dict[str, Any]) -> None:
+        first(payload)
+        handler(payload)
+
+    return {**handlers, event: both}

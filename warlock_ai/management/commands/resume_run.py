@@ -11,6 +11,7 @@ from warlock_ai.management.base import (
     enqueue,
     enqueued_line,
 )
+from warlock_ai.management.interrupts import interruptible, stop_if_interrupted
 from warlock_ai.operations import definition_for, load_snapshot, resume_run
 
 
@@ -60,14 +61,17 @@ class Command(RunCommand):
                     f"current {definition.signature})"
                 )
         try:
-            result = resume_run(
-                run_id,
-                force=options["force"],
-                context=context,
-                on=self.progress_handlers(snapshot.kind),
-            )
+            with interruptible(self, run_id) as run:
+                result = resume_run(
+                    run_id,
+                    force=options["force"],
+                    context=context,
+                    on=self.progress_handlers(snapshot.kind),
+                    cancel=run.token,
+                )
         except DriftError as exc:
             raise CommandError(drift_message(run_id, snapshot, exc)) from exc
+        stop_if_interrupted(self, result)
         self.report(result)
 
 

@@ -1,0 +1,174 @@
+"""Interrupts are clean (issue 12): SIGINT/SIGTERM stop a run at its next check point with
+its snapshot stored and its lease released; a run that does not stop within the grace
+period, a second signal, ``KeyboardInterrupt``, ``SystemExit`` or a cancelled asyncio task
+release the lease with the last stored snapshot. Either way the run resumes at once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+
+import warlock_ai as ai
+from warlock_ai.core.errors import RunInterruptedError
+from warlock_ai.core.runs.interrupts import Interrupted, signal_exit_code, stop_on_signals
+
+
+def flow(store: Any, two: Any, ran: list[str]) -> Any:
+    def mark(name: str) -> Any:
+        def body(ctx: Any) -> None:
+            ran.append(name)
+            ctx.state[name] = True
+
+        return body
+
+    def second(ctx: Any) -> None:
+        ran.append("two")
+        two(ctx)
+        ctx.state["two"] = True
+
+    return ai.workflow(
+        name="interrupts",
+        steps=[ai.step("one", mark("one")), ai.step("two", second), ai.step("three", mark("three"))],
+        snapshot_store=store,
+    )
+
+
+def kill_self(sig: int = signal.SIGTERM) -> None:
+    os.kill(os.getpid(), sig)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_run_at_its_next_check_point_and_it_resumes(sig):
+    store, ran = ai.snapshot.memory(), []
+    seen_cancel: list[bool] = []
+
+    def two(ctx: Any) -> None:
+        kill_self(sig)
+        seen_cancel.append(ctx.cancel.cancelled)  # a long step polling it would stop here
+
+    wf = flow(store, two, ran)
+    token = ai.CancelToken()
+    with stop_on_signals(token, grace_seconds=5) as state:
+        result = wf.execute(run_id="int-1", cancel=token)
+
+    name = signal.Signals(sig).name
+    assert state.signal_name == name and state.exit_code == 128 + sig
+    assert seen_cancel == [True]
+    assert isinstance(result.error, RunInterruptedError) and result.error.signal == name
+    assert result.status == "running" and result.report.persisted is True
+    assert "int-1" in result.error.message and name in result.error.message
+    stored = store.load("int-1")
+    assert stored.status == "running" and stored.next_step == "three"
+    assert stored.steps["two"].status == "completed"
+    assert store.lease("int-1") is None, "the lease is released"
+    assert ran == ["one", "two"]
+
+    resumed = wf.resume("int-1")
+    assert resumed.status == "completed" and ran == ["one", "two", "three"]
+
+
+def test_a_step_that_does_not_stop_within_the_grace_period_is_interrupted():
+    store, ran = ai.snapshot.memory(), []
+
+    def two(ctx: Any) -> None:
+        if ran.count("two") == 1:  # the first execution only
+            kill_self()
+            time.sleep(10)  # ignores ctx.cancel: the alarm interrupts it
+
+    wf = flow(store, two, ran)
+    token = ai.CancelToken()
+    started = time.monotonic()
+    with pytest.raises(Interrupted, match="not stopped within 0.3 s"):
+        with stop_on_signals(token, grace_seconds=0.3):
+            wf.execute(run_id="int-2", cancel=token)
+    assert time.monotonic() - started < 5
+    stored = store.load("int-2")
+    assert stored.status == "running" and stored.next_step == "two", "two runs again"
+    assert store.lease("int-2") is None
+    assert wf.resume("int-2").status == "completed"
+    assert ran == ["one", "two", "two", "three"]
+
+
+def test_a_second_signal_interrupts_at_once():
+    store, ran = ai.snapshot.memory(), []
+
+    def two(ctx: Any) -> None:
+        kill_self(signal.SIGINT)
+        kill_self(signal.SIGINT)
+        time.sleep(10)
+
+    wf = flow(store, two, ran)
+    token = ai.CancelToken()
+    with pytest.raises(Interrupted, match="asked twice"):
+        with stop_on_signals(token, grace_seconds=30):
+            wf.execute(run_id="int-3", cancel=token)
+    assert store.lease("int-3") is None and store.load("int-3").next_step == "two"
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+def test_keyboard_interrupt_or_system_exit_in_a_step_releases_the_lease(raised):
+    store, ran = ai.snapshot.memory(), []
+
+    def two(ctx: Any) -> None:
+        raise raised()
+
+    wf = flow(store, two, ran)
+    with pytest.raises(raised):
+        wf.execute(run_id="int-4")
+    assert store.lease("int-4") is None, "not held for LEASE_SECONDS"
+    assert store.load("int-4").next_step == "two"
+    ran.clear()
+    wf2 = flow(store, lambda ctx: None, ran)
+    assert wf2.resume("int-4").status == "completed" and ran == ["two", "three"]
+
+
+def test_a_cancelled_asyncio_task_releases_the_lease():
+    store, ran = ai.snapshot.memory(), []
+    entered = asyncio.Event()
+
+    async def two(ctx: Any) -> None:
+        entered.set()
+        await asyncio.sleep(10)
+
+    wf = ai.workflow(
+        name="interrupts-async",
+        steps=[ai.step("one", lambda ctx: ran.append("one")), ai.step("two", two)],
+        snapshot_store=store,
+    )
+
+    async def main() -> None:
+        task = asyncio.create_task(wf.aexecute(run_id="int-5"))
+        await entered.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert store.lease("int-5") is None
+    assert store.load("int-5").next_step == "two"
+
+
+def test_signal_exit_codes_follow_the_shell_convention():
+    assert signal_exit_code("SIGINT") == 130
+    assert signal_exit_code("SIGTERM") == 143
+
+
+def test_outside_the_main_thread_nothing_is_installed():
+    import threading
+
+    before = signal.getsignal(signal.SIGTERM)
+    seen: list[Any] = []
+
+    def other() -> None:
+        with stop_on_signals(ai.CancelToken(), 1) as state:
+            seen.append((state.signal_name, signal.getsignal(signal.SIGTERM)))
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert seen == [(None, before)]

@@ -1,0 +1,88 @@
+"""SIGINT and SIGTERM in ``execute_run`` / ``resume_run`` (issue 12), on real subprocesses:
+the run stops at its next check point (or, past the grace period, during its step), its
+snapshot is stored and its lease released, the command prints one line naming the resume
+command and exits with 128 + the signal's number; ``resume_run`` then finishes the run."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+import pytest
+
+from tests.workers.harness import REPO_ROOT, describe, wait_until
+
+pytestmark = pytest.mark.services
+
+TIMEOUT = 60
+
+
+def start(project, *args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        project.manage_args(*args),
+        cwd=REPO_ROOT,
+        env={**project.env, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def in_gate(project, run_id: str) -> None:
+    wait_until(lambda: project.step_counts(run_id)["gate"] == 1, TIMEOUT, "the gate step")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_execute_run_at_the_next_check_point(project, sig):
+    run_id = project.run_id(f"sig{int(sig)}")
+    child = start(project, "execute_run", "worker-gate", "--run-id", run_id)
+    try:
+        in_gate(project, run_id)
+        child.send_signal(sig)
+        project.open_gate(run_id)  # the step finishes within the grace period
+        out, err = child.communicate(timeout=TIMEOUT)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    name = signal.Signals(sig).name
+    assert child.returncode == 128 + sig, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"interrupted by {name}: run {run_id} stopped at a check point")
+    assert lines[0].endswith(f"resume it with: python manage.py resume_run {run_id}")
+    assert "Traceback" not in out + err
+    row = project.snapshot(run_id)
+    assert row["status"] == "running" and row["next_step"] == "after"
+    assert not row["lease_owner"], "the lease is released"
+
+    resumed = project.manage("resume_run", run_id)
+    assert resumed.returncode == 0, describe(resumed)
+    assert project.snapshot(run_id)["status"] == "completed"
+    assert project.step_counts(run_id) == {"before": 1, "gate": 1, "after": 1}
+
+
+def test_a_step_still_running_after_the_grace_period_is_interrupted(project):
+    run_id = project.run_id("hard")
+    child = start(
+        project, "execute_run", "worker-gate", "--run-id", run_id, WARLOCK_TEST_SHUTDOWN_GRACE="1"
+    )
+    try:
+        in_gate(project, run_id)
+        child.send_signal(signal.SIGTERM)  # the gate stays shut: the step does not finish
+        out, err = child.communicate(timeout=TIMEOUT)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 143, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out + err, err
+    assert lines[0].startswith(f"interrupted (SIGTERM: not stopped within 1 s): run {run_id}")
+    assert "that step runs again on resume" in lines[0]
+    row = project.snapshot(run_id)
+    assert row["status"] == "running" and row["next_step"] == "gate"
+    assert not row["lease_owner"], "released with the last stored snapshot"
+
+    project.open_gate(run_id)
+    resumed = project.manage("resume_run", run_id)
+    assert resumed.returncode == 0, describe(resumed)
+    assert project.step_counts(run_id) == {"before": 1, "gate": 2, "after": 1}

@@ -1,0 +1,90 @@
+"""SIGINT/SIGTERM in the commands that run runs (``execute_run``, ``resume_run``,
+``drain_runs``): the run stops at its next check point, writes its snapshot, releases its
+lease; the command prints one line naming the resume command and exits with 128 + the
+signal's number (130 for Ctrl-C, 143 for SIGTERM). A step still running
+``WARLOCK_AI["SHUTDOWN_GRACE_SECONDS"]`` after the signal (or a second signal) is
+interrupted; the lease is released with the last stored snapshot, so that step runs again on
+resume."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.core.management.base import CommandError
+
+from ..conf import warlock_settings
+from ..core.errors import RunInterruptedError
+from ..core.runs.cancel import CancelToken
+from ..core.runs.interrupts import SignalState, signal_exit_code, stop_on_signals
+
+
+def resume_command(run_id: str) -> str:
+    """The command line that resumes ``run_id``, as an operator would type it here."""
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "manage.py"
+    prefix = "python manage.py" if program in ("manage.py", "-c", "") else program
+    return f"{prefix} resume_run {shlex.quote(run_id)}"
+
+
+class Interruptible:
+    """What a command's run needs to stop cleanly: the cancel token to pass to ``execute``,
+    the run's id once known, and the signal, if one came."""
+
+    def __init__(self, token: CancelToken, state: SignalState) -> None:
+        self.token, self.state = token, state
+        self.run_id: str | None = None
+
+    def starting_handler(self, event: dict[str, Any]) -> None:
+        """An ``<kind>.starting`` handler noting the run's id (a generated one too)."""
+        self.run_id = event.get("run_id") or self.run_id
+
+
+@contextmanager
+def interruptible(command: Any, run_id: str | None = None) -> Iterator[Interruptible]:
+    """Run the body with SIGINT/SIGTERM stopping its run cleanly; a hard interrupt (the
+    grace period over, a second signal, Ctrl-C where no handler could be installed) ends the
+    command with one line and the signal's exit code instead of a traceback."""
+    token = CancelToken()
+    with stop_on_signals(token, float(warlock_settings.SHUTDOWN_GRACE_SECONDS)) as state:
+        run = Interruptible(token, state)
+        run.run_id = run_id
+        try:
+            yield run
+        except KeyboardInterrupt as exc:
+            name = getattr(exc, "signal_name", None) or state.signal_name or "SIGINT"
+            why = str(exc) or name
+            stop(
+                command,
+                f"interrupted ({why}): run {run.run_id or '?'} stopped during a step; its "
+                "lease is released and that step runs again on resume",
+                run.run_id,
+                signal_exit_code(name),
+            )
+
+
+def stop_if_interrupted(command: Any, result: Any) -> None:
+    """End the command when ``result`` is a run that stopped for a signal."""
+    error = getattr(result, "error", None)
+    if not isinstance(error, RunInterruptedError):
+        return
+    report = result.report
+    stop(
+        command,
+        f"interrupted by {error.signal}: run {report.run_id} stopped at a check point; its "
+        "snapshot is stored and its lease released",
+        report.run_id,
+        signal_exit_code(error.signal),
+    )
+
+
+def stop(command: Any, line: str, run_id: str | None, code: int) -> None:
+    if run_id is not None:
+        line += f"; resume it with: {resume_command(run_id)}"
+    if getattr(command, "_called_from_command_line", False):
+        command.stderr.write(line)
+        sys.exit(code)
+    raise CommandError(line, returncode=code)
