@@ -33,7 +33,11 @@ def flow(store: Any, two: Any, ran: list[str]) -> Any:
 
     return ai.workflow(
         name="interrupts",
-        steps=[ai.step("one", mark("one")), ai.step("two", second), ai.step("three", mark("three"))],
+        steps=[
+            ai.step("one", mark("one")),
+            ai.step("two", second),
+            ai.step("three", mark("three")),
+        ],
         snapshot_store=store,
     )
 
@@ -83,9 +87,11 @@ def test_a_step_that_does_not_stop_within_the_grace_period_is_interrupted():
     wf = flow(store, two, ran)
     token = ai.CancelToken()
     started = time.monotonic()
-    with pytest.raises(Interrupted, match="not stopped within 0.3 s"):
-        with stop_on_signals(token, grace_seconds=0.3):
-            wf.execute(run_id="int-2", cancel=token)
+    with (
+        pytest.raises(Interrupted, match=r"not stopped within 0\.3 s"),
+        stop_on_signals(token, grace_seconds=0.3),
+    ):
+        wf.execute(run_id="int-2", cancel=token)
     assert time.monotonic() - started < 5
     stored = store.load("int-2")
     assert stored.status == "running" and stored.next_step == "two", "two runs again"
@@ -104,9 +110,8 @@ def test_a_second_signal_interrupts_at_once():
 
     wf = flow(store, two, ran)
     token = ai.CancelToken()
-    with pytest.raises(Interrupted, match="asked twice"):
-        with stop_on_signals(token, grace_seconds=30):
-            wf.execute(run_id="int-3", cancel=token)
+    with pytest.raises(Interrupted, match="asked twice"), stop_on_signals(token, grace_seconds=30):
+        wf.execute(run_id="int-3", cancel=token)
     assert store.lease("int-3") is None and store.load("int-3").next_step == "two"
 
 

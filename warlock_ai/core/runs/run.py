@@ -290,9 +290,10 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
             except LeaseLostError as exc:  # taken over at the last write: like mid-run
                 status, error, data, interrupted = FAILED, exc, None, False
         result = self.result(status, error, data)
+        settled: Any = result  # every kind's result carries ``report`` and ``error``
         if interrupted:
-            result.error = result.report.error = error
-        self.record_persistence(result.report, status)
+            settled.error = settled.report.error = error
+        self.record_persistence(settled.report, status)
         if status == CANCELLED and error is not None:
             cancelled_at, reason = (
                 getattr(error, "cancelled_at", None),
