@@ -133,3 +133,14 @@ def supervised(transactional_db: None) -> Iterator[Any]:
     factory = SupervisedRuns()
     yield factory
     factory.close()
+
+
+@pytest.fixture
+def admin_runs_inline(settings: Any) -> None:
+    """The development opt-in ``WARLOCK_AI["ADMIN_RUNS_INLINE"]``: without django-rq, the
+    admin's resume and restart run the run inside the request (by default they run nothing
+    and show the command to run)."""
+    settings.WARLOCK_AI = {
+        **(getattr(settings, "WARLOCK_AI", None) or {}),
+        "ADMIN_RUNS_INLINE": True,
+    }

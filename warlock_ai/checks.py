@@ -260,8 +260,8 @@ def check_rq_queue(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             f'{_setting("RQ_QUEUE")} is "{queue}", which is not in settings.RQ_QUEUES '
             f"(it has: {known})",
             hint="Add the queue to RQ_QUEUES or set WARLOCK_AI['RQ_QUEUE'] to one of them; "
-            "until then enqueue_execute/enqueue_resume fail and the admin resumes runs "
-            f"inline, in the web request; {DOCS}.",
+            "until then enqueue_execute/enqueue_resume fail and the admin's resume runs "
+            f"nothing but shows the command to run on a server; {DOCS}.",
             id="warlock_ai.W006",
         )
     ]
@@ -276,7 +276,10 @@ def check_seconds_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
     """``LEASE_SECONDS`` (> 0) and ``SHUTDOWN_GRACE_SECONDS`` (>= 0) are numbers of seconds."""
     messages: list[CheckMessage] = []
     for key, least in _SECONDS_SETTINGS.items():
-        value = getattr(warlock_settings, key)
+        try:
+            value = getattr(warlock_settings, key)
+        except ImproperlyConfigured:
+            return []  # check_store_settings reports it (E003)
         number = isinstance(value, int | float) and not isinstance(value, bool)
         strict = key == "LEASE_SECONDS"
         if number and (value > least if strict else value >= least) and value < 10**9:
@@ -290,3 +293,33 @@ def check_seconds_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
             )
         )
     return messages
+
+
+@register(TAG)
+def check_admin_runs_inline(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E003 ``ADMIN_RUNS_INLINE`` not a bool; W007 it is True while ``DEBUG`` is False."""
+    try:
+        value = warlock_settings.ADMIN_RUNS_INLINE
+    except ImproperlyConfigured:
+        return []  # check_store_settings reports it (E003)
+    if not isinstance(value, bool):
+        return [
+            Error(
+                f"{_setting('ADMIN_RUNS_INLINE')} must be True or False, got {value!r}",
+                hint="Leave it out (False): without django-rq the admin shows the command "
+                f"to run instead of running a run in the web request; {DOCS}.",
+                id="warlock_ai.E003",
+            )
+        ]
+    if value and not settings.DEBUG:
+        return [
+            CheckWarning(
+                f"{_setting('ADMIN_RUNS_INLINE')} is True while DEBUG is False: without "
+                "django-rq, the admin's resume and restart run a whole run inside the web "
+                "request, where the web server's timeout can kill it mid-step.",
+                hint="Configure django-rq (RQ_QUEUES) and run workers, or remove the setting "
+                f"so the admin shows the command to run; {DOCS}.",
+                id="warlock_ai.W007",
+            )
+        ]
+    return []

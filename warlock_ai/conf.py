@@ -37,6 +37,10 @@ DEFAULTS: dict[str, Any] = {
     "SHUTDOWN_GRACE_SECONDS": 20,
     # The django-rq queue background runs are enqueued on.
     "RQ_QUEUE": "default",
+    # Without django-rq, the admin's resume, force-resume and restart run nothing: they show
+    # the command to run on a server. True runs them inside the web request instead, as a
+    # development convenience (a long run is killed by the web server's timeout mid-step).
+    "ADMIN_RUNS_INLINE": False,
     # DRF permission classes guarding the API.
     "API_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",

@@ -13,7 +13,9 @@ a store of its own writes to).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import shlex
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +52,10 @@ from .runs import (
 from .stores.base import RunQuery, SnapshotStore
 
 __all__ = [
+    "COMMAND",
+    "INLINE",
+    "NO_WORKER",
+    "QUEUE",
     "MigrationError",
     "Outcome",
     "QueueUnavailableError",
@@ -69,9 +75,12 @@ __all__ = [
     "migrate_run",
     "prune_runs",
     "request_cancel",
+    "restart_command",
     "restart_run",
+    "resume_command",
     "resume_run",
     "rq_configured",
+    "run_placement",
     "snapshot_store",
     "stale_runs",
     "start_resume",
@@ -84,13 +93,28 @@ Progress = Callable[[int, int], Any]
 
 @dataclass(frozen=True)
 class Outcome:
-    """What an operation did, in one line; ``ok`` is False when the run itself failed."""
+    """What an operation did, in one line; ``ok`` is False when the run itself failed.
+
+    An operation that starts a run also says where it went: ``job_id`` when it was enqueued
+    on django-rq, ``command`` when nothing ran because no background worker is configured
+    (the command an operator runs on a server instead); neither when it ran in this process.
+    """
 
     message: str
     ok: bool = True
+    job_id: str | None = None
+    command: str | None = None
 
     def __str__(self) -> str:
         return self.message
+
+
+#: Where a run an operator starts goes (``run_placement``): a django-rq worker, this process,
+#: or nowhere, with the command that runs it.
+QUEUE, INLINE, COMMAND = "queue", "inline", "command"
+
+#: Why a run was not started (a ``COMMAND`` outcome).
+NO_WORKER = "no background worker (django-rq) is configured, and a run never runs in a web request"
 
 
 def rq_configured() -> bool:
@@ -99,16 +123,58 @@ def rq_configured() -> bool:
     return apps.is_installed("django_rq") and warlock_settings.RQ_QUEUE in queues
 
 
+def run_placement(*, enqueue: bool | None = None, inline: bool = False) -> str:
+    """``QUEUE`` when django-rq is configured (or ``enqueue``), else ``INLINE`` when the
+    caller allows running in its own process, else ``COMMAND``: nothing runs, and the
+    outcome carries the command to run on a server."""
+    if rq_configured() if enqueue is None else enqueue:
+        return QUEUE
+    return INLINE if inline else COMMAND
+
+
+def resume_command(run_id: str, *, force: bool = False) -> str:
+    """The shell command that resumes ``run_id`` (``python manage.py resume_run ...``)."""
+    return _manage("resume_run", *_arguments([run_id], ["--force"] if force else []))
+
+
+def restart_command(run_id: str, flow: str, input: Any) -> str:
+    """The shell commands that discard ``run_id`` and start ``flow`` again with ``input``."""
+    options = _option("--run-id", run_id)
+    if input is not None:
+        options += _option("--input", json.dumps(input))  # ASCII only: nothing the terminal reads
+    discard = _manage("discard_run", *_arguments([run_id], ["--no-input"]))
+    return f"{discard} && {_manage('execute_run', flow, *options)}"
+
+
+def _manage(*args: str) -> str:
+    return " ".join(["python manage.py", *map(shlex.quote, args)])
+
+
+def _arguments(positionals: list[str], options: list[str]) -> list[str]:
+    # A value starting with "-" would be read as an option: "--" ends the options first.
+    if any(value.startswith("-") for value in positionals):
+        return [*options, "--", *positionals]
+    return [*positionals, *options]
+
+
+def _option(name: str, value: str) -> list[str]:
+    return [f"{name}={value}"] if value.startswith("-") else [name, value]
+
+
 def start_resume(
     run_id: str,
     *,
     force: bool = False,
     enqueue: bool | None = None,
+    inline: bool = False,
     store: SnapshotStore | None = None,
 ) -> Outcome:
-    """Resume a run on a django-rq worker (when rq is configured, or ``enqueue``) or inline;
-    returns a one-line outcome. A completed run, a live lease and (unless ``force``) drift
-    are refused with an ``AIError`` before anything runs or is enqueued."""
+    """Resume a run where ``run_placement(enqueue=, inline=)`` says: on a django-rq worker,
+    in this process, or nowhere (the outcome carries the command that resumes it).
+
+    A completed run, a live lease and (unless ``force``) drift are refused with an
+    ``AIError`` before anything runs, is enqueued or a command is offered.
+    """
     store = snapshot_store(store)
     snapshot = load_snapshot(run_id, store)
     if snapshot.status == "completed":
@@ -117,19 +183,31 @@ def start_resume(
     if not force:
         definition.check_drift(snapshot)
     _refuse_live_lease(run_id, store, "resume", snapshot.status)
-    if rq_configured() if enqueue is None else enqueue:
+    placement = run_placement(enqueue=enqueue, inline=inline)
+    if placement == QUEUE:
         from .jobs import enqueue_resume
 
         with _enqueueing(run_id):
             job = enqueue_resume(run_id, force=force)
-        return Outcome(f'run "{run_id}" enqueued as job {job.id}: a worker resumes it')
+        return Outcome(
+            f'run "{run_id}" enqueued as job {job.id}: a worker resumes it', job_id=job.id
+        )
+    if placement == COMMAND:
+        command = resume_command(run_id, force=force)
+        return Outcome(f'run "{run_id}" not resumed: {NO_WORKER}; run: {command}', command=command)
     return describe_result(run_id, definition.resume(run_id, force=force))
 
 
 def restart_run(
-    run_id: str, *, enqueue: bool | None = None, store: SnapshotStore | None = None
+    run_id: str,
+    *,
+    enqueue: bool | None = None,
+    inline: bool = False,
+    store: SnapshotStore | None = None,
 ) -> Outcome:
-    """Discard a run and start it again from scratch with the same input and run id.
+    """Discard a run and start it again from scratch with the same input and run id, where
+    ``run_placement(enqueue=, inline=)`` says; with ``COMMAND`` nothing is discarded and the
+    outcome carries the commands that do both.
 
     If the new start cannot even be enqueued, the discarded snapshot is put back.
     """
@@ -137,18 +215,24 @@ def restart_run(
     snapshot = load_snapshot(run_id, store)
     definition = definition_for(snapshot, store)
     _refuse_live_lease(run_id, store, "restart", snapshot.status)
+    flow = f"{definition.kind}:{definition.name}"
+    placement = run_placement(enqueue=enqueue, inline=inline)
+    if placement == COMMAND:
+        command = restart_command(run_id, flow, snapshot.input)
+        message = f'run "{run_id}" not discarded nor started again: {NO_WORKER}; run: {command}'
+        return Outcome(message, command=command)
     store.delete(run_id)
-    if not (rq_configured() if enqueue is None else enqueue):
+    if placement == INLINE:
         return describe_result(run_id, definition.execute(snapshot.input, run_id=run_id))
     from .jobs import enqueue_execute
 
     try:
         with _enqueueing(run_id):
-            job = enqueue_execute(f"{definition.kind}:{definition.name}", snapshot.input, run_id)
+            job = enqueue_execute(flow, snapshot.input, run_id)
     except BaseException:
         store.save(snapshot)
         raise
-    return Outcome(f'run "{run_id}" enqueued again from scratch as job {job.id}')
+    return Outcome(f'run "{run_id}" enqueued again from scratch as job {job.id}', job_id=job.id)
 
 
 @contextmanager

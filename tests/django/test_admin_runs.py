@@ -263,7 +263,7 @@ def test_buttons_follow_permissions(runs):
 # The actions, one run at a time.
 
 
-def test_resume_runs_inline_and_logs(runs, ops):
+def test_resume_runs_in_the_request_when_opted_in_and_logs(runs, ops, admin_runs_inline):
     runs.stale()
     calls_before = dict(CALLS)
     response = ops.post(action("stale-1", "resume"), {"post": "yes"}, follow=True)
@@ -297,7 +297,7 @@ def test_resume_of_a_completed_run_is_refused(runs, ops):
     assert any("already completed" in m for m in messages_of(response))
 
 
-def test_force_resume_confirms_then_bypasses_the_drift_check(runs, ops):
+def test_force_resume_confirms_then_bypasses_the_drift_check(runs, ops, admin_runs_inline):
     runs.drifted()
     page = text(ops.get(action("drift-1", "force-resume")))
     assert "WITHOUT the drift check" in page
@@ -318,7 +318,7 @@ def test_discard_confirms_then_deletes_and_logs(runs, ops):
     assert entry.action_flag == DELETION and "discarded" in entry.change_message
 
 
-def test_discard_and_start_again_from_scratch(runs, ops):
+def test_discard_and_start_again_from_scratch(runs, ops, admin_runs_inline):
     failed = runs.failed()
     Snapshot.objects.filter(pk="failed-1").update(input={"items": 5})  # the input was fixed
     before = CALLS["fetch"]
@@ -351,7 +351,7 @@ def test_cancel_refuses_a_run_that_is_not_running(runs, ops):
     assert row("failed-1").cancel_requested_at is None
 
 
-def test_migrate_form_is_prefilled_then_renames_and_accepts(runs, ops):
+def test_migrate_form_is_prefilled_then_renames_and_accepts(runs, ops, admin_runs_inline):
     runs.drifted()
     form = ops.get(action("drift-1", "migrate")).context["form"]
     assert form.stored == ["fetch", "extract"]
@@ -408,7 +408,7 @@ def bulk(client, name, run_ids, **extra):
     return client.post(LIST, data, follow=True)
 
 
-def test_bulk_resume(runs, ops):
+def test_bulk_resume(runs, ops, admin_runs_inline):
     runs.stale("stale-1")
     runs.stale("stale-2")
     response = bulk(ops, "resume_selected", ["stale-1", "stale-2"], index=0)
@@ -520,7 +520,7 @@ def test_supervisor_detail_shows_one_row_per_iteration(supervised, ops):
     assert ">end<" in body  # the terminal END iteration
 
 
-def test_resume_a_supervisor_from_the_admin(supervised, ops):
+def test_resume_a_supervisor_from_the_admin(supervised, ops, admin_runs_inline):
     supervised.stale()
     ops.post(action("sv-stale", "resume"), {"post": "yes"})
     row_ = row("sv-stale")
@@ -530,7 +530,7 @@ def test_resume_a_supervisor_from_the_admin(supervised, ops):
     assert row_.state == {"category": "billing", "refund": 49}
 
 
-def test_supervisors_cannot_be_migrated(supervised, ops):
+def test_supervisors_cannot_be_migrated(supervised, ops, admin_runs_inline):
     before = supervised.drifted()
     page = text(ops.get(detail("sv-drift")))
     assert 'intent "resolver" added' in page

@@ -218,3 +218,20 @@ def test_w006_rq_queue_missing_from_rq_queues(settings):
 def test_w006_quiet_without_django_rq(settings):
     settings.RQ_QUEUES = {}
     assert rq_messages() == []
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_e003_admin_runs_inline_must_be_a_bool(value):
+    message = only(run(ADMIN_RUNS_INLINE=value), "warlock_ai.E003")
+    assert message.msg == (
+        f'settings.WARLOCK_AI["ADMIN_RUNS_INLINE"] must be True or False, got {value!r}'
+    )
+
+
+def test_w007_admin_runs_inline_outside_debug(settings):
+    settings.DEBUG = False
+    message = only(run(ADMIN_RUNS_INLINE=True), "warlock_ai.W007")
+    assert "inside the web request" in message.msg
+    assert "warlock_ai.W007" not in ids(run(ADMIN_RUNS_INLINE=False))
+    settings.DEBUG = True
+    assert "warlock_ai.W007" not in ids(run(ADMIN_RUNS_INLINE=True))

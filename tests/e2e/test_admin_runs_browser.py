@@ -1,5 +1,6 @@
 """The runs admin in a real browser: an operator finds the stuck runs and fixes each one;
-permissions and tampered requests are refused. Saves the screenshots the docs use."""
+permissions and tampered requests are refused; without a background worker a resume runs
+nothing and shows the command to run. Saves the screenshots the docs use."""
 
 from __future__ import annotations
 
@@ -49,7 +50,10 @@ def flash(page):
     return page.locator("ul.messagelist").inner_text()
 
 
-def test_operator_finds_and_fixes_stuck_runs(fleet, page, staff_user, login, screenshot):
+def test_operator_finds_and_fixes_stuck_runs(
+    fleet, page, staff_user, login, screenshot, admin_runs_inline
+):
+    # The actions run in the request here (the development opt-in), so the story can go on.
     login(staff_user("ops", *ALL_ACTIONS))
     page.goto(LIST)
     expect(page.locator("#result_list tbody tr")).to_have_count(9)
@@ -192,7 +196,9 @@ def test_tampered_posts_are_refused(fleet, page, staff_user, login):
     )
 
 
-def test_a_supervisor_run_shows_its_iterations(supervised, page, staff_user, login, screenshot):
+def test_a_supervisor_run_shows_its_iterations(
+    supervised, page, staff_user, login, screenshot, admin_runs_inline
+):
     supervised.completed("ticket-7")
     supervised.stale("ticket-8")
     login(staff_user("ops", *ALL_ACTIONS))
@@ -207,3 +213,20 @@ def test_a_supervisor_run_shows_its_iterations(supervised, page, staff_user, log
     page.click("button.warlock-action-resume")
     assert 'run "ticket-8" completed' in flash(page)
     assert row("ticket-8").status == "completed"
+
+
+def test_without_a_worker_resume_shows_the_command(fleet, page, staff_user, login, screenshot):
+    """A new project's default (no django-rq): the run page and the Resume button give the
+    command to run on a server, and the run is left exactly as it was."""
+    registry.register(orders("1"), replace=True)  # order-1043 is a v1 run
+    before = row("order-1043")
+    login(staff_user("ops", *ALL_ACTIONS))
+    page.goto(f"{LIST}order-1043/change/")
+    command = "python manage.py resume_run order-1043"
+    expect(page.locator(".warlock-no-worker code.warlock-command")).to_have_text(command)
+    page.click("button.warlock-action-resume")
+    expect(page.locator("ul.messagelist li.warning code.warlock-command")).to_have_text(command)
+    assert "nothing was run or changed" in flash(page)
+    screenshot(page, "run-no-worker")
+    after = row("order-1043")
+    assert (after.saved_at, after.status, after.steps) == (before.saved_at, "running", before.steps)

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 from django import forms
 
 from .. import operations
+from ..conf import warlock_settings
 from ..operations import Outcome
 from . import presentation
 from .forms import CancelForm, DiscardForm, MigrateForm, ResumeForm
@@ -34,17 +35,23 @@ class RunAction(Generic[FormT]):
         return f"warlock_ai.{self.permission}"
 
 
+def runs_inline() -> bool:
+    """``WARLOCK_AI["ADMIN_RUNS_INLINE"]``: only ``True`` itself opts in (checks report any
+    other value), so a run is never started inside a request by a misspelt setting."""
+    return warlock_settings.ADMIN_RUNS_INLINE is True
+
+
 def _resume(row: Any, form: forms.Form) -> Outcome:
-    return operations.start_resume(row.run_id)
+    return operations.start_resume(row.run_id, inline=runs_inline())
 
 
 def _force_resume(row: Any, form: forms.Form) -> Outcome:
-    return operations.start_resume(row.run_id, force=True)
+    return operations.start_resume(row.run_id, force=True, inline=runs_inline())
 
 
 def _discard(row: Any, form: forms.Form) -> Outcome:
     if form.cleaned_data.get("restart"):
-        return operations.restart_run(row.run_id)
+        return operations.restart_run(row.run_id, inline=runs_inline())
     operations.discard_run(row.run_id)
     return Outcome(f'run "{row.run_id}" discarded: its snapshot is deleted')
 
@@ -124,8 +131,8 @@ ACTIONS: dict[str, RunAction[Any]] = {
             label="Resume",
             permission="resume_snapshot",
             summary="Continue the run from its next step; completed steps do not run again. "
-            "With django-rq configured it is enqueued on a worker, otherwise it runs now, "
-            "in this request.",
+            "With django-rq configured it is enqueued on a worker; otherwise nothing runs "
+            "here and the page gives the command to run on a server.",
             form=ResumeForm,
             perform=_resume,
             unavailable=_resume_unavailable,
@@ -148,7 +155,9 @@ ACTIONS: dict[str, RunAction[Any]] = {
             label="Discard",
             permission="discard_snapshot",
             summary="Delete the run's snapshot for good: its state and step records are "
-            "lost. Optionally start the flow again from scratch with the same input and id.",
+            "lost. Optionally start the flow again from scratch with the same input and id "
+            "(on a django-rq worker; without one, nothing is deleted and the page gives the "
+            "commands to run on a server).",
             form=DiscardForm,
             perform=_discard,
             unavailable=_discard_unavailable,

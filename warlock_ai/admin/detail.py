@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import operations
 from . import presentation
-from .actions import ACTIONS
+from .actions import ACTIONS, runs_inline
 from .forms import MigrateForm
 
 
@@ -34,7 +34,23 @@ def detail_context(request: Any, row: Any, model_admin: Any) -> dict[str, Any]:
         "current_steps": current_steps,
         "run_actions": buttons,
         "blocked_actions": _blocked_by_reason(buttons),
+        "resume_command": _resume_command(row, buttons),
+        "no_worker": operations.NO_WORKER,
     }
+
+
+def _resume_command(row: Any, buttons: list[dict[str, Any]]) -> str:
+    """The command that resumes the run on a server, when the admin cannot start it (no
+    background worker) and this user may resume it now ("--force" when only force-resume
+    applies); "" otherwise."""
+    if operations.run_placement(inline=runs_inline()) != operations.COMMAND:
+        return ""
+    open_ = {button["spec"].name for button in buttons if not button["blocked"]}
+    if "resume" in open_:
+        return operations.resume_command(row.run_id)
+    if "force-resume" in open_:
+        return operations.resume_command(row.run_id, force=True)
+    return ""
 
 
 def _buttons(request: Any, row: Any, lease: Any, model_admin: Any) -> list[dict[str, Any]]:

@@ -16,9 +16,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
+from .. import operations
 from ..core.errors import AIError
 from ..core.runs import config
 from ..models import Snapshot
@@ -53,6 +54,21 @@ def _confirm_row(spec: RunAction, row: Snapshot) -> tuple[Snapshot, str | None, 
 def _drift_lines(row: Snapshot) -> list[str]:
     diff = presentation.drift_diff(row)
     return diff.lines() if diff is not None else []
+
+
+def _commands_message(spec: RunAction, commands: list[str]) -> str:
+    """Nothing ran: why, and the command of each run, one per line, to copy."""
+    runs = "1 run" if len(commands) == 1 else f"{len(commands)} runs"
+    lines = format_html_join(
+        "", '<br><code class="warlock-command">{}</code>', ((c,) for c in commands)
+    )
+    return format_html(
+        "{}: nothing was run or changed for {} ({}). Run on a server:{}",
+        spec.label,
+        runs,
+        operations.NO_WORKER,
+        lines,
+    )
 
 
 def _bulk(spec: RunAction) -> Any:
@@ -271,18 +287,23 @@ class SnapshotAdmin(admin.ModelAdmin):
         return form
 
     def _perform(self, request: Any, spec: RunAction, rows: list[Snapshot], form: Any) -> list:
-        done = []
+        done, commands = [], []
         for row in rows:
             try:
                 outcome = spec.perform(row, form)
             except AIError as exc:
                 self.message_user(request, f"{row.run_id}: {exc.message}", messages.ERROR)
                 continue
+            if outcome.command is not None:  # nothing happened: nothing to log
+                commands.append(outcome.command)
+                continue
             level = messages.SUCCESS if outcome.ok else messages.WARNING
             self.message_user(request, f"{spec.label}: {outcome.message}", level)
             deleted = spec.deletes and not form.cleaned_data.get("restart")
             self._log(request, spec, row, outcome, deleted)
             done.append(outcome)
+        if commands:
+            self.message_user(request, _commands_message(spec, commands), messages.WARNING)
         return done
 
     def _log(
