@@ -122,6 +122,8 @@ class Snapshot(models.Model):
     usage = models.JSONField(_("usage"), null=True, blank=True)
     error = models.JSONField(_("error"), null=True, blank=True)
     fingerprint = models.JSONField(_("structural fingerprint"), null=True, blank=True)
+    #: Each execution of the run: who, when, from where, why it ended (RunAttempt dicts).
+    attempts = models.JSONField(_("attempts"), default=list, blank=True)
     lease_owner = models.CharField(_("lease owner"), max_length=255, null=True, blank=True)
     lease_expires_at = models.DateTimeField(_("lease expires at"), null=True, blank=True)
     cancel_requested_at = models.DateTimeField(_("cancel requested at"), null=True, blank=True)

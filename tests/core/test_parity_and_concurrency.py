@@ -15,11 +15,12 @@ from warlock_ai.core.workflow.run import WORKFLOW_EVENTS
 
 # --- helpers --------------------------------------------------------------------------------
 
-TIME_KEYS = {"started_at", "saved_at", "ended_at", "duration_ms", "cancelled_at"}
+# (and an attempt's worker id, unique per execution)
+TIME_KEYS = {"started_at", "saved_at", "ended_at", "duration_ms", "cancelled_at", "worker"}
 
 
 def strip_times(value):
-    """Drop timestamps and durations (they differ between any two runs)."""
+    """Drop timestamps, durations and worker ids (they differ between any two runs)."""
     if isinstance(value, dict):
         return {k: strip_times(v) for k, v in value.items() if k not in TIME_KEYS}
     if isinstance(value, list):

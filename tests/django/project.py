@@ -28,7 +28,7 @@ FEED = REPO_ROOT / "example_project" / "catalog" / "data" / "vendor_feed.json"
 COMMAND_TIMEOUT = 60  # seconds any one manage.py command may take
 
 # Columns of warlock_ai_snapshot holding JSON (text on SQLite, jsonb on PostgreSQL).
-_JSON_COLUMNS = ("input", "state", "steps", "usage", "error", "fingerprint")
+_JSON_COLUMNS = ("input", "state", "steps", "usage", "error", "fingerprint", "attempts")
 
 
 def project_env(db: dict[str, Any], **extra: str) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """SIGINT and SIGTERM in ``execute_run`` / ``resume_run`` (issue 12), on real subprocesses:
 the run stops at its next check point (or, past the grace period, during its step), its
 snapshot is stored and its lease released, the command prints one line naming the resume
-command and exits with 128 + the signal's number; ``resume_run`` then finishes the run."""
+command and exits with 128 + the signal's number; ``resume_run`` then finishes the run.
+Each execution is an attempt kept with the snapshot, a SIGKILLed one ``crashed``."""
 
 from __future__ import annotations
 
@@ -59,6 +60,10 @@ def test_a_signal_stops_execute_run_at_the_next_check_point(project, sig):
     assert resumed.returncode == 0, describe(resumed)
     assert project.snapshot(run_id)["status"] == "completed"
     assert project.step_counts(run_id) == {"before": 1, "gate": 1, "after": 1}
+    first, second = project.snapshot(run_id)["attempts"]
+    assert (first["end"], first["detail"], first["resumed_at"]) == ("interrupted", name, None)
+    assert first["worker"].split(":")[1] == str(child.pid), "who ran it"
+    assert (second["end"], second["resumed_at"]) == ("completed", "after")
 
 
 def test_a_step_still_running_after_the_grace_period_is_interrupted(project):
@@ -86,3 +91,27 @@ def test_a_step_still_running_after_the_grace_period_is_interrupted(project):
     resumed = project.manage("resume_run", run_id)
     assert resumed.returncode == 0, describe(resumed)
     assert project.step_counts(run_id) == {"before": 1, "gate": 2, "after": 1}
+    first, second = project.snapshot(run_id)["attempts"]
+    assert first["end"] == "interrupted"
+    assert first["detail"] == "SIGTERM: not stopped within 1 s"
+    assert (second["end"], second["resumed_at"]) == ("completed", "gate")
+
+
+def test_a_sigkilled_run_is_recorded_as_crashed_by_its_resume(project):
+    run_id = project.run_id("killed")
+    child = start(project, "execute_run", "worker-gate", "--run-id", run_id)
+    try:
+        in_gate(project, run_id)
+        child.kill()
+        child.wait(TIMEOUT)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    (only,) = project.snapshot(run_id)["attempts"]
+    assert only["end"] is None, "a killed worker writes nothing more"
+    project.open_gate(run_id)
+    resumed = project.manage("resume_run", run_id)
+    assert resumed.returncode == 0, describe(resumed)
+    first, second = project.snapshot(run_id)["attempts"]
+    assert (first["end"], first["detail"]) == ("crashed", "it never wrote how it ended")
+    assert (second["number"], second["resumed_at"], second["end"]) == (2, "gate", "completed")

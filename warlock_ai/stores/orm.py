@@ -39,6 +39,7 @@ _WRITE_FIELDS = (
     "usage",
     "error",
     "fingerprint",
+    "attempts",
     "started_at",
     "saved_at",
     "finished_at",

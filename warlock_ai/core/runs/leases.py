@@ -120,6 +120,11 @@ def check_claim(
         raise held_error(run_id, holder, expires_at)
 
 
+def local_worker_id() -> str:
+    """``host:pid``: this process, for a run whose store leases nothing."""
+    return f"{_HOST}:{os.getpid()}"
+
+
 def new_owner_id() -> str:
     """``host:pid:8hex``: unique per execution, and says where the worker runs."""
     return f"{_HOST}:{os.getpid()}:{secrets.token_hex(4)}"

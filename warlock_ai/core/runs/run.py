@@ -22,10 +22,13 @@ from ..errors import (
     SnapshotSerializationError,
     to_ai_error,
 )
+from .attempts import CRASHED, INTERRUPTED, TAKEN_OVER, RunAttempt
 from .cancel import CancelToken
 from .effects import Emit
 from .events import HandlerMap, normalise_handlers
 from .interrupts import Interrupt
+from .kinds import kind_named
+from .leases import local_worker_id, owner_is_dead
 from .serialization import dumps
 from .snapshots import CANCELLED, COMPLETED, FAILED, RUNNING, RunSnapshot, now
 from .usage import ZERO, Usage
@@ -107,6 +110,9 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
         self.failed_writes = 0
         self.persist_error: AIError | None = None
         self.last_write_stored = True
+        #: Each execution of the run, this one last (``begin_attempt``); every snapshot
+        #: carries them.
+        self.run_attempts: tuple[RunAttempt, ...] = ()
         self.setup()
 
     def _context(self, context: Any) -> dict[str, Any]:
@@ -185,6 +191,29 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
             payload["run_id"] = payload["root_run_id"] = self.run_id
             yield Emit(handlers, payload)
 
+    def begin_attempt(self) -> None:
+        """Add this execution to the run's attempts; an earlier one that never wrote how it
+        ended is closed now: ``crashed`` when its process is gone, else
+        ``lease-taken-over``."""
+        writer, previous = self.writer, self.resume_from
+        worker = writer.owner if writer is not None and writer.owner else local_worker_id()
+        attempts, resumed_at = (), None
+        if previous is not None:
+            attempts = tuple(previous.attempts)
+            if attempts and attempts[-1].end is None:
+                last = attempts[-1]
+                end = CRASHED if owner_is_dead(last.worker) else TAKEN_OVER
+                closed = last.ended(end, previous.saved_at, "it never wrote how it ended")
+                attempts = (*attempts[:-1], closed)
+            position = kind_named(self.kind).position
+            resumed_at = position(previous.status, previous.next_step, previous.iteration)
+        self.run_attempts = (*attempts, RunAttempt(len(attempts) + 1, worker, now(), resumed_at))
+
+    def end_attempt(self, end: str, detail: str | None) -> None:
+        if self.run_attempts and self.run_attempts[-1].end is None:
+            current = self.run_attempts[-1].ended(end, now(), detail)
+            self.run_attempts = (*self.run_attempts[:-1], current)
+
     def checkpoint(
         self, status: str, error: AIError | None = None, release: bool = False
     ) -> Effects:
@@ -192,6 +221,12 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
         writer = self.writer
         if writer is None:
             return
+        if status != RUNNING:
+            self.end_attempt(status, error.code if error is not None else None)
+        elif release:
+            reason = self.cancel.reason
+            signal = reason.signal_name if isinstance(reason, Interrupt) else None
+            self.end_attempt(INTERRUPTED, signal)
         failure = yield from writer.write(self.snapshot(status, error), status, release)
         self.last_write_stored = failure is None and not writer.fenced
         if failure is not None:
@@ -245,6 +280,7 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
             except SnapshotSerializationError as exc:
                 self.writer, self.not_json = None, exc  # nothing is written for a non-JSON input
                 self.last_write_stored = False
+        self.begin_attempt()
         # The first write takes the run's lease: a run leased by a live worker fails fast
         # here (LeaseHeldError propagates out of execute/resume) before anything runs.
         yield from self.checkpoint(RUNNING)
@@ -257,7 +293,8 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
             # KeyboardInterrupt, SystemExit, a cancelled asyncio task: the run stops here;
             # its lease is released so that it can be resumed at once (from anywhere).
             if writer is not None and not isinstance(exc, Exception | GeneratorExit):
-                yield from writer.let_go()
+                self.end_attempt(INTERRUPTED, describe(exc) if str(exc) else type(exc).__name__)
+                yield from writer.let_go(self.run_attempts)
             raise
         finally:
             if writer is not None:

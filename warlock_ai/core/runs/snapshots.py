@@ -28,7 +28,7 @@ TERMINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED, MAX_ITERATIONS})
 STATUSES = (RUNNING, COMPLETED, FAILED, CANCELLED, MAX_ITERATIONS)
 
 #: The JSON-valued parts of a snapshot, as the stores write them (each encoded on its own).
-JSON_PARTS = ("input", "state", "steps", "usage", "error", "fingerprint")
+JSON_PARTS = ("input", "state", "steps", "usage", "error", "fingerprint", "attempts")
 
 _safe_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
 
@@ -110,6 +110,8 @@ class RunSnapshot(ABC):
     usage: Usage
     error: dict[str, Any] | None
     fingerprint: dict[str, Any] | None
+    #: Each execution of the run (``attempts.RunAttempt``), oldest first.
+    attempts: tuple[Any, ...]
 
     if TYPE_CHECKING:
         # Per kind a field or a property (a dataclass field must not meet a base property).
@@ -155,7 +157,8 @@ class RunSnapshot(ABC):
             f'"status":{key_json(self.status)},"started_at":"{iso(self.started_at)}",'
             f'"saved_at":"{iso(self.saved_at)}","usage":{parts["usage"]},"error":{parts["error"]},'
             f'"fingerprint":{parts["fingerprint"]},"input":{parts["input"]},'
-            f'"state":{parts["state"]},"{self.records_field}":{parts["steps"]}}}'
+            f'"state":{parts["state"]},"{self.records_field}":{parts["steps"]},'
+            f'"attempts":{parts["attempts"]}}}'
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,6 +185,7 @@ class RunSnapshot(ABC):
                 "usage": row.usage,
                 "error": row.error,
                 "fingerprint": row.fingerprint,
+                "attempts": row.attempts,
             }
         )
 

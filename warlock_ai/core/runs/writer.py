@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from .cancel import CancelRequest, CancelToken
 from .effects import Call, Save, Sleep
 from .heartbeat import Heartbeat, start_heartbeat
 from .leases import ACQUIRE, RELEASE, RENEW, LeaseClaim, mark_ended, new_owner_id
-from .snapshots import RUNNING, RunSnapshot
+from .snapshots import RUNNING, RunSnapshot, now
 
 Effects = Generator[Any, Any, Any]
 
@@ -189,13 +190,15 @@ class RunWriter:
         )
         return error
 
-    def let_go(self) -> Effects:
-        """Release the lease, leaving the last stored snapshot as it is (an execution stopped
-        by ``KeyboardInterrupt``, ``SystemExit`` or task cancellation): best effort, once."""
+    def let_go(self, attempts: tuple[Any, ...]) -> Effects:
+        """Release the lease, leaving the last stored snapshot as it is but for its
+        ``attempts`` (an execution stopped by ``KeyboardInterrupt``, ``SystemExit`` or task
+        cancellation, recorded as such): best effort, once."""
         if self.owner is None or not self.lease_held or self.last is None or self.fenced:
             return
         self.stop_heartbeat()
-        outcome = yield Save(self.store, self.last, LeaseClaim(self.owner, RELEASE))
+        snapshot = replace(self.last, attempts=attempts, saved_at=now())  # type: ignore[type-var]
+        outcome = yield Save(self.store, snapshot, LeaseClaim(self.owner, RELEASE))
         if not isinstance(outcome, BaseException):
             self.lease_held = False
 

@@ -128,6 +128,7 @@ class SupervisorRun(Deciding, Dispatching, Run["Supervisor", SupervisorSnapshot,
             usage=self.usage,
             error=error.to_dict() if error is not None else None,
             fingerprint=sup.fingerprint,
+            attempts=self.run_attempts,
         )
         if self.input_json is not None:
             snap.with_encoding(

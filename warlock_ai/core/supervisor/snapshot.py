@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from ..runs.attempts import RunAttempt, attempts_from, attempts_json
 from ..runs.serialization import dumps
 from ..runs.snapshots import RunSnapshot, error_json, parse_time, usage_json
 from ..runs.usage import ZERO, Usage
@@ -55,6 +56,7 @@ class SupervisorSnapshot(RunSnapshot):
     usage: Usage = ZERO
     error: dict[str, Any] | None = None
     fingerprint: dict[str, Any] | None = None
+    attempts: tuple[RunAttempt, ...] = ()
     # What the engine already encoded; not an init field, so dataclasses.replace() drops it.
     encoded: EncodedRun | None = field(default=None, init=False, compare=False, repr=False)
 
@@ -96,6 +98,7 @@ class SupervisorSnapshot(RunSnapshot):
             "usage": usage_json(self.usage),
             "error": error_json(self.error),
             "fingerprint": enc.fingerprint,
+            "attempts": attempts_json(self.attempts),
         }
 
     @classmethod
@@ -119,4 +122,5 @@ class SupervisorSnapshot(RunSnapshot):
             usage=Usage.from_dict(data.get("usage")),
             error=data.get("error"),
             fingerprint=data.get("fingerprint"),
+            attempts=attempts_from(data.get("attempts")),
         )

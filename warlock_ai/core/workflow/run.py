@@ -128,6 +128,7 @@ class WorkflowRun(StepExecution, Run["Workflow", WorkflowSnapshot, WorkflowResul
             usage=self.usage,
             error=error.to_dict() if error is not None else None,
             fingerprint=wf.fingerprint,
+            attempts=self.run_attempts,
         )
         if self.input_json is not None and self.state_json is not None:
             snap.with_encoding(Encoded(self.input_json, wf.fingerprint_json, self.state_json))

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from ..errors import AIError
+from ..runs.attempts import RunAttempt, attempts_from, attempts_json
 from ..runs.serialization import dumps
 from ..runs.snapshots import (
     RunSnapshot,
@@ -169,6 +170,7 @@ class WorkflowSnapshot(RunSnapshot):
     usage: Usage = ZERO
     error: dict[str, Any] | None = None
     fingerprint: dict[str, Any] | None = None
+    attempts: tuple[RunAttempt, ...] = ()
     # What the engine already encoded; not an init field, so dataclasses.replace() drops it.
     encoded: Encoded | None = field(default=None, init=False, compare=False, repr=False)
 
@@ -217,6 +219,7 @@ class WorkflowSnapshot(RunSnapshot):
             "usage": usage_json(self.usage),
             "error": error_json(self.error),
             "fingerprint": fingerprint_json,
+            "attempts": attempts_json(self.attempts),
         }
 
     @classmethod
@@ -239,6 +242,7 @@ class WorkflowSnapshot(RunSnapshot):
             usage=Usage.from_dict(data.get("usage")),
             error=data.get("error"),
             fingerprint=data.get("fingerprint"),
+            attempts=attempts_from(data.get("attempts")),
         )
 
 
