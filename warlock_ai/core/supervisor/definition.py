@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from ..errors import SupervisorDriftError, SupervisorFailedError
 from ..runs.definition import Definition
 from ..runs.effects import run_async, run_sync
+from ..runs.limits import MAX_FLOW_NAME_LENGTH, MAX_VERSION_LENGTH, check_storable
 from ..runs.run import Run
 from .intents import AGENT, Intent, resolve_intents, supervisor_fingerprint
 from .results import SupervisorResult
@@ -63,7 +64,11 @@ class Supervisor(Definition[SupervisorSnapshot, SupervisorResult]):
             raise SupervisorFailedError(
                 f"ai.supervisor(): name must be a non-empty string, got {name!r}"
             )
+        check_storable("ai.supervisor()", "name", name, MAX_FLOW_NAME_LENGTH, SupervisorFailedError)
         where = f'ai.supervisor("{name}")'
+        if version is not None and not isinstance(version, str):
+            raise SupervisorFailedError(f"{where}: version must be a string, got {version!r}")
+        check_storable(where, "version", version, MAX_VERSION_LENGTH, SupervisorFailedError)
         self.name = name
         self.intents: dict[str, Intent] = resolve_intents(name, intents)
         if (router is None) == (route is None):

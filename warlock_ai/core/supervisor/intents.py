@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import SupervisorFailedError
 from ..runs.definition import Definition
+from ..runs.limits import check_storable
 
 AGENT, WORKFLOW, CALLBACK = "agent", "workflow", "callback"
 # Collation order of punctuation in ICU's root locale (what JS localeCompare uses).
@@ -84,6 +85,8 @@ def resolve_intents(supervisor: str, intents: Mapping[str, Any] | None) -> dict[
     for key, value in intents.items():
         if not isinstance(key, str) or not key:
             raise SupervisorFailedError(f'supervisor "{supervisor}": intent keys must be strings')
+        where = f'supervisor "{supervisor}"'
+        check_storable(where, "intent name", key, None, SupervisorFailedError)
         options = dict(value) if isinstance(value, Mapping) else {"unit": value}
         unit = options.pop("unit", None) or options.pop("agent", None) or options.pop("run", None)
         kind = unit_kind(unit)

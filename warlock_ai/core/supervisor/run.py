@@ -16,6 +16,7 @@ from ..agents.schema import validate_schema
 from ..errors import (
     AIError,
     MaxIterationsError,
+    SnapshotSerializationError,
     SupervisorCancelledError,
     SupervisorFailedError,
 )
@@ -204,6 +205,9 @@ class SupervisorRun(Deciding, Dispatching, Run["Supervisor", SupervisorSnapshot,
     def run_iteration(self) -> Effects:
         """Decide, dispatch, merge, evaluate, snapshot; returns what ends the run, if it ends."""
         index, started, clock = self.iteration, now(), perf_counter()
+        # What the stored run holds: put back if this iteration cannot be stored, so the
+        # terminal write records the failure over the last settled state.
+        settled = dict(self.state) if self.writer is not None else self.state
         yield from self.emit("supervisor.iteration.starting", iteration=index)
         keys, decision, usage = yield from self.decide(index)
         branches: dict[str, dict[str, Any]] = {}
@@ -237,7 +241,11 @@ class SupervisorRun(Deciding, Dispatching, Run["Supervisor", SupervisorSnapshot,
             "usage": usage.to_dict(),
         }
         if self.writer is not None:  # encoded once, reused by every later save
-            self.encoded.append(dumps(record, path=f"snapshots.{index}"))
+            try:
+                self.encoded.append(dumps(record, path=f"snapshots.{index}"))
+            except SnapshotSerializationError:
+                self.state = settled
+                raise
         self.snapshots.append(record)
         self.carried = carried
         yield from self.emit("supervisor.iteration.completed", iteration=index, snapshot=record)

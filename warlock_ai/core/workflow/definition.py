@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from ..errors import WorkflowDriftError, WorkflowError
 from ..runs.definition import Definition
+from ..runs.limits import MAX_FLOW_NAME_LENGTH, MAX_VERSION_LENGTH, check_storable
 from .results import WorkflowResult
 from .retry import Retry
 from .run import WORKFLOW_EVENTS, WorkflowRun
@@ -44,6 +45,7 @@ class Workflow(Definition[WorkflowSnapshot, WorkflowResult]):
     ) -> None:
         if not isinstance(name, str) or not name:
             raise WorkflowError(f"ai.workflow(): name must be a non-empty string, got {name!r}")
+        check_storable("ai.workflow()", "name", name, MAX_FLOW_NAME_LENGTH, WorkflowError)
         where = f'ai.workflow("{name}")'
         if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or not steps:
             raise WorkflowError(f"{where}: steps must be a non-empty list of ai.step(...)")
@@ -60,6 +62,7 @@ class Workflow(Definition[WorkflowSnapshot, WorkflowResult]):
             raise WorkflowError(f"{where}: default_retry must be ai.Retry(...) or False")
         if version is not None and not isinstance(version, str):
             raise WorkflowError(f"{where}: version must be a string, got {version!r}")
+        check_storable(where, "version", version, MAX_VERSION_LENGTH, WorkflowError)
         self.name = name
         self.version = version
         self.description = description

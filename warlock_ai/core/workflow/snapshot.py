@@ -112,7 +112,7 @@ class StepRecord:
     def to_json(self, path: str = "$") -> str:
         """Encoded once, then reused (records never change once settled)."""
         if not self._json:
-            self._json.append(dumps(self.to_dict(), path=path))
+            self._json.append(dumps(self.to_dict(), path=path, keys_in=self.output))
         return self._json[0]
 
     @classmethod

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import WorkflowError
+from ..runs.limits import MAX_STEP_NAME_LENGTH, check_storable
 from .retry import Retry
 
 STEP_EVENTS = frozenset({"starting", "retrying", "failed", "completed"})
@@ -111,6 +112,7 @@ def step(
     """Define a step: exactly one of ``run`` (a function of ``ctx``), ``agent`` or ``parallel``."""
     if not isinstance(name, str) or not name:
         raise WorkflowError(f"ai.step(): a step needs a non-empty string name, got {name!r}")
+    check_storable("ai.step()", "step name", name, MAX_STEP_NAME_LENGTH, WorkflowError)
     where = f'ai.step("{name}")'
     modes = [
         m for m, v in (("run", run), ("agent", agent), ("parallel", parallel)) if v is not None
