@@ -19,4 +19,8 @@ RQ_QUEUES = {
         "DEFAULT_TIMEOUT": 600,
     }
 }
-WARLOCK_AI = {"RQ_QUEUE": RQ_QUEUE}
+WARLOCK_AI = {
+    "RQ_QUEUE": RQ_QUEUE,
+    # Short leases make the heartbeat tick fast (every third of it) for the cancel tests.
+    "LEASE_SECONDS": float(os.environ.get("WARLOCK_TEST_LEASE_SECONDS", "300")),
+}
