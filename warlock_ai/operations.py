@@ -30,6 +30,7 @@ from .conf import warlock_settings
 from .core.errors import (
     AIError,
     LeaseHeldError,
+    LeaseLostError,
     MigrationError,
     QueueUnavailableError,
     RunCompletedError,
@@ -38,9 +39,18 @@ from .core.errors import (
     StoreError,
     UnknownRunError,
 )
+from .core.runs.cancel import OPERATOR_CANCEL, CancelRequest
+from .core.runs.heartbeat import heartbeat_interval
 from .core.runs.kinds import kind_named
-from .core.runs.leases import held_error
-from .core.runs.snapshots import RUNNING
+from .core.runs.leases import (
+    ACQUIRE,
+    RELEASE,
+    LeaseClaim,
+    held_error,
+    lease_state,
+    new_owner_id,
+)
+from .core.runs.snapshots import CANCELLED, RUNNING, error_dict, now
 from .runs import (
     definition_for,
     execute_flow,
@@ -56,6 +66,7 @@ __all__ = [
     "INLINE",
     "NO_WORKER",
     "QUEUE",
+    "CancelOutcome",
     "MigrationError",
     "Outcome",
     "QueueUnavailableError",
@@ -274,19 +285,146 @@ def discard_run(run_id: str, store: SnapshotStore | None = None) -> None:
     store.delete(run_id)
 
 
-def request_cancel(run_id: str, reason: str = "", store: SnapshotStore | None = None) -> None:
-    """Ask the worker running ``run_id`` to stop at its next check point (run ends cancelled)."""
+@dataclass(frozen=True)
+class CancelOutcome(Outcome):
+    """What :func:`request_cancel` did, for the commands, the admin and the API.
+
+    ``action`` is ``"cancelled"`` (no live worker held the run: it was cancelled at once),
+    ``"requested"`` (its worker ``worker`` stops at its next checkpoint; a step polling
+    ``ctx.cancel`` sees it within ``within_seconds``, the heartbeat interval) or ``"pending"``
+    (an earlier request, made at ``requested_at``, still stands and was kept).
+    """
+
+    run_id: str = ""
+    action: str = ""
+    requested_at: datetime | None = None
+    reason: str | None = None
+    worker: str | None = None
+    within_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if self.requested_at is not None:
+            data["requested_at"] = self.requested_at.isoformat()
+        return data
+
+
+CANCELLED_NOW, CANCEL_REQUESTED, CANCEL_PENDING = "cancelled", "requested", "pending"
+
+
+def request_cancel(
+    run_id: str, reason: str = "", store: SnapshotStore | None = None
+) -> CancelOutcome:
+    """Cancel a running run: at once when no live worker holds it, else by asking its worker,
+    which stops at its next checkpoint (its heartbeat sets ``ctx.cancel`` within one
+    interval). A second request while one is pending keeps the first and says so."""
     store = snapshot_store(store)
     snapshot = load_snapshot(run_id, store)
     if not store.supports_cancel:
         raise StoreError(f"{store!r} cannot carry a cancel request to the run's worker")
-    # The store only records the request while the run is still running (it may finish
-    # between this read and the write).
-    if snapshot.status != RUNNING or not store.request_cancel(run_id, reason):
-        status = load_snapshot(run_id, store).status
-        raise RunNotRunningError(
-            f'run "{run_id}" is {status}, not running: there is nothing to cancel'
+    if snapshot.status != RUNNING:
+        raise _not_running(run_id, snapshot.status)
+    lease = store.lease(run_id) if store.supports_leases else None
+    if store.supports_leases and not _held_live(lease, snapshot.status):
+        cancelled = _cancel_unheld(store, snapshot, reason)
+        if cancelled is not None:
+            return cancelled
+        lease = store.lease(run_id)  # a worker took the run meanwhile: ask it instead
+    return _ask_worker(store, run_id, reason, lease[0] if lease else None)
+
+
+def _not_running(run_id: str, status: str) -> RunNotRunningError:
+    return RunNotRunningError(
+        f'run "{run_id}" is {status}, not running: there is nothing to cancel'
+    )
+
+
+def _held_live(lease: tuple[str, Any] | None, status: str) -> bool:
+    if lease is None:
+        return False
+    return lease_state(lease[0], lease[1], timezone.now(), status).blocks
+
+
+def _ask_worker(
+    store: SnapshotStore, run_id: str, reason: str, worker: str | None
+) -> CancelOutcome:
+    """Record the request for the worker holding the run (one atomic store write)."""
+    # The store records it only while the run is still running (it may finish meanwhile).
+    asked = store.request_cancel(run_id, reason)
+    if not asked:
+        raise _not_running(run_id, load_snapshot(run_id, store).status)
+    if isinstance(asked, CancelRequest):
+        at = _when(asked.requested_at)
+        why = f": {asked.reason}" if asked.reason else ""
+        return CancelOutcome(
+            f'a cancel is already pending for run "{run_id}" (requested at {at}{why}); '
+            "its worker stops at its next checkpoint",
+            run_id=run_id,
+            action=CANCEL_PENDING,
+            requested_at=asked.requested_at,
+            reason=asked.reason,
+            worker=worker,
         )
+    if store.supports_leases:
+        within: float | None = heartbeat_interval(store)
+        when = f"ctx.cancel is set within {within:g} s"
+    else:
+        within, when = None, "the snapshot write after its current step"
+    by = f"its worker {worker}" if worker else "its worker"
+    return CancelOutcome(
+        f'cancel requested for run "{run_id}": {by} stops at its next checkpoint ({when}) '
+        "and the run ends cancelled",
+        run_id=run_id,
+        action=CANCEL_REQUESTED,
+        requested_at=timezone.now(),
+        reason=reason or None,
+        worker=worker,
+        within_seconds=within,
+    )
+
+
+def _cancel_unheld(store: SnapshotStore, snapshot: Any, reason: str) -> CancelOutcome | None:
+    """Mark a run no live worker holds cancelled, as its worker would have; None when a
+    worker took it meanwhile.
+
+    The write is the one a resuming worker's first write is: it takes the lease only if the
+    lease is still free, expired or a dead process's, *and* the stored snapshot is still the
+    one read (``expected``). So of this write and a worker resuming the run at the same
+    moment, exactly one wins; the other is refused and changes nothing.
+    """
+    run_id, owner = snapshot.run_id, new_owner_id()
+    cancelled = _cancelled_snapshot(snapshot, reason)
+    try:
+        store.save(cancelled, claim=LeaseClaim(owner, ACQUIRE, snapshot.saved_at))
+    except (LeaseHeldError, LeaseLostError):
+        return None
+    try:  # a finished run keeps no lease nor cancel request (best effort, as a run's own)
+        store.save(cancelled, claim=LeaseClaim(owner, RELEASE))
+    except AIError as exc:
+        logger.warning("run %r is cancelled but its lease was not released: %s", run_id, exc)
+    return CancelOutcome(
+        f'run "{run_id}" cancelled (no live worker held it)',
+        run_id=run_id,
+        action=CANCELLED_NOW,
+        requested_at=cancelled.saved_at,
+        reason=reason or None,
+    )
+
+
+def _cancelled_snapshot(snapshot: Any, reason: str) -> Any:
+    """``snapshot`` ended ``cancelled`` now, with the error its kind's cancelled run stores."""
+    at, text = now(), reason or OPERATOR_CANCEL
+    message = f"{snapshot.kind} cancelled: {text}"
+    error_class = kind_named(snapshot.kind).cancelled_error
+    if error_class is not None:
+        error = error_class(message, cancelled_at=at.isoformat(), reason=text)
+    else:
+        error = AIError(message, code="RUN_CANCELLED", category="cancelled")
+    return dataclasses.replace(snapshot, status=CANCELLED, error=error_dict(error), saved_at=at)
+
+
+def _when(value: Any) -> str:
+    return value.isoformat(timespec="seconds") if isinstance(value, datetime) else str(value)
 
 
 def migrate_run(

@@ -278,7 +278,7 @@ def test_resume_runs_in_the_request_when_opted_in_and_logs(runs, ops, admin_runs
 def test_resume_refuses_a_live_lease_naming_the_holder(runs, ops):
     live = runs.interrupted()
     response = ops.post(action("live-1", "resume"), {"post": "yes"}, follow=True)
-    (message,) = messages_of(response)
+    message = messages_of(response)[-1]  # after the first request's own line
     assert live.lease_owner in message
     assert row("live-1").saved_at == live.saved_at
     assert logs("live-1") == []
@@ -342,6 +342,25 @@ def test_cancel_records_the_request_with_a_reason(runs, ops):
     cancelled = row("live-1")
     assert cancelled.cancel_requested_at is not None and cancelled.cancel_reason == "bad deploy"
     assert "Cancel" in logs("live-1")[0].change_message
+
+
+def test_a_second_cancel_says_one_is_pending(runs, ops):
+    runs.interrupted()
+    ops.post(action("live-1", "cancel"), {"post": "yes", "reason": "bad deploy"})
+    response = ops.post(action("live-1", "cancel"), {"post": "yes", "reason": "again"}, follow=True)
+    message = messages_of(response)[-1]  # after the first request's own line
+    assert message.startswith('Cancel: a cancel is already pending for run "live-1" (requested at ')
+    assert "bad deploy" in message
+    assert row("live-1").cancel_reason == "bad deploy"  # the first request is kept
+
+
+def test_cancel_of_a_run_no_live_worker_holds_cancels_it_at_once(runs, ops):
+    runs.stale()
+    response = ops.post(action("stale-1", "cancel"), {"post": "yes", "reason": "gone"}, follow=True)
+    assert messages_of(response) == ['Cancel: run "stale-1" cancelled (no live worker held it)']
+    cancelled = row("stale-1")
+    assert (cancelled.status, cancelled.lease_owner) == ("cancelled", None)
+    assert cancelled.error["reason"] == "gone" and cancelled.cancel_requested_at is None
 
 
 def test_cancel_refuses_a_run_that_is_not_running(runs, ops):

@@ -140,7 +140,8 @@ def test_discard_refuses_a_live_lease_and_deletes_otherwise(flow):
 def test_cancel_request_reaches_the_next_fenced_write(flow):
     store = flow["store"]
     crashed_run(flow, "c-1")
-    operations.request_cancel("c-1", reason="bad deploy")
+    # Recorded while its worker still ran (request_cancel now cancels a crashed run at once).
+    assert store.request_cancel("c-1", reason="bad deploy") is True
     (info,) = store.runs()
     assert info.cancel_requested_at is not None
     result = operations.resume_run("c-1")  # the resuming worker's first write sees it

@@ -22,4 +22,6 @@ RQ_QUEUES = {
 WARLOCK_AI = {
     "RQ_QUEUE": RQ_QUEUE,
     "SHUTDOWN_GRACE_SECONDS": float(os.environ.get("WARLOCK_TEST_SHUTDOWN_GRACE", "20")),
+    # Short leases make the heartbeat tick fast (every third of it) for the cancel tests.
+    "LEASE_SECONDS": float(os.environ.get("WARLOCK_TEST_LEASE_SECONDS", "300")),
 }

@@ -57,11 +57,7 @@ def _discard(row: Any, form: forms.Form) -> Outcome:
 
 
 def _cancel(row: Any, form: forms.Form) -> Outcome:
-    operations.request_cancel(row.run_id, form.cleaned_data.get("reason") or "")
-    return Outcome(
-        f'cancellation of run "{row.run_id}" requested: its worker stops at its next check '
-        "point and the run ends cancelled"
-    )
+    return operations.request_cancel(row.run_id, form.cleaned_data.get("reason") or "")
 
 
 def _migrate(row: Any, form: MigrateForm) -> Outcome:
@@ -167,8 +163,10 @@ ACTIONS: dict[str, RunAction[Any]] = {
             name="cancel",
             label="Cancel",
             permission="cancel_snapshot",
-            summary="Ask the worker running this run to stop at its next check point; the run "
-            "ends cancelled and keeps its partial state.",
+            summary="Ask the worker running this run to stop at its next check point (a "
+            "step checking ctx.cancel sees it within a third of the lease); when no live "
+            "worker holds the run, it is cancelled at once. The run ends cancelled and keeps "
+            "its partial state.",
             form=CancelForm,
             perform=_cancel,
             unavailable=_cancel_unavailable,

@@ -165,17 +165,26 @@ class SnapshotStore(ABC):
         """``(owner, expires_at)`` of the run's live or expired lease, or ``None``."""
         return None
 
-    def renew_lease(self, run_id: str, owner: str) -> bool:
+    def renew_lease(self, run_id: str, owner: str) -> bool | CancelRequest:
         """Push the expiry of ``owner``'s lease on the run ``lease_seconds`` ahead, without
-        writing a snapshot (the heartbeat of a long step). False when ``owner`` no longer
-        holds it: another worker took the run over."""
+        writing a snapshot (the heartbeat of a long step).
+
+        Returns False when ``owner`` no longer holds the lease (another worker took the run
+        over, or it was deleted); else the operator's pending ``CancelRequest`` when there is
+        one (read in the same round trip: it is how a cancel reaches a running step), else
+        True. A ``CancelRequest`` is truthy, so a store that returns only a bool still works:
+        its runs then learn of a cancel at their next snapshot write.
+        """
         return True
 
-    def request_cancel(self, run_id: str, reason: str = "") -> bool:
-        """Record that an operator wants the run cancelled; False when it is not running.
+    def request_cancel(self, run_id: str, reason: str = "") -> bool | CancelRequest:
+        """Record that an operator wants the run cancelled, in one atomic write.
 
-        The worker learns it from its next fenced write (``save`` returns a
-        ``CancelRequest``) and ends the run ``cancelled``; the terminal write clears it.
+        Returns False when the run is not running (nothing recorded), the earlier request
+        when one is already pending (kept as it is: the first reason wins), else True.
+        The worker learns of it from its next lease renewal (``renew_lease``) or fenced write
+        (``save`` returns a ``CancelRequest``) and ends the run ``cancelled``; the terminal
+        write clears it.
         """
         raise NotImplementedError(f"{type(self).__name__} does not support cancel requests")
 

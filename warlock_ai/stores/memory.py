@@ -68,20 +68,23 @@ class MemorySnapshotStore(SnapshotStore):
     def lease(self, run_id: str) -> tuple[str, datetime | None] | None:
         return self._leases.get(run_id)
 
-    def renew_lease(self, run_id: str, owner: str) -> bool:
+    def renew_lease(self, run_id: str, owner: str) -> bool | CancelRequest:
         with self._lock:
             holder, _ = self._leases.get(run_id, (None, None))
             if holder != owner:
                 return False
             expires = datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
             self._leases[run_id] = (owner, expires)
-            return True
+            return self._cancels.get(run_id) or True
 
-    def request_cancel(self, run_id: str, reason: str = "") -> bool:
+    def request_cancel(self, run_id: str, reason: str = "") -> bool | CancelRequest:
         with self._lock:
             text = self._data.get(run_id)
             if text is None or snapshot_from_json(text).status != "running":
                 return False
+            pending = self._cancels.get(run_id)
+            if pending is not None:
+                return pending
             self._cancels[run_id] = CancelRequest(datetime.now(UTC), reason or None)
             return True
 

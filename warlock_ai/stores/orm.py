@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
@@ -325,30 +325,61 @@ class DatabaseSnapshotStore(SnapshotStore):
             raise self._error("read the lease of", run_id, exc) from exc
         return (holder, expires) if holder else None
 
-    def renew_lease(self, run_id: str, owner: str) -> bool:
+    def renew_lease(self, run_id: str, owner: str) -> bool | CancelRequest:
+        connection = connections[self.using]
         expires = timezone.now() + timedelta(seconds=self.lease_seconds)
         try:
-            updated = (
-                _model()
-                .objects.using(self.using)
-                .filter(pk=run_id, lease_owner=owner)
-                .update(lease_expires_at=expires)
-            )
+            if connection.vendor not in _UPSERT_VENDORS:
+                return self._renew_portable(run_id, owner, expires)
+            # One statement: the fenced UPDATE brings back any cancel request.
+            with connection.cursor() as cursor:
+                adapted = connection.ops.adapt_datetimefield_value(expires)
+                cursor.execute(self._renew_sql(connection), [adapted, run_id, owner])
+                renewed = cursor.fetchone()
         except DatabaseError as exc:
             raise self._error("renew the lease of", run_id, exc) from exc
-        return updated == 1
+        if renewed is None:
+            return False
+        return _cancel_request(renewed) or True
 
-    def request_cancel(self, run_id: str, reason: str = "") -> bool:
-        try:
-            updated = (
-                _model()
-                .objects.using(self.using)
-                .filter(pk=run_id, status="running")
-                .update(cancel_requested_at=timezone.now(), cancel_reason=reason or None)
+    def _renew_sql(self, connection: Any) -> str:
+        key = (connection.vendor, "heartbeat", False)
+        sql = self._sql.get(key)
+        if sql is None:
+            meta = _model()._meta
+            qn = connection.ops.quote_name
+            run_id, owner, expires, cancel_at, reason = (
+                qn(meta.get_field(f).column) for f in ("run_id", *_LEASE_FIELDS, *_CANCEL_FIELDS)
             )
+            sql = self._sql[key] = (
+                f"UPDATE {qn(meta.db_table)} SET {expires} = %s "
+                f"WHERE {run_id} = %s AND {owner} = %s RETURNING {cancel_at}, {reason}"
+            )
+        return sql
+
+    def _renew_portable(self, run_id: str, owner: str, expires: Any) -> bool | CancelRequest:
+        """Databases without ``RETURNING``: the fenced update, then the request it left."""
+        rows = _model().objects.using(self.using).filter(pk=run_id, lease_owner=owner)
+        if rows.update(lease_expires_at=expires) != 1:
+            return False
+        renewed = rows.values_list(*_CANCEL_FIELDS).first()
+        return (_cancel_request(renewed) if renewed else None) or True
+
+    def request_cancel(self, run_id: str, reason: str = "") -> bool | CancelRequest:
+        rows = _model().objects.using(self.using).filter(pk=run_id)
+        try:
+            # Only a running run without a pending request is written: the first reason wins.
+            updated = rows.filter(status="running", cancel_requested_at__isnull=True).update(
+                cancel_requested_at=timezone.now(), cancel_reason=reason or None
+            )
+            if updated:
+                return True
+            found = rows.values_list("status", *_CANCEL_FIELDS).first()
         except DatabaseError as exc:
             raise self._error("request the cancellation of", run_id, exc) from exc
-        return updated > 0
+        if found is None or found[0] != "running" or found[1] is None:
+            return False
+        return CancelRequest(found[1], found[2])
 
     def delete(self, run_id: str) -> bool:
         try:
@@ -419,4 +450,9 @@ class DatabaseSnapshotStore(SnapshotStore):
 
 def _cancel_request(returned: tuple[Any, Any]) -> CancelRequest | None:
     requested_at, reason = returned
-    return CancelRequest(requested_at, reason) if requested_at else None
+    if not requested_at:
+        return None
+    if isinstance(requested_at, datetime) and timezone.is_naive(requested_at):
+        # A raw cursor on SQLite returns the stored UTC time without its zone.
+        requested_at = requested_at.replace(tzinfo=UTC)
+    return CancelRequest(requested_at, reason)

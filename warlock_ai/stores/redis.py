@@ -181,10 +181,13 @@ class RedisSnapshotStore(SnapshotStore):
             data = await client.hget(key, "data")
         return snapshot_from_json(data) if data is not None else None
 
-    def request_cancel(self, run_id: str, reason: str = "") -> bool:
+    def request_cancel(self, run_id: str, reason: str = "") -> bool | CancelRequest:
         key = self.key(run_id)
         with self._conn.errors("cancel", key):
-            return bool(request_cancel_script(self._conn.client, [key], [_now_ms(), reason]))
+            reply = request_cancel_script(self._conn.client, [key], [_now_ms(), reason])
+        if isinstance(reply, list):  # one was already pending
+            return CancelRequest(_from_ms(reply[0]), as_text(reply[1]) or None)
+        return bool(reply)
 
     def delete(self, run_id: str) -> bool:
         key = self.key(run_id)
@@ -290,11 +293,14 @@ class RedisSnapshotStore(SnapshotStore):
             values = self._conn.client.hmget(key, ["lease_owner", "lease_expires_at"])
         return self._lease(values)
 
-    def renew_lease(self, run_id: str, owner: str) -> bool:
+    def renew_lease(self, run_id: str, owner: str) -> bool | CancelRequest:
         key = self.key(run_id)
         expires = _now_ms() + int(self.lease_seconds * 1000)
         with self._conn.errors("lease renewal", key):
-            return bool(renew_lease_script(self._conn.client, [key], [owner, expires]))
+            reply = renew_lease_script(self._conn.client, [key], [owner, expires])
+        if isinstance(reply, list):  # held, and an operator asked to cancel the run
+            return CancelRequest(_from_ms(reply[1]), as_text(reply[2]) or None)
+        return bool(reply)
 
     async def alease(self, run_id: str) -> tuple[str, datetime | None] | None:
         client = self._conn.async_client()

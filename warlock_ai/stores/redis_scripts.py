@@ -22,8 +22,11 @@ end
 REQUEST_CANCEL = (
     STATUS_OF
     + """
--- KEYS[1] the run; ARGV: now_ms, reason. Only a running run can be asked to cancel.
+-- KEYS[1] the run; ARGV: now_ms, reason. Only a running run can be asked to cancel; a
+-- request already pending is kept and returned as {requested_at, reason}.
 if status_of(KEYS[1]) ~= 'running' then return 0 end
+local pending = redis.call('HMGET', KEYS[1], 'cancel_requested_at', 'cancel_reason')
+if pending[1] then return {pending[1], pending[2] or ''} end
 redis.call('HSET', KEYS[1], 'cancel_requested_at', ARGV[1], 'cancel_reason', ARGV[2])
 return 1
 """
@@ -130,9 +133,12 @@ return n
 """
 
 RENEW_LEASE = """
--- KEYS[1] the run; ARGV[1] the owner, ARGV[2] the new expiry (epoch ms)
+-- KEYS[1] the run; ARGV[1] the owner, ARGV[2] the new expiry (epoch ms). Returns 0 when the
+-- lease is not the owner's, {1, requested_at, reason} when an operator asked to cancel, else 1.
 if redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'lease_expires_at', ARGV[2])
+local cancel = redis.call('HMGET', KEYS[1], 'cancel_requested_at', 'cancel_reason')
+if cancel[1] then return {1, cancel[1], cancel[2] or ''} end
 return 1
 """
 

@@ -5,6 +5,8 @@
 - ``worker-gate``: ``before``; ``gate``, which records a row, then waits until the file
   ``$WARLOCK_TEST_GATE_DIR/<run_id>`` exists (a test opens the gate when it is ready); ``after``.
 - ``worker-bench``: 10 trivial steps (each sets one key of the state), nothing recorded.
+- ``worker-cancellable``: ``before``; ``poll``, which records a row, then polls ``ctx.cancel``
+  and, once it is set, records ``poll-noticed`` and stops unfinished; ``after``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,16 @@ def after(ctx: Any) -> None:
     record(ctx, "after")
 
 
+def poll_cancel(ctx: Any) -> None:
+    record(ctx, "poll")
+    deadline = time.monotonic() + GATE_TIMEOUT
+    while not ctx.cancel.wait(0.01):
+        if time.monotonic() > deadline:
+            raise TimeoutError("ctx.cancel was never set")
+    record(ctx, "poll-noticed")
+    raise ai.WorkflowCancelledError(ctx.cancel.reason_text)
+
+
 def bench_step(i: int) -> ai.Step:
     key = f"k{i}"
 
@@ -71,6 +83,10 @@ worker_gate = ai.workflow(
     steps=[ai.step("before", before), ai.step("gate", gate), ai.step("after", after)],
 )
 worker_bench = ai.workflow(name="worker-bench", steps=[bench_step(i) for i in range(10)])
+worker_cancellable = ai.workflow(
+    name="worker-cancellable",
+    steps=[ai.step("before", before), ai.step("poll", poll_cancel), ai.step("after", after)],
+)
 
 
 # --- worker-supervisor: a supervisor whose agents run on counted fake models -----------------

@@ -103,14 +103,30 @@ class CancelToken:
         return f"<CancelToken {state}>"
 
 
+#: The reason a run is cancelled with when the operator gave none.
+OPERATOR_CANCEL = "cancel requested by an operator"
+
+
 class CancelRequest:
-    """An operator asked, through the store, to cancel a run (returned by a fenced save)."""
+    """An operator asked, through the store, to cancel a run.
+
+    Returned by a fenced save and by a lease renewal (the heartbeat): always truthy, so a
+    renewal that returns one still means "the lease is held".
+    """
 
     __slots__ = ("reason", "requested_at")
 
     def __init__(self, requested_at: Any, reason: str | None = None) -> None:
         self.requested_at = requested_at
         self.reason = reason
+
+    def __bool__(self) -> bool:
+        return True
+
+    @property
+    def reason_text(self) -> str:
+        """The operator's reason, or a default saying an operator asked."""
+        return self.reason or OPERATOR_CANCEL
 
     def __repr__(self) -> str:
         return f"<CancelRequest at={self.requested_at!r} reason={self.reason!r}>"

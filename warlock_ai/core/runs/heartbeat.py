@@ -6,6 +6,11 @@ call and take the run over. A renewal that finds another owner (or no run) cance
 token: the run stops at its next check point, and its next write is refused
 (``LeaseLostError``).
 
+The renewal also brings back an operator's pending cancel request in the same round trip
+(``renew_lease`` returns a :class:`CancelRequest`): the heartbeat then cancels the run's token,
+so a step polling ``ctx.cancel`` sees it within one :func:`heartbeat_interval` instead of at
+the run's next snapshot write.
+
 One daemon thread per process renews every registered run when it falls due; registering
 and unregistering a run is a dict operation, so runs shorter than a third of the lease (most
 of them) cost the hot path next to nothing.
@@ -20,13 +25,19 @@ import threading
 import time
 from typing import Any
 
-from .cancel import CancelToken
+from .cancel import CancelRequest, CancelToken
 from .effects import worker_thread_exit_hooks
 
 logger = logging.getLogger("warlock_ai.leases")
 
 MIN_INTERVAL = 0.05  # seconds
 IDLE_WAIT = 1.0  # seconds the thread sleeps when no run is registered
+
+
+def heartbeat_interval(store: Any) -> float:
+    """Seconds between two renewals of a lease on ``store``: a third of its ``lease_seconds``
+    (also how long an operator's cancel takes at most to reach a running step)."""
+    return max(float(getattr(store, "lease_seconds", 300)) / 3, MIN_INTERVAL)
 
 
 class Heartbeat:
@@ -36,7 +47,7 @@ class Heartbeat:
 
     def __init__(self, store: Any, run_id: str, owner: str, cancel: CancelToken) -> None:
         self.store, self.run_id, self.owner, self.cancel = store, run_id, owner, cancel
-        self.interval = max(float(getattr(store, "lease_seconds", 300)) / 3, MIN_INTERVAL)
+        self.interval = heartbeat_interval(store)
         self.due = time.monotonic() + self.interval
         self.key = next(self._ids)
         self.renewals = 0
@@ -47,13 +58,19 @@ class Heartbeat:
         _scheduler.remove(self)
 
     def beat(self) -> bool:
-        """Renew once; False (and the run cancelled) once the lease is someone else's."""
+        """Renew once; False (and the run cancelled) once the lease is someone else's.
+
+        A renewal that brings back an operator's cancel request cancels the run's token and
+        keeps renewing: the run still holds its lease until its terminal write."""
         self.due = time.monotonic() + self.interval
         try:
             held = self.store.renew_lease(self.run_id, self.owner)
         except Exception as exc:  # a blip: the next beat tries again, the lease has slack
             logger.warning("lease renewal of run %r failed: %s", self.run_id, exc)
             return True
+        if isinstance(held, CancelRequest) and not self.cancel.cancelled:
+            logger.info("run %r: cancel requested by an operator; stopping", self.run_id)
+            self.cancel.cancel(held.reason_text)
         if held:
             self.renewals += 1
             return True

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..errors import AIError
     from .drift import DefinitionDiff
     from .snapshots import RunSnapshot
 
@@ -45,6 +46,9 @@ class RunKind:
     progress_lines: Mapping[str, ProgressLine] = field(default_factory=dict)
     #: Its records can be renamed to a changed definition's (``migrate_run``).
     migratable: bool = False
+    #: The error a cancelled run of this kind stores (its ``Run.cancelled_class``): what an
+    #: operator's cancel of a run no live worker holds writes.
+    cancelled_error: type[AIError] | None = None
 
 
 _lock = threading.Lock()

@@ -153,7 +153,7 @@ class RunWriter:
             self.lease_held = status == RUNNING and not release
         if isinstance(outcome, CancelRequest) and status == RUNNING:
             # Asked from outside (cancel_run, the admin): noticed at this check point.
-            self.cancel.cancel(outcome.reason or "cancel requested by an operator")
+            self.cancel.cancel(outcome.reason_text)
         return None
 
     def retry(self, snapshot: RunSnapshot, claim: LeaseClaim | None, error: Any) -> Effects:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import SupervisorCancelledError
 from ..runs.kinds import RunKind, register_kind
 from ..runs.snapshots import COMPLETED
 from .drift import diff_supervisors
@@ -49,5 +50,6 @@ SUPERVISOR = register_kind(
         progress=_progress,
         progress_lines={"supervisor.iteration.completed": _iteration},
         migratable=False,
+        cancelled_error=SupervisorCancelledError,
     )
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import WorkflowCancelledError
 from ..runs.kinds import RunKind, register_kind
 from ..runs.snapshots import COMPLETED
 from .drift import diff_definitions
@@ -55,5 +56,6 @@ WORKFLOW = register_kind(
             "workflow.step.failed": _failed,
         },
         migratable=True,
+        cancelled_error=WorkflowCancelledError,
     )
 )

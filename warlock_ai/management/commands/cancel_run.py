@@ -6,10 +6,12 @@ from warlock_ai.operations import request_cancel
 
 class Command(RunCommand):
     help = (
-        "Ask a running run to stop. The request is stored on its snapshot; the worker running "
-        "it notices at its next checkpoint (the snapshot write after the current step) and "
-        "ends the run 'cancelled', keeping its finished steps and state. Refused when the run "
-        "is not running."
+        "Cancel a running run. When no live worker holds it (its worker died, or its lease "
+        "expired), it is marked cancelled at once. Otherwise the request is stored on its "
+        "snapshot: the worker's heartbeat sets ctx.cancel within a third of LEASE_SECONDS and "
+        "the worker ends the run 'cancelled' at its next checkpoint, keeping its finished "
+        "steps and state. A second request while one is pending keeps the first (exit 0). "
+        "Refused when the run is not running."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -19,10 +21,6 @@ class Command(RunCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        run_id = options["run_id"]
-        request_cancel(run_id, reason=options["reason"])
+        outcome = request_cancel(options["run_id"], reason=options["reason"])
         if self.verbosity >= 1:
-            self.stdout.write(
-                f"cancellation of run {run_id} requested; its worker stops at its next "
-                "checkpoint (after the current step) and the run ends cancelled"
-            )
+            self.stdout.write(outcome.message)
