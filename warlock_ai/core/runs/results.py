@@ -46,6 +46,12 @@ class RunReport:
     state: dict[str, Any] = field(default_factory=dict)
     cancelled_at: datetime | None = None
     type: str = ""
+    #: False when a snapshot write failed and stayed failed: the stored run is behind.
+    persisted: bool = True
+    #: How many snapshot writes of this execution failed (and stayed failed).
+    failed_writes: int = 0
+    #: The last of those failures.
+    persist_error: AIError | None = None
 
 
 ReportT = TypeVar("ReportT", bound=RunReport)
