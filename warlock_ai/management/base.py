@@ -10,6 +10,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext, redirect_stdout
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -181,6 +182,13 @@ class RunCommand(BaseCommand):
 
     def _progress_line(self, line: Callable[[dict[str, Any]], str], event: dict[str, Any]) -> None:
         self.progress_out.write(shown(line(event)))
+
+    def run_output(self) -> AbstractContextManager[Any]:
+        """Around running a run: with ``--json``, what its steps ``print`` goes to stderr, so
+        stdout carries only the one JSON document (the command's own stdout is kept)."""
+        if getattr(self, "json_output", False):
+            return redirect_stdout(sys.stderr)
+        return nullcontext()
 
     @property
     def progress_out(self) -> Any:

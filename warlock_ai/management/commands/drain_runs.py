@@ -38,7 +38,8 @@ class Command(RunCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         progress = None if options["json"] else self.progress_bar("draining")
         try:
-            outcomes = drain_runs(enqueue=options["enqueue"], progress=progress)
+            with self.run_output():
+                outcomes = drain_runs(enqueue=options["enqueue"], progress=progress)
         finally:
             if progress is not None:
                 progress.close()

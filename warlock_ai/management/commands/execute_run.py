@@ -66,9 +66,10 @@ class Command(RunCommand):
                 )
 
             handlers[f"{definition.kind}.starting"] = starting
-        result = execute_flow(
-            options["flow"], payload, run_id=options["run_id"], context=context, on=handlers
-        )
+        with self.run_output():
+            result = execute_flow(
+                options["flow"], payload, run_id=options["run_id"], context=context, on=handlers
+            )
         self.report(result)
 
     def read_input(self, options: dict[str, Any]) -> Any:

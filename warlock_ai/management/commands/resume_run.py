@@ -64,12 +64,13 @@ class Command(RunCommand):
                     f"current {definition.signature})"
                 )
         try:
-            result = resume_run(
-                run_id,
-                force=options["force"],
-                context=context,
-                on=self.progress_handlers(snapshot.kind),
-            )
+            with self.run_output():
+                result = resume_run(
+                    run_id,
+                    force=options["force"],
+                    context=context,
+                    on=self.progress_handlers(snapshot.kind),
+                )
         except DriftError as exc:
             raise CommandError(drift_message(run_id, snapshot, exc)) from exc
         self.report(result)
