@@ -632,3 +632,24 @@ def test_execute_run_exits_3_when_redis_stops_mid_run(throwaway_redis):
     assert document["status"] == "completed" and document["persisted"] is False
     assert document["failed_writes"] >= 1
     assert "unreadable" in document["stored"]  # the store is still down
+
+
+def test_execute_run_of_a_supervisor_prints_iterations_and_json(supervised):
+    out, err = StringIO(), StringIO()
+    call_command(
+        "execute_run", "supervisor:support", input='{"ticket": 1}', run_id="sv-1", stdout=out
+    )
+    lines = out.getvalue().splitlines()
+    assert "  iteration 0 started" in lines, out.getvalue()
+    assert any(line.startswith("  iteration 0 ") and "ms" in line for line in lines)
+
+    out = StringIO()
+    call_command("resume_run", "sv-1", json=True, stdout=out, stderr=err)
+    document = json.loads(out.getvalue())
+    assert (document["kind"], document["status"], document["exit_code"]) == (
+        "supervisor",
+        "completed",
+        0,
+    )
+    assert document["iterations"] and "steps" not in document
+    assert {"iteration", "intents", "duration_ms", "failed"} <= set(document["iterations"][0])
