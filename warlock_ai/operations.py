@@ -583,6 +583,13 @@ def _drain_one(run_id: str, enqueue: bool, store: SnapshotStore | None) -> str:
     except AIError as exc:
         logger.warning("drain could not resume run %r: %s", run_id, exc.message)
         return f"error: {exc.message}"
+    report = result.report
+    if not getattr(report, "persisted", True):
+        last = report.persist_error.message if report.persist_error is not None else "?"
+        return (
+            f"not-durable: {report.status}, but {report.failed_writes} snapshot write(s) "
+            f"failed (last: {last})"
+        )
     if result.error is not None:
-        return f"{result.report.status}: {result.error.message}"
-    return result.report.status
+        return f"{report.status}: {result.error.message}"
+    return str(report.status)

@@ -225,7 +225,12 @@ def test_execute_run_prints_every_step_and_the_outcome(project):
     assert result.stderr.strip() == "", describe(result)
     lines = result.stdout.splitlines()
     for step in ("fetch", "normalize", "enrich", "upsert"):
-        assert any(re.match(rf"\s*{step}\s+completed\b", line) for line in lines), describe(result)
+        started = lines.index(f"  step {step} started")
+        ended = [i for i, line in enumerate(lines) if line.startswith(f"  step {step} completed")]
+        assert ended and ended[0] > started, describe(result)
+        assert re.fullmatch(rf"  step {step} completed in \d+ ms \(1 attempt\)", lines[ended[0]]), (
+            describe(result)
+        )
     assert lines[-1].startswith(f"run {run_id}: completed"), describe(result)
     assert snapshot_row(project, run_id)["status"] == "completed"
     assert step_counts(project, run_id) == {"fetch": 1, "normalize": 1, "enrich": 1, "upsert": 1}

@@ -298,13 +298,24 @@ def test_help_describes_the_command(project, command):
 def test_list_runs_prints_a_table_newest_first(project):
     out = assert_ok(manage(project, "list_runs"))
     lines = out.splitlines()
-    assert lines[0].split() == ["RUN", "ID", "FLOW", "STATUS", "NEXT", "STEP", "AGE", "LEASE"]
+    assert lines[0].split() == [
+        *("RUN", "ID", "FLOW", "STATUS", "NEXT", "STEP", "AGE"),
+        *("VERSION", "SIGNATURE", "DRIFTED", "LEASE"),
+    ]
     order = [line.split()[0] for line in lines[1:5]]
     assert order == [FAILED_RUN, DONE_RUN, LEASED_RUN, STALE_RUN]  # by saved_at, newest first
     rows = {line.split()[0]: line for line in lines[1:5]}
-    assert re.search(rf"{FLOW}\s+running\s+upsert\s+\d+m\s+{OTHER_HOLDER} until ", rows[LEASED_RUN])
-    assert re.search(rf"running\s+upsert\s+1h\s+{DEAD_HOLDER} \(expired\)", rows[STALE_RUN])
-    assert re.search(r"failed\s+fetch\s+\d+[sm]\s+-$", rows[FAILED_RUN])
+    sig = snapshot_row(project, LEASED_RUN)["signature"]
+    version = r"1\s+" + sig  # catalog-import version 1, as registered: no drift
+    assert re.search(
+        rf"{FLOW}\s+running\s+upsert\s+\d+m\s+{version}\s+no\s+{OTHER_HOLDER} until ",
+        rows[LEASED_RUN],
+    )
+    assert re.search(
+        rf"running\s+upsert\s+1h\s+{version}\s+no\s+{DEAD_HOLDER} \(expired\)", rows[STALE_RUN]
+    )
+    assert re.search(rf"failed\s+fetch\s+\d+[sm]\s+{version}\s+no\s+-$", rows[FAILED_RUN])
+    assert re.search(rf"completed\s+-\s+\d+[sm]\s+{version}\s+-\s+-$", rows[DONE_RUN])
     assert lines[-1] == "4 runs"
 
 
@@ -937,7 +948,7 @@ def test_call_command_drain_resumes_a_run_whose_worker_died(no_model_delay):
 
     out, _ = run("drain_runs", json=True)
 
-    assert json.loads(out) == [{"run_id": "stale-1", "outcome": "completed"}]
+    assert json.loads(out) == [{"run_id": "stale-1", "outcome": "completed", "ok": True}]
     assert Snapshot.objects.get(pk="stale-1").status == "completed"
     assert StepExecution.objects.count() == executions + 1  # upsert only
     assert Product.objects.count() == 11
@@ -995,9 +1006,11 @@ def test_parse_duration():
     assert parse_duration("--x", "45s") == timedelta(seconds=45)
     assert parse_duration("--x", "1d12h") == timedelta(days=1, hours=12)
     assert parse_duration("--x", "0s") == timedelta(0)
-    for bad in ("", "30", "d", "30 days", "-1d", "1.5h", "30d!", "1w"):
+    for bad in ("", "30", "d", "30 days", "1.5h", "30d!", "1w", "1d-1h"):
         with pytest.raises(CommandError, match="--x expects a duration"):
             parse_duration("--x", bad)
+    with pytest.raises(CommandError, match="--x must not be negative, got '-1d'"):
+        parse_duration("--x", "-1d")
 
 
 # --- --enqueue with a real Redis ------------------------------------------------------------

@@ -1,12 +1,16 @@
 """What every warlock_ai command shares: one clear error line and exit code 1 on bad input,
+``--json`` (one JSON document on stdout, errors included), the exit codes of a run's outcome,
+numbers and durations checked with one-line errors, run ids never echoed raw to a terminal,
 and Django's ``--no-input`` convention for the commands that ask before deleting."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext, redirect_stdout
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -15,6 +19,39 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ..core.errors import AIError
 from ..core.runs.kinds import kind_named
+from ..core.runs.snapshots import COMPLETED, error_dict
+from ..core.runs.usage import Usage
+
+#: Exit codes of the commands that run or resume runs (documented in docs/django.md).
+EXIT_OK = 0  # the run completed and every snapshot write was stored
+EXIT_FAILED = 1  # bad input or refused; or the run ended failed, cancelled, max-iterations
+EXIT_NOT_DURABLE = 3  # the run ended, but a snapshot write failed: the stored run is behind
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 the run completed and every snapshot write was stored; 1 bad input or "
+    "refused, or the run ended failed, cancelled or max-iterations; 3 the run ended but a "
+    "snapshot write failed, so the stored run is behind (one line says what it now says); "
+    "130 (SIGINT) or 143 (SIGTERM) the run was interrupted and stays resumable (one line "
+    "names the resume command)."
+)
+
+#: The ``code`` of a refusal that is not an ``AIError`` (bad options, argparse's errors).
+INVALID_INPUT = "INVALID_INPUT"
+#: The most any duration option accepts (100 years): more is a typo, and overflows dates.
+MAX_DURATION = timedelta(days=36500)
+
+
+class Reported(CommandError):
+    """The outcome was printed already (text or JSON); only the exit code is left to give."""
+
+
+def shown(text: Any) -> str:
+    """``text`` safe to print on a terminal: control and other unprintable characters
+    (newline, ESC, DEL, C1, bidi controls...) escaped as ``repr`` does, the rest as is."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class RunCommand(BaseCommand):
@@ -28,16 +65,26 @@ class RunCommand(BaseCommand):
         self.verbosity = options.get("verbosity", 1)
         self.interactive = options.get("interactive", True) and not options.get("yes", False)
         self.stdin = options.get("stdin") or sys.stdin
+        self.json_output = bool(options.get("json", False))
+        from_command_line = getattr(self, "_called_from_command_line", False)
         try:
             return super().execute(*args, **options)
+        except Reported as exc:
+            if options.get("traceback") or not from_command_line:
+                raise
+            sys.exit(exc.returncode)
         except (CommandError, AIError) as exc:
             message = exc.message if isinstance(exc, AIError) else str(exc)
-            if options.get("traceback") or not getattr(self, "_called_from_command_line", False):
+            if options.get("traceback") or not from_command_line:
                 if isinstance(exc, CommandError):
                     raise
                 raise CommandError(message) from exc
-            self.stderr.write(f"error: {message}")
-            sys.exit(1)
+            if self.json_output:
+                code = exc.code if isinstance(exc, AIError) else INVALID_INPUT
+                self.write_json({"error": {"code": code, "message": message}})
+            else:
+                self.stderr.write(f"error: {shown(message)}")
+            sys.exit(exc.returncode if isinstance(exc, CommandError) else EXIT_FAILED)
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
         """argparse's own errors (a missing option, ``--limit abc``) follow the same rule:
@@ -47,12 +94,27 @@ class RunCommand(BaseCommand):
         def error(message: str) -> None:
             if not parser.called_from_command_line:
                 raise CommandError(f"Error: {message}")
-            sys.stderr.write(f"error: {message} (see {prog_name} {subcommand} --help)\n")
+            message = shown(f"{message} (see {prog_name} {subcommand} --help)")
+            if "--json" in sys.argv[2:]:  # the options are not parsed yet: look for it
+                error = {"error": {"code": INVALID_INPUT, "message": message}}
+                sys.stdout.write(json.dumps(error, indent=2) + "\n")
+            else:
+                sys.stderr.write(f"error: {message}\n")
             sys.exit(1)
 
         # Replaces the method on this one parser; mypy refuses assigning to a method.
         setattr(parser, "error", error)  # noqa: B010
         return parser
+
+    @staticmethod
+    def add_json_argument(parser: Any, what: str) -> None:
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help=f"print {what} as one JSON document on stdout (an error as "
+            '{"error": {"code", "message"}}, with the same exit code); progress lines go to '
+            "stderr",
+        )
 
     @staticmethod
     def add_no_input_arguments(parser: Any) -> None:
@@ -111,7 +173,8 @@ class RunCommand(BaseCommand):
         return value
 
     def progress_handlers(self, kind: str = "workflow") -> dict[str, Any]:
-        """Per-call event handlers printing each step or iteration as it settles."""
+        """Per-call event handlers printing each step or iteration as it starts and settles
+        (with ``--json`` on stderr, so stdout keeps one JSON document); none with ``-v 0``."""
         if self.verbosity < 1:
             return {}
         return {
@@ -120,19 +183,51 @@ class RunCommand(BaseCommand):
         }
 
     def _progress_line(self, line: Callable[[dict[str, Any]], str], event: dict[str, Any]) -> None:
-        self.stdout.write(line(event))
+        self.progress_out.write(shown(line(event)))
+
+    def run_output(self) -> AbstractContextManager[Any]:
+        """Around running a run: with ``--json``, what its steps ``print`` goes to stderr, so
+        stdout carries only the one JSON document (the command's own stdout is kept)."""
+        if getattr(self, "json_output", False):
+            return redirect_stdout(sys.stderr)
+        return nullcontext()
+
+    @property
+    def progress_out(self) -> Any:
+        """Where lines about a run in progress go: stdout, or stderr with ``--json``."""
+        return self.stderr if getattr(self, "json_output", False) else self.stdout
 
     def report(self, result: Any) -> None:
-        """Print the outcome; a run that did not complete exits with 1."""
+        """Print a run's outcome (a line, or with ``--json`` the result document) and end with
+        its exit code: 0 completed and durable, 1 the run did not complete, 3 a snapshot
+        write failed (one line says what the stored run now says)."""
         report = result.report
-        line = f"run {report.run_id}: {report.status} in {report.duration_ms / 1000:.2f} s"
-        if result.error is not None:
-            self.stdout.write(line)
-            self.stderr.write(f"error: {result.error.message}")
-            if getattr(self, "_called_from_command_line", False):
-                sys.exit(1)
-            raise CommandError(result.error.message)
-        self.stdout.write(self.style.SUCCESS(line) if report.status == "completed" else line)
+        code = exit_code(result)
+        stored = None if report.persisted else stored_run(report)
+        if self.json_output:
+            self.write_json(result_json(result, code, stored))
+        else:
+            line = (
+                f"run {shown(report.run_id)}: {report.status} in {report.duration_ms / 1000:.2f} s"
+            )
+            ok = code == EXIT_OK
+            self.stdout.write(self.style.SUCCESS(line) if ok else line)
+            if result.error is not None:
+                self.stderr.write(f"error: {shown(result.error.message)}")
+            if stored is not None:
+                self.stderr.write(f"error: {shown(not_durable_line(report, stored))}")
+        if code != EXIT_OK:
+            message = result.error.message if result.error is not None else ""
+            if stored is not None:
+                message = not_durable_line(report, stored)
+            raise Reported(message, returncode=code)
+
+    def report_enqueued(self, job: Any) -> None:
+        """The job a run went to: one line, or with ``--json`` its run id, job id, queue."""
+        if self.json_output:
+            self.write_json(enqueued_json(job))
+        else:
+            self.stdout.write(enqueued_line(job))
 
     # --- helpers for the operator commands -----------------------------------------------
 
@@ -151,7 +246,7 @@ class RunCommand(BaseCommand):
 
     def write_json(self, value: Any) -> None:
         """``value`` as indented JSON on stdout (datetimes as ISO 8601)."""
-        self.stdout.write(json.dumps(value, indent=2, default=_json_default))
+        self.stdout.write(json.dumps(value, indent=2, default=_json_default), style_func=_plain)
 
     def progress_bar(self, label: str) -> ProgressBar | None:
         """A ``progress(done, total)`` callback drawing on stderr, or ``None`` when stderr is
@@ -161,22 +256,138 @@ class RunCommand(BaseCommand):
         return ProgressBar(self.stderr, label)
 
 
+# --- a run's outcome: exit code, JSON document, what the store kept -----------------------
+
+
+def exit_code(result: Any) -> int:
+    """``EXIT_NOT_DURABLE`` when a snapshot write failed (whatever the status: the stored run
+    is behind), else ``EXIT_FAILED`` when the run did not complete, else ``EXIT_OK``."""
+    report = result.report
+    if not getattr(report, "persisted", True):
+        return EXIT_NOT_DURABLE
+    if result.error is not None or report.status != COMPLETED:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def stored_run(report: Any) -> dict[str, Any]:
+    """What the store now says of ``report``'s run: ``{"status", "position", ...}``,
+    ``{"status": None}`` when nothing is stored, or ``{"unreadable": why}``."""
+    from ..registry import registry
+
+    try:
+        store = registry.get(report.type, report.name).store
+        snapshot = store.load(report.run_id)
+    except Exception as exc:  # the store is what failed: say so, do not raise again
+        return {"unreadable": f"{type(exc).__name__}: {exc}"}
+    if snapshot is None:
+        return {"status": None}
+    position = kind_named(snapshot.kind).position(
+        snapshot.status, snapshot.next_step, snapshot.iteration
+    )
+    return {
+        "status": snapshot.status,
+        "position": position,
+        "next_step": snapshot.next_step,
+        "iteration": snapshot.iteration,
+        "saved_at": snapshot.saved_at,
+    }
+
+
+def not_durable_line(report: Any, stored: dict[str, Any]) -> str:
+    """One line: the run is not durable, why, and what its stored snapshot says instead."""
+    writes = report.failed_writes
+    failed = f"{writes} snapshot write{'s' if writes != 1 else ''} failed"
+    if report.persist_error is not None:
+        failed += f" (last: {report.persist_error.message})"
+    if "unreadable" in stored:
+        says = f"the stored run cannot be read: {stored['unreadable']}"
+    elif stored["status"] is None:
+        says = "no snapshot stored"
+    else:
+        says = f"the stored run says: {stored['status']}, at {stored['position']}"
+    return f"run {report.run_id} {report.status} but is not durable: {failed}; {says}"
+
+
+def result_json(result: Any, code: int, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A run's result as the commands' ``--json`` prints it."""
+    report = result.report
+    kind = kind_named(report.type)
+    document: dict[str, Any] = {
+        "run_id": report.run_id,
+        "kind": kind.name,
+        "name": report.name,
+        "version": report.version,
+        "signature": report.signature,
+        "status": report.status,
+        "exit_code": code,
+        "error": _error_json(result.error),
+        "duration_ms": round(report.duration_ms, 3),
+        "usage": report.usage.to_dict(),
+        "data": result.data,
+        "persisted": report.persisted,
+        "failed_writes": report.failed_writes,
+        "persist_error": _error_json(report.persist_error),
+        kind.units: kind.report_summary(report),
+    }
+    if stored is not None:
+        document["stored"] = stored
+    return document
+
+
+def _error_json(error: AIError | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {"code": error.code, "message": error.message, **(error_dict(error) or {})}
+
+
+# --- numbers and durations -----------------------------------------------------------------
+
+
+def int_option(option: str, low: int, high: int, zero: str | None = None) -> Any:
+    """An argparse ``type`` for an integer from ``low`` to ``high``; anything else is one
+    error line naming the option and the range (``zero`` says what 0 means, for the help)."""
+
+    def parse(text: str) -> int:
+        words = f" (0 {zero})" if zero else ""
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expects a whole number from {low}{words} to {high}, got {shown(repr(text))}"
+            ) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be from {low}{words} to {high}, got {shown(text.strip())}"
+            )
+        return value
+
+    parse.__name__ = option  # argparse names the type in its own message
+    return parse
+
+
 _DURATION = re.compile(r"(\d+)\s*([dhms])")
-_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
-def parse_duration(option: str, text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``45s`` (or a sum such as ``1d12h``) as a ``timedelta``."""
+def parse_duration(option: str, text: str, maximum: timedelta = MAX_DURATION) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``45s`` (or a sum such as ``1d12h``) as a ``timedelta``;
+    anything longer than ``maximum`` is refused (a huge number is a typo, and overflows)."""
     compact = text.strip().lower()
+    if compact.startswith("-"):
+        raise CommandError(f"{option} must not be negative, got {shown(repr(text))}")
     parts = _DURATION.findall(compact)
     if not compact or "".join(f"{n}{u}" for n, u in parts) != compact.replace(" ", ""):
         raise CommandError(
-            f"{option} expects a duration such as 30d, 12h, 90m or 45s, got {text!r}"
+            f"{option} expects a duration such as 30d, 12h, 90m or 45s, got {shown(repr(text))}"
         )
-    delta = timedelta()
-    for number, unit in parts:
-        delta += timedelta(**{_UNITS[unit]: int(number)})
-    return delta
+    # Summed as an int first: timedelta() of a huge number raises OverflowError.
+    seconds = sum(int(number) * _SECONDS[unit] for number, unit in parts)
+    if seconds > maximum.total_seconds():
+        raise CommandError(
+            f"{option} {shown(text.strip())} is too long: the most is {maximum.days}d"
+        )
+    return timedelta(seconds=seconds)
 
 
 def _plain(text: str) -> str:
@@ -188,9 +399,15 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _json_default(value: Any) -> Any:
+    """Datetimes as ISO 8601, usage and errors as their dicts, anything else as its repr
+    (``data`` of a run may hold what JSON cannot: the document stays one JSON document)."""
     if isinstance(value, datetime):
         return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+    if isinstance(value, Usage):
+        return value.to_dict()
+    if isinstance(value, AIError):
+        return _error_json(value)
+    return repr(value)
 
 
 class ProgressBar:
@@ -257,9 +474,19 @@ def check_enqueue_options(options: dict[str, Any]) -> None:
 
 def enqueued_line(job: Any) -> str:
     status = job.get_status(refresh=False)
-    return (
+    return shown(
         f"run {job.meta['run_id']}: job {job.id} {getattr(status, 'value', status)} on {job.origin}"
     )
+
+
+def enqueued_json(job: Any) -> dict[str, Any]:
+    status = job.get_status(refresh=False)
+    return {
+        "run_id": job.meta["run_id"],
+        "job_id": job.id,
+        "job_status": getattr(status, "value", status),
+        "queue": job.origin,
+    }
 
 
 def enqueue(function: Any, *args: Any) -> Any:

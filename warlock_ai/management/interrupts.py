@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.core.management.base import CommandError
-
 from ..conf import warlock_settings
 from ..core.errors import RunInterruptedError
 from ..core.runs.cancel import CancelToken
@@ -82,9 +80,16 @@ def stop_if_interrupted(command: Any, result: Any) -> None:
 
 
 def stop(command: Any, line: str, run_id: str | None, code: int) -> None:
-    if run_id is not None:
-        line += f"; resume it with: {resume_command(run_id)}"
-    if getattr(command, "_called_from_command_line", False):
-        command.stderr.write(line)
-        sys.exit(code)
-    raise CommandError(line, returncode=code)
+    """Print the one line (or, with ``--json``, an error document naming the resume command)
+    and end the command with ``code``."""
+    from .base import Reported, shown
+
+    resume = resume_command(run_id) if run_id is not None else None
+    if resume is not None:
+        line += f"; resume it with: {resume}"
+    if getattr(command, "json_output", False):
+        error = {"code": "INTERRUPTED", "message": line, "run_id": run_id, "resume": resume}
+        command.write_json({"error": error, "exit_code": code})
+    else:
+        command.stderr.write(shown(line))
+    raise Reported(line, returncode=code)

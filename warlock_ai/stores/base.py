@@ -43,6 +43,8 @@ class RunInfo:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     cancel_requested_at: datetime | None = None
+    #: The signature of the definition that wrote the run (what drift is decided on).
+    signature: str | None = None
 
     def lease_state(self, now: datetime) -> LeaseState:
         return lease_state(self.lease_owner, self.lease_expires_at, now, self.status)
@@ -73,6 +75,7 @@ class RunInfo:
             lease_owner=owner,
             lease_expires_at=expires,
             cancel_requested_at=cancel_requested_at,
+            signature=snapshot.signature,
         )
 
 

@@ -60,6 +60,7 @@ _INFO_FIELDS = (
     "lease_owner",
     "lease_expires_at",
     "cancel_requested_at",
+    "signature",
 )
 _CANCEL_FIELDS = ("cancel_requested_at", "cancel_reason")
 _JSON_FIELDS = frozenset(JSON_PARTS)

@@ -268,6 +268,7 @@ class RedisSnapshotStore(SnapshotStore):
             lease_owner=as_text(owner) if owner is not None else None,
             lease_expires_at=_from_ms(expires),
             cancel_requested_at=_from_ms(cancel_at),
+            signature=data.get("signature"),  # None in summaries written before it was kept
         )
 
     def delete_runs(self, run_ids: Sequence[str], statuses: Iterable[str]) -> int:
@@ -318,7 +319,7 @@ def _meta_json(snapshot: RunSnapshot) -> str:
     return (
         f'{{"kind":"{snapshot.kind}","name":{key_json(snapshot.name)},'
         f'"version":{key_json(snapshot.version)},"status":{key_json(snapshot.status)},'
-        f'"next_step":{key_json(snapshot.next_step)},'
+        f'"signature":{key_json(snapshot.signature)},"next_step":{key_json(snapshot.next_step)},'
         f'"iteration":{"null" if iteration is None else int(iteration)},'
         f'"started_at":"{iso(snapshot.started_at)}","saved_at":"{iso(snapshot.saved_at)}"}}'
     )

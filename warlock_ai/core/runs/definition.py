@@ -50,11 +50,24 @@ def new_run_id(prefix: str) -> str:
 
 
 def check_run_id(run_id: Any) -> str:
+    """``run_id`` when it is a usable run id; ``WorkflowError`` saying what is wrong otherwise.
+
+    Control and other unprintable characters (newline, ESC, DEL, C1 controls, bidi and other
+    format characters, line separators, lone surrogates) are refused: an id is echoed to
+    operators' terminals and logs, where they would rewrite what is shown. The error shows
+    the id escaped, never raw.
+    """
     if not isinstance(run_id, str) or not run_id.strip():
         raise WorkflowError(f"run_id must be a non-empty string, got {run_id!r}")
     if len(run_id) > MAX_RUN_ID_LENGTH:
         raise WorkflowError(
             f"run_id is {len(run_id)} characters long; the limit is {MAX_RUN_ID_LENGTH}"
+        )
+    if not run_id.isprintable():
+        index, char = next((i, c) for i, c in enumerate(run_id) if not c.isprintable())
+        raise WorkflowError(
+            f"run_id {run_id!r} contains an unprintable character (U+{ord(char):04X} at "
+            f"position {index}); use letters, digits, spaces and punctuation"
         )
     return run_id
 

@@ -44,6 +44,9 @@ class RunKind:
     progress: Callable[[Any], str]
     #: Per-call event handlers' lines for the commands: event name -> its one-line text.
     progress_lines: Mapping[str, ProgressLine] = field(default_factory=dict)
+    #: A report's records in brief, JSON-ready, for the commands' ``--json``: one dict per
+    #: step or iteration (name, status, duration, attempts...).
+    report_summary: Callable[[Any], list[dict[str, Any]]] = field(default=lambda report: [])
     #: Its records can be renamed to a changed definition's (``migrate_run``).
     migratable: bool = False
     #: The error a cancelled run of this kind stores (its ``Run.cancelled_class``): what an

@@ -52,6 +52,7 @@ class RunReport:
     persisted: bool = True
     #: Snapshot writes of this execution that failed for good, and the last one's error.
     failed_writes: int = 0
+    #: The last of those failures.
     persist_error: AIError | None = None
 
 

@@ -37,6 +37,24 @@ def _iteration(event: Mapping[str, Any]) -> str:
     return line + (f"  (failed: {', '.join(failed)})" if failed else "")
 
 
+def _starting(event: Mapping[str, Any]) -> str:
+    return f"  iteration {event['iteration']} started"
+
+
+def _summary(report: Any) -> list[dict[str, Any]]:
+    """Each settled iteration of a supervisor report: what ran, how long, what failed."""
+    return [
+        {
+            "iteration": record.get("iteration", index),
+            "intents": list(record.get("result") or {}),
+            "source": (record.get("decision") or {}).get("source"),
+            "duration_ms": record.get("duration_ms"),
+            "failed": [k for k, b in (record.get("result") or {}).items() if b.get("error")],
+        }
+        for index, record in enumerate(report.snapshots)
+    ]
+
+
 SUPERVISOR = register_kind(
     RunKind(
         name="supervisor",
@@ -48,7 +66,11 @@ SUPERVISOR = register_kind(
         diff=diff_supervisors,
         position=_position,
         progress=_progress,
-        progress_lines={"supervisor.iteration.completed": _iteration},
+        progress_lines={
+            "supervisor.iteration.starting": _starting,
+            "supervisor.iteration.completed": _iteration,
+        },
+        report_summary=_summary,
         migratable=False,
         cancelled_error=SupervisorCancelledError,
     )

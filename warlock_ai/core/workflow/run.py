@@ -249,7 +249,11 @@ class WorkflowRun(StepExecution, Run["Workflow", WorkflowSnapshot, WorkflowResul
             self.pending_state_json = self.state_json
             failed = replace(record, status=FAILED, output=None, error=exc, steps=None, result=None)
             yield from self.emit(
-                "workflow.step.failed", step=step.name, error=exc, attempts=record.attempts
+                "workflow.step.failed",
+                step=step.name,
+                error=exc,
+                attempts=record.attempts,
+                duration_ms=record.duration_ms,
             )
             return failed, self.state
         return record, state

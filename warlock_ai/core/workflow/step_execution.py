@@ -160,7 +160,11 @@ class StepExecution:
                 result=result,
             )
             yield from self.emit(
-                "workflow.step.completed", step=name, output=output, duration_ms=duration
+                "workflow.step.completed",
+                step=name,
+                output=output,
+                duration_ms=duration,
+                attempts=k,
             )
             if step.on:
                 yield from self.local(
@@ -214,7 +218,13 @@ class StepExecution:
             cause=last,
         )
         record = self.failed(started, clock, attempts, tuple(history), err, usage)
-        yield from self.emit("workflow.step.failed", step=name, error=err, attempts=attempts)
+        yield from self.emit(
+            "workflow.step.failed",
+            step=name,
+            error=err,
+            attempts=attempts,
+            duration_ms=record.duration_ms,
+        )
         if step.on:
             yield from self.local(
                 step, "failed", {"step": name, "error": err, "attempts": attempts}
@@ -326,11 +336,19 @@ class StepExecution:
         )
         if first_error is not None:
             yield from self.emit(
-                "workflow.step.failed", step=step.name, error=first_error, attempts=1
+                "workflow.step.failed",
+                step=step.name,
+                error=first_error,
+                attempts=1,
+                duration_ms=duration,
             )
             return record, base
         yield from self.emit(
-            "workflow.step.completed", step=step.name, output=output, duration_ms=duration
+            "workflow.step.completed",
+            step=step.name,
+            output=output,
+            duration_ms=duration,
+            attempts=1,
         )
         return record, merged
 

@@ -19,8 +19,13 @@ class Command(RunCommand):
         parser.add_argument(
             "--reason", default="", help="why, stored on the run and shown in its error"
         )
+        self.add_json_argument(
+            parser, '{"run_id", "action": "cancelled"|"requested"|"pending", "message", ...}'
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         outcome = request_cancel(options["run_id"], reason=options["reason"])
-        if self.verbosity >= 1:
+        if self.json_output:
+            self.write_json(outcome.to_dict())
+        elif self.verbosity >= 1:
             self.stdout.write(outcome.message)

@@ -1,8 +1,19 @@
 from collections import Counter
 from typing import Any
 
-from warlock_ai.management.base import RunCommand
+from warlock_ai.management.base import (
+    EXIT_FAILED,
+    EXIT_NOT_DURABLE,
+    EXIT_OK,
+    Reported,
+    RunCommand,
+    shown,
+)
 from warlock_ai.operations import drain_runs
+
+#: Outcomes (their first word) that leave nothing to do: the run completed, went to a
+#: worker's queue, or another host is running it.
+SETTLED = frozenset({"completed", "enqueued", "skipped"})
 
 
 class Command(RunCommand):
@@ -10,8 +21,10 @@ class Command(RunCommand):
         "Resume every running run whose worker is gone (its lease expired, or its process on "
         "this host died), inline or, with --enqueue, as rq jobs. Safe on every worker boot "
         "and from several hosts at once: leases decide who runs what, and a run another host "
-        "took is skipped. Prints one line per run and a summary; exits 0 when nothing was "
-        "stale, and also when a resumed run failed (its snapshot says why)."
+        "took is skipped. Prints one line per run and a summary. Exit codes: 0 nothing was "
+        "stale, or every stale run completed, was enqueued or was skipped (another host has "
+        "it); 1 a resumed run did not complete (failed, cancelled...) or could not be "
+        "resumed; 3 a resumed run ended but a snapshot write failed (the stored run is behind)."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -20,34 +33,52 @@ class Command(RunCommand):
             action="store_true",
             help="enqueue a resume job per stale run (django-rq) instead of running it here",
         )
-        parser.add_argument(
-            "--json", action="store_true", help='print [{"run_id", "outcome"}, ...] as JSON'
-        )
+        self.add_json_argument(parser, '[{"run_id", "outcome", "ok"}, ...]')
 
     def handle(self, *args: Any, **options: Any) -> None:
         progress = None if options["json"] else self.progress_bar("draining")
         try:
-            outcomes = drain_runs(enqueue=options["enqueue"], progress=progress)
+            with self.run_output():
+                outcomes = drain_runs(enqueue=options["enqueue"], progress=progress)
         finally:
             if progress is not None:
                 progress.close()
+        code = exit_code(outcomes)
         if options["json"]:
             self.write_json(
-                [{"run_id": run_id, "outcome": outcome} for run_id, outcome in outcomes]
+                [
+                    {"run_id": run_id, "outcome": outcome, "ok": word(outcome) in SETTLED}
+                    for run_id, outcome in outcomes
+                ]
             )
-            return
-        if self.verbosity < 1:
-            return
-        for run_id, outcome in outcomes:
-            self.stdout.write(f"run {run_id}: {outcome}")
-        self.stdout.write(summary(outcomes))
+        elif self.verbosity >= 1 or code != EXIT_OK:
+            for run_id, outcome in outcomes:
+                if self.verbosity >= 1 or word(outcome) not in SETTLED:
+                    self.stdout.write(shown(f"run {run_id}: {outcome}"))
+            self.stdout.write(summary(outcomes))
+        if code != EXIT_OK:
+            if not options["json"]:
+                self.stderr.write(f"error: not every stale run completed ({summary(outcomes)})")
+            raise Reported(summary(outcomes), returncode=code)
+
+
+def word(outcome: str) -> str:
+    """The kind of an outcome: its first word (``completed``, ``failed``, ``skipped``...)."""
+    return outcome.split(":", 1)[0].split()[0]
+
+
+def exit_code(outcomes: list[tuple[str, str]]) -> int:
+    words = {word(outcome) for _, outcome in outcomes}
+    if "not-durable" in words:
+        return EXIT_NOT_DURABLE
+    return EXIT_OK if words <= SETTLED else EXIT_FAILED
 
 
 def summary(outcomes: list[tuple[str, str]]) -> str:
     """``3 stale runs: 2 completed, 1 skipped`` (outcomes grouped by their first word)."""
     if not outcomes:
         return "no stale runs"
-    counts = Counter(outcome.split(":", 1)[0].split()[0] for _, outcome in outcomes)
+    counts = Counter(word(outcome) for _, outcome in outcomes)
     runs = "run" if len(outcomes) == 1 else "runs"
-    details = ", ".join(f"{n} {word}" for word, n in counts.most_common())
+    details = ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
     return f"{len(outcomes)} stale {runs}: {details}"

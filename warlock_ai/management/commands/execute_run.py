@@ -1,11 +1,14 @@
 from typing import Any
 
+from django.core.management.base import CommandError
+
 from warlock_ai.management.base import (
+    EXIT_CODES_HELP,
     RunCommand,
     add_enqueue_arguments,
     check_enqueue_options,
     enqueue,
-    enqueued_line,
+    shown,
 )
 from warlock_ai.management.interrupts import interruptible, stop_if_interrupted
 from warlock_ai.operations import execute_flow
@@ -14,22 +17,35 @@ from warlock_ai.registry import registry
 
 class Command(RunCommand):
     help = (
-        "Start a registered flow (a workflow defined in an app's flows.py) and run it to the end. "
+        "Start a registered flow (a workflow defined in an app's flows.py) and run it to the end, "
+        "printing each step as it starts and ends (duration, attempts, retries; none with -v 0). "
         "Its snapshot is written after every step, so a killed run can be continued with "
-        "resume_run. Exits with 1 when the run does not complete. With --enqueue the run "
-        "goes to a django-rq worker instead, and the command prints its job id and run id."
+        "resume_run. The input comes from --input JSON, --input - (stdin) or --input-file "
+        "PATH. With --enqueue the run goes to a django-rq worker instead, and the command "
+        "prints its job id and run id. " + EXIT_CODES_HELP
     )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("flow", help="registered flow name (kind:name when two kinds share it)")
-        parser.add_argument("--input", default=None, help="the run's input as JSON")
+        source = parser.add_mutually_exclusive_group()
+        source.add_argument(
+            "--input", default=None, help="the run's input as JSON; - reads it from stdin"
+        )
+        source.add_argument(
+            "--input-file",
+            default=None,
+            metavar="PATH",
+            help="read the run's input (JSON, UTF-8) from the file PATH (- for stdin); for "
+            "inputs too big for the command line",
+        )
         parser.add_argument("--run-id", default=None, help="run id to use (default: generated)")
         parser.add_argument("--context", default=None, help="per-call context as a JSON object")
         add_enqueue_arguments(parser, "run it")
+        self.add_json_argument(parser, "the run's result (or the enqueued job)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         definition = registry.find(options["flow"])
-        payload = self.parse_json("--input", options["input"])
+        payload = self.read_input(options)
         context = self.parse_json("--context", options["context"], want_object=True)
         check_enqueue_options(options)
         if options["enqueue"]:
@@ -38,19 +54,20 @@ class Command(RunCommand):
             job = enqueue(
                 enqueue_execute, options["flow"], payload, options["run_id"], options["queue"]
             )
-            self.stdout.write(enqueued_line(job))
+            self.report_enqueued(job)
             return
         handlers = self.progress_handlers(definition.kind)
         if self.verbosity >= 1:
 
             def starting(event: dict[str, Any]) -> None:
-                self.stdout.write(
-                    f"starting {definition.kind} {definition.name} run {event['run_id']} "
-                    f"(version {definition.version or '-'}, signature {definition.signature})"
+                self.progress_out.write(
+                    f"starting {definition.kind} {shown(definition.name)} run "
+                    f"{shown(event['run_id'])} (version {shown(definition.version or '-')}, "
+                    f"signature {definition.signature})"
                 )
 
             handlers[f"{definition.kind}.starting"] = starting
-        with interruptible(self, options["run_id"]) as run:
+        with self.run_output(), interruptible(self, options["run_id"]) as run:
             handlers = _also(handlers, f"{definition.kind}.starting", run.starting_handler)
             result = execute_flow(
                 options["flow"],
@@ -62,6 +79,33 @@ class Command(RunCommand):
             )
         stop_if_interrupted(self, result)
         self.report(result)
+
+    def read_input(self, options: dict[str, Any]) -> Any:
+        """The run's input: ``--input`` JSON, ``--input -`` or ``--input-file -`` from stdin,
+        or ``--input-file PATH``; an unreadable source is one line naming it."""
+        text, path = options["input"], options["input_file"]
+        if text == "-" or path == "-":
+            try:
+                content = self.stdin.read()
+            except UnicodeDecodeError as exc:
+                raise CommandError(f"--input from stdin is not UTF-8 text: {exc}") from None
+            return self.parse_json("--input from stdin", content)
+        if path is None:
+            return self.parse_json("--input", text)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                content = fh.read()
+        except FileNotFoundError:
+            raise CommandError(f"--input-file {shown(path)}: no such file") from None
+        except IsADirectoryError:
+            raise CommandError(f"--input-file {shown(path)} is a directory, not a file") from None
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"--input-file {shown(path)} is not UTF-8 text: {exc}") from None
+        except OSError as exc:
+            raise CommandError(
+                f"--input-file {shown(path)} cannot be read: {exc.strerror or exc}"
+            ) from None
+        return self.parse_json(f"--input-file {shown(path)}", content)
 
 
 def _also(handlers: dict[str, Any], event: str, handler: Any) -> dict[str, Any]:

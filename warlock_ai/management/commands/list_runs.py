@@ -7,8 +7,8 @@ from django.utils import timezone
 
 from warlock_ai.core.runs.kinds import kind_names
 from warlock_ai.core.runs.leases import LeaseState, lease_state
-from warlock_ai.core.runs.snapshots import STATUSES
-from warlock_ai.management.base import RunCommand
+from warlock_ai.core.runs.snapshots import COMPLETED, STATUSES
+from warlock_ai.management.base import RunCommand, int_option, shown
 from warlock_ai.operations import snapshot_store
 from warlock_ai.registry import registry
 from warlock_ai.stores.base import RunInfo, RunQuery, SnapshotStore
@@ -27,13 +27,17 @@ FIELDS = (
     "cancel_requested_at",
 )
 DEFAULT_LIMIT = 50
+MAX_LIMIT = 1_000_000_000
 
 
 class Command(RunCommand):
     help = (
         "List stored runs, most recently saved first: run id, flow, status, next step, age "
-        "since the last save, and who holds the lease until when. Filters combine. "
-        "--json prints a JSON array with the same fields (ISO 8601 timestamps) for scripts."
+        "since the last save, version, signature, whether the flow's registered definition "
+        "drifted from the run's (yes/no, for runs that can still resume; - when the run is "
+        "completed or its flow is not registered), and who holds the lease until when. "
+        "Filters combine. --json prints a JSON array with the same fields (ISO 8601 "
+        "timestamps) for scripts. Exits with 1 on bad input."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -53,15 +57,17 @@ class Command(RunCommand):
         )
         parser.add_argument(
             "--limit",
-            type=int,
+            type=int_option("--limit", 0, MAX_LIMIT, zero="shows all"),
             default=DEFAULT_LIMIT,
             help=f"show at most N runs (default {DEFAULT_LIMIT}; 0 shows all)",
         )
-        parser.add_argument("--json", action="store_true", help="print a JSON array")
+        self.add_json_argument(parser, "a JSON array of the runs")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["limit"] < 0:
-            raise CommandError(f"--limit must be 0 (all) or more, got {options['limit']}")
+        if not 0 <= options["limit"] <= MAX_LIMIT:  # call_command skips the argparse type
+            raise CommandError(
+                f"--limit must be from 0 (all) to {MAX_LIMIT}, got {options['limit']}"
+            )
         store = snapshot_store()
         query = self.query(options, store)
         limit = options["limit"]
@@ -110,26 +116,57 @@ class Command(RunCommand):
             "status": info.status,
             "next_step": info.next_step,
             "age_seconds": round(age, 3),
+            "version": info.version,
+            "signature": info.signature,
+            "drifted": drifted(info),
             **{field: getattr(info, field) for field in FIELDS[5:]},
         }
 
     def write_table(self, rows: list[dict[str, Any]]) -> None:
-        header = ("RUN ID", "FLOW", "STATUS", "NEXT STEP", "AGE", "LEASE")
+        header = (
+            "RUN ID",
+            "FLOW",
+            "STATUS",
+            "NEXT STEP",
+            "AGE",
+            "VERSION",
+            "SIGNATURE",
+            "DRIFTED",
+            "LEASE",
+        )
         table = [header] + [
-            (
-                r["run_id"],
-                r["flow"],
-                r["status"] + (" (cancel requested)" if r["cancel_requested_at"] else ""),
-                r["next_step"] or "-",
-                format_age(r["age_seconds"]),
-                format_lease(r["lease_owner"], r["lease_expires_at"], r["status"]),
+            tuple(
+                shown(cell)  # a stored id or name is never printed raw (no escape sequences)
+                for cell in (
+                    r["run_id"],
+                    r["flow"],
+                    r["status"] + (" (cancel requested)" if r["cancel_requested_at"] else ""),
+                    r["next_step"] or "-",
+                    format_age(r["age_seconds"]),
+                    r["version"] or "-",
+                    r["signature"] or "-",
+                    {True: "yes", False: "no", None: "-"}[r["drifted"]],
+                    format_lease(r["lease_owner"], r["lease_expires_at"], r["status"]),
+                )
             )
             for r in rows
         ]
-        widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
+        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
         for line in table:
-            cells = (str(cell).ljust(width) for cell, width in zip(line, widths, strict=True))
+            cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
             self.stdout.write("  ".join(cells).rstrip())
+
+
+def drifted(info: RunInfo) -> bool | None:
+    """Whether the registered definition of the run's flow has another signature than the
+    one the run was started with: decided only for runs that can still resume (every status
+    but completed); None when the run is completed, or its flow or signature is unknown."""
+    if info.status == COMPLETED or info.signature is None:
+        return None
+    definition = registry.lookup(info.kind, info.name)
+    if definition is None:
+        return None
+    return bool(definition.signature != info.signature)
 
 
 def format_age(seconds: float) -> str:

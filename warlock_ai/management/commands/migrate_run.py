@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from warlock_ai.management.base import RunCommand
+from warlock_ai.management.base import RunCommand, shown
 from warlock_ai.operations import load_snapshot, migrate_run
 
 
@@ -12,7 +12,7 @@ class Command(RunCommand):
         "rename step records (--rename OLD=NEW, repeatable), then, with --accept-signature, "
         "adopt the current signature so resume_run no longer reports drift. A step name that "
         "is not in the run, or not in the current definition, is refused and nothing is saved. "
-        "Refused while a worker holds the run's lease."
+        "Refused while a worker holds the run's lease. Exits with 1 when refused."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -29,6 +29,10 @@ class Command(RunCommand):
             action="store_true",
             help="store the current definition's signature on the run (ends the drift)",
         )
+        self.add_json_argument(
+            parser,
+            '{"run_id", "renamed", "signature_before", "signature", "status", "next_step"}',
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         run_id = options["run_id"]
@@ -37,18 +41,32 @@ class Command(RunCommand):
             raise CommandError("nothing to do: give --rename OLD=NEW and/or --accept-signature")
         before = load_snapshot(run_id)
         after = migrate_run(run_id, renames, accept_signature=options["accept_signature"])
+        if self.json_output:
+            self.write_json(
+                {
+                    "run_id": run_id,
+                    "renamed": renames,
+                    "signature_before": before.signature,
+                    "signature": after.signature,
+                    "status": after.status,
+                    "next_step": after.next_step,
+                }
+            )
+            return
         if self.verbosity < 1:
             return
         for old, new in renames.items():
-            self.stdout.write(f"  renamed step {old} -> {new}")
+            self.stdout.write(shown(f"  renamed step {old} -> {new}"))
         if before.signature != after.signature:
             self.stdout.write(f"  signature {before.signature} -> {after.signature}")
         elif options["accept_signature"]:
             self.stdout.write(f"  signature {after.signature} was already the current one")
         self.stdout.write(
-            self.style.SUCCESS(f"run {run_id} migrated")
-            + f" (status {after.status}, next step {after.next_step or '-'}); "
-            f"continue it with: manage.py resume_run {run_id}"
+            self.style.SUCCESS(f"run {shown(run_id)} migrated")
+            + shown(
+                f" (status {after.status}, next step {after.next_step or '-'}); "
+                f"continue it with: manage.py resume_run {run_id}"
+            )
         )
 
 

@@ -4,11 +4,13 @@ from typing import Any
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from warlock_ai.management.base import RunCommand, parse_duration
+from warlock_ai.management.base import RunCommand, int_option, parse_duration
 from warlock_ai.models import TERMINAL
 from warlock_ai.operations import prune_runs
 
 PRUNABLE = [str(status) for status in TERMINAL]
+#: Rows per DELETE: more would lock the table for long (and pass SQLite's variable limit).
+MAX_BATCH_SIZE = 10_000
 
 
 class Command(RunCommand):
@@ -18,7 +20,8 @@ class Command(RunCommand):
         "Only the statuses given are deleted (default: completed); a running run is never "
         "deleted. --dry-run counts without deleting. Asks for confirmation on a terminal, "
         "showing how many runs it would delete; --no-input (or its alias --yes) deletes "
-        "without asking, and is needed when stdin is not a terminal (cron jobs, scripts)."
+        "without asking, and is needed when stdin is not a terminal (cron jobs, scripts). "
+        "Exits with 1 on bad input or when not confirmed."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -26,7 +29,8 @@ class Command(RunCommand):
             "--older-than",
             required=True,
             metavar="AGE",
-            help="minimum age since the last save: 30d, 12h, 90m, 45s (or sums such as 1d12h)",
+            help="minimum age since the last save: 30d, 12h, 90m, 45s (or sums such as 1d12h); "
+            "0s for every finished run, at most 36500d",
         )
         parser.add_argument(
             "--status",
@@ -34,19 +38,26 @@ class Command(RunCommand):
             help=f"comma-separated statuses to delete (default completed): {', '.join(PRUNABLE)}",
         )
         parser.add_argument(
-            "--batch-size", type=int, default=500, help="rows deleted per statement (default 500)"
+            "--batch-size",
+            type=int_option("--batch-size", 1, MAX_BATCH_SIZE),
+            default=500,
+            help=f"rows deleted per statement, 1 to {MAX_BATCH_SIZE} (default 500)",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="count what would be deleted, delete nothing"
         )
-        parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+        self.add_json_argument(
+            parser, '{"deleted", "matched", "dry_run", "statuses", "saved_before"}'
+        )
         self.add_no_input_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         older_than = parse_duration("--older-than", options["older_than"])
         statuses = self.parse_statuses(options["status"])
-        if options["batch_size"] < 1:
-            raise CommandError(f"--batch-size must be at least 1, got {options['batch_size']}")
+        if not 1 <= options["batch_size"] <= MAX_BATCH_SIZE:  # call_command skips the type
+            raise CommandError(
+                f"--batch-size must be from 1 to {MAX_BATCH_SIZE}, got {options['batch_size']}"
+            )
         cutoff = timezone.now() - older_than
         if self.interactive and not options["dry_run"]:
             matched = prune_runs(saved_before=cutoff, statuses=statuses, dry_run=True)

@@ -5,11 +5,12 @@ from django.core.management.base import CommandError
 from warlock_ai.core.errors import DriftError
 from warlock_ai.core.runs.kinds import kind_named
 from warlock_ai.management.base import (
+    EXIT_CODES_HELP,
     RunCommand,
     add_enqueue_arguments,
     check_enqueue_options,
     enqueue,
-    enqueued_line,
+    shown,
 )
 from warlock_ai.management.interrupts import interruptible, stop_if_interrupted
 from warlock_ai.operations import definition_for, load_snapshot, resume_run
@@ -18,9 +19,10 @@ from warlock_ai.operations import definition_for, load_snapshot, resume_run
 class Command(RunCommand):
     help = (
         "Continue a stored run where it stopped, with its registered definition; finished "
-        "steps do not run again. A run whose definition changed since it started is refused "
-        "unless --force is given. Exits with 1 when the run does not complete. With --enqueue "
-        "a django-rq worker resumes it instead, and the command prints its job id and run id."
+        "steps do not run again; each step left prints as it starts and ends (duration, "
+        "attempts, retries; none with -v 0). A run whose definition changed since it started "
+        "is refused unless --force is given. With --enqueue a django-rq worker resumes it "
+        "instead, and the command prints its job id and run id. " + EXIT_CODES_HELP
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -32,6 +34,7 @@ class Command(RunCommand):
         )
         parser.add_argument("--context", default=None, help="per-call context as a JSON object")
         add_enqueue_arguments(parser, "resume it")
+        self.add_json_argument(parser, "the run's result (or the enqueued job)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         run_id = options["run_id"]
@@ -46,22 +49,23 @@ class Command(RunCommand):
                 job = enqueue(enqueue_resume, run_id, options["force"], options["queue"])
             except DriftError as exc:
                 raise CommandError(drift_message(run_id, snapshot, exc)) from exc
-            self.stdout.write(enqueued_line(job))
+            self.report_enqueued(job)
             return
+        out = self.progress_out
         if snapshot.status == "completed" and self.verbosity >= 1:
-            self.stdout.write(f"run {run_id} already completed; nothing to run")
+            out.write(f"run {shown(run_id)} already completed; nothing to run")
         elif self.verbosity >= 1:
-            self.stdout.write(
-                f"resuming {snapshot.kind} {snapshot.name} run {run_id} "
-                f"(was {snapshot.status}; {progress(snapshot)})"
+            out.write(
+                f"resuming {snapshot.kind} {shown(snapshot.name)} run {shown(run_id)} "
+                f"(was {snapshot.status}; {shown(progress(snapshot))})"
             )
             if options["force"] and snapshot.signature != definition.signature:
-                self.stdout.write(
+                out.write(
                     f"  --force: drift check bypassed (saved signature {snapshot.signature}, "
                     f"current {definition.signature})"
                 )
         try:
-            with interruptible(self, run_id) as run:
+            with self.run_output(), interruptible(self, run_id) as run:
                 result = resume_run(
                     run_id,
                     force=options["force"],
