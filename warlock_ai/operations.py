@@ -35,10 +35,11 @@ from .core.errors import (
     RunNotRunningError,
     StoreError,
     UnknownRunError,
+    UnreadableSnapshotError,
 )
 from .core.runs.kinds import kind_named
 from .core.runs.leases import held_error
-from .core.runs.snapshots import RUNNING
+from .core.runs.snapshots import RUNNING, TERMINAL_STATUSES
 from .runs import (
     definition_for,
     execute_flow,
@@ -183,10 +184,15 @@ def _refuse_live_lease(run_id: str, store: SnapshotStore, doing: str, status: st
 
 
 def discard_run(run_id: str, store: SnapshotStore | None = None) -> None:
-    """Delete a run's snapshot; refused while a live worker holds the run."""
+    """Delete a run's snapshot; refused while a live worker holds the run. A snapshot that
+    cannot be read is discarded too (its lease is checked as if it were running, unless it
+    says it finished)."""
     store = snapshot_store(store)
-    snapshot = load_snapshot(run_id, store)
-    _refuse_live_lease(run_id, store, "discard", snapshot.status)
+    try:
+        status = load_snapshot(run_id, store).status
+    except UnreadableSnapshotError as exc:
+        status = exc.status if exc.status in TERMINAL_STATUSES else RUNNING
+    _refuse_live_lease(run_id, store, "discard", status)
     store.delete(run_id)
 
 

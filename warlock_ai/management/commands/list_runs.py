@@ -111,6 +111,8 @@ class Command(RunCommand):
             "next_step": info.next_step,
             "age_seconds": round(age, 3),
             **{field: getattr(info, field) for field in FIELDS[5:]},
+            # Why the stored snapshot cannot be read (resume refuses it; discard_run works).
+            "unreadable": info.unreadable,
         }
 
     def write_table(self, rows: list[dict[str, Any]]) -> None:
@@ -119,7 +121,9 @@ class Command(RunCommand):
             (
                 r["run_id"],
                 r["flow"],
-                r["status"] + (" (cancel requested)" if r["cancel_requested_at"] else ""),
+                r["status"]
+                + (" (cancel requested)" if r["cancel_requested_at"] else "")
+                + (" (unreadable)" if r["unreadable"] else ""),
                 r["next_step"] or "-",
                 format_age(r["age_seconds"]),
                 format_lease(r["lease_owner"], r["lease_expires_at"], r["status"]),
