@@ -11,9 +11,8 @@ from django.utils.translation import gettext_lazy as _
 
 from .core.errors import CheckpointConflictError
 from .core.orchestrator.checkpoints import CheckpointRecord, conflict_error, normalize_route
-from .core.runs.kinds import kind_named
 from .core.runs.leases import LeaseState, lease_state, local_owner_prefix
-from .core.runs.snapshots import RunSnapshot
+from .core.runs.snapshots import RunSnapshot, snapshot_from_row
 from .fields import VectorField
 
 
@@ -156,7 +155,7 @@ class Snapshot(models.Model):
 
     def to_snapshot(self) -> RunSnapshot:
         """The engine's dataclass for this row (``WorkflowSnapshot``, ...)."""
-        return kind_named(self.kind).snapshot_type.from_row(self)
+        return snapshot_from_row(self)
 
     def lease_state(self, now: Any = None) -> LeaseState:
         """What this row's lease says about its worker (``leases.lease_state``)."""

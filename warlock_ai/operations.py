@@ -38,6 +38,7 @@ from .core.errors import (
     RunNotRunningError,
     StoreError,
     UnknownRunError,
+    UnreadableSnapshotError,
 )
 from .core.runs.cancel import OPERATOR_CANCEL, CancelRequest
 from .core.runs.heartbeat import heartbeat_interval
@@ -50,7 +51,7 @@ from .core.runs.leases import (
     lease_state,
     new_owner_id,
 )
-from .core.runs.snapshots import CANCELLED, RUNNING, error_dict, now
+from .core.runs.snapshots import CANCELLED, RUNNING, TERMINAL_STATUSES, error_dict, now
 from .runs import (
     definition_for,
     execute_flow,
@@ -278,10 +279,15 @@ def _refuse_live_lease(run_id: str, store: SnapshotStore, doing: str, status: st
 
 
 def discard_run(run_id: str, store: SnapshotStore | None = None) -> None:
-    """Delete a run's snapshot; refused while a live worker holds the run."""
+    """Delete a run's snapshot; refused while a live worker holds the run. A snapshot that
+    cannot be read is discarded too (its lease is checked as if it were running, unless it
+    says it finished)."""
     store = snapshot_store(store)
-    snapshot = load_snapshot(run_id, store)
-    _refuse_live_lease(run_id, store, "discard", snapshot.status)
+    try:
+        status = load_snapshot(run_id, store).status
+    except UnreadableSnapshotError as exc:
+        status = exc.status if exc.status in TERMINAL_STATUSES else RUNNING
+    _refuse_live_lease(run_id, store, "discard", status)
     store.delete(run_id)
 
 

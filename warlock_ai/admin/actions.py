@@ -79,7 +79,14 @@ def _migrate(row: Any, form: MigrateForm) -> Outcome:
     return Outcome(f'run "{row.run_id}" migrated ({what}){accepted}; next step {migrated.next}')
 
 
+def _unreadable(row: Any) -> str | None:
+    problem = presentation.unreadable(row)
+    return f"its snapshot cannot be read ({problem})" if problem else None
+
+
 def _terminal_or_unregistered(row: Any) -> str | None:
+    if (problem := _unreadable(row)) is not None:
+        return problem
     if row.status == "completed":
         return "the run is completed"
     if presentation.definition_of(row) is None:
@@ -107,10 +114,14 @@ def _discard_unavailable(row: Any, lease: presentation.Lease) -> str | None:
 
 
 def _cancel_unavailable(row: Any, lease: presentation.Lease) -> str | None:
+    if (problem := _unreadable(row)) is not None:
+        return problem
     return None if row.status == "running" else f"the run is {row.status}, not running"
 
 
 def _migrate_unavailable(row: Any, lease: presentation.Lease) -> str | None:
+    if (problem := _unreadable(row)) is not None:
+        return problem
     kind = presentation.kind_of(row)
     if not kind.migratable:
         return f"a {kind.name} run has {kind.units}, not step records to rename"

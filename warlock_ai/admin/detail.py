@@ -11,11 +11,22 @@ from .forms import MigrateForm
 
 
 def detail_context(request: Any, row: Any, model_admin: Any) -> dict[str, Any]:
-    """Everything the run page shows beyond its fields: timeline, JSON, error, drift, buttons."""
+    """Everything the run page shows beyond its fields: timeline, JSON, error, drift, buttons
+    (for a snapshot that cannot be read: why, its stored columns as text, and the buttons)."""
     lease = presentation.lease_of(row)
+    buttons = _buttons(request, row, lease, model_admin)
+    problem = presentation.unreadable(row)
+    if problem is not None:
+        return {
+            "run": row,
+            "lease": lease,
+            "unreadable": problem,
+            "raw_fields": presentation.raw_fields(row),
+            "run_actions": buttons,
+            "blocked_actions": _blocked_by_reason(buttons),
+        }
     diff = presentation.drift_diff(row)
     stored_steps, current_steps = presentation.step_lists(row)
-    buttons = _buttons(request, row, lease, model_admin)
     panel = presentation.PANELS.get(row.kind)
     return {
         "run": row,

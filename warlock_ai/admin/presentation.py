@@ -13,11 +13,13 @@ from typing import Any
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
+from ..core.errors import UnreadableSnapshotError
 from ..core.runs.drift import DefinitionDiff
-from ..core.runs.kinds import RunKind, kind_named
+from ..core.runs.kinds import RunKind, kind_named, kind_names
 from ..core.runs.leases import LeaseState
 from ..core.runs.snapshots import parse_iso
 from ..registry import registry
+from ..stores.base import column_problem
 
 CURRENT, DRIFTED, UNREGISTERED = "current", "drifted", "unregistered"
 #: Larger JSON documents are cut in the page (the full value stays in the database).
@@ -58,7 +60,47 @@ def step_lists(row: Any) -> tuple[list[str], list[str]]:
 
 def position(row: Any) -> str:
     """Where the run stands: its next step, its next iteration, "—" once completed."""
+    if row.kind not in kind_names():
+        return "?"
     return kind_of(row).position(row.status, row.next_step, row.iteration)
+
+
+#: The columns a snapshot that cannot be read is shown by, as stored.
+RAW_FIELDS = (
+    "kind",
+    "name",
+    "signature",
+    "version",
+    "status",
+    "next_step",
+    "iteration",
+    "input",
+    "state",
+    "steps",
+    "usage",
+    "error",
+    "fingerprint",
+)
+
+
+def unreadable(row: Any) -> str | None:
+    """Why the row's snapshot cannot be read, or None; worked out once per row. A row of
+    the changelist (its JSON columns not fetched) is judged by its kind and status only."""
+    if row.get_deferred_fields():
+        return column_problem(row.kind, row.status)
+    if "_warlock_unreadable" not in row.__dict__:
+        try:
+            row.to_snapshot()
+            row.__dict__["_warlock_unreadable"] = None
+        except UnreadableSnapshotError as exc:
+            row.__dict__["_warlock_unreadable"] = exc.problem or exc.message
+    problem: str | None = row.__dict__["_warlock_unreadable"]
+    return problem
+
+
+def raw_fields(row: Any) -> list[tuple[str, str]]:
+    """The row's stored columns as text, for a snapshot that cannot be read."""
+    return [(name, pretty_json(getattr(row, name))) for name in RAW_FIELDS]
 
 
 @dataclass(frozen=True)

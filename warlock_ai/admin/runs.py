@@ -52,6 +52,8 @@ def _confirm_row(spec: RunAction, row: Snapshot) -> tuple[Snapshot, str | None, 
 
 
 def _drift_lines(row: Snapshot) -> list[str]:
+    if presentation.unreadable(row):
+        return []
     diff = presentation.drift_diff(row)
     return diff.lines() if diff is not None else []
 
@@ -152,7 +154,13 @@ class SnapshotAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, row: Snapshot) -> str:
         label = row.get_status_display()
-        return format_html('<span class="warlock-status warlock-{}">{}</span>', row.status, label)
+        badge = format_html('<span class="warlock-status warlock-{}">{}</span>', row.status, label)
+        problem = presentation.unreadable(row)
+        if problem is None:
+            return badge
+        return format_html(
+            '{} <span class="warlock-unreadable" title="{}">unreadable</span>', badge, problem
+        )
 
     @admin.display(description="next step")
     def position(self, row: Snapshot) -> str:
@@ -273,6 +281,11 @@ class SnapshotAdmin(admin.ModelAdmin):
         data = request.POST if request.method == "POST" and request.POST.get("post") else None
         if spec.name != "migrate":
             return spec.form(data)
+        unreadable = [row.run_id for row in rows if presentation.unreadable(row)]
+        if unreadable:
+            message = f"Cannot migrate {', '.join(unreadable)}: the snapshot cannot be read."
+            self.message_user(request, message, messages.ERROR)
+            return None
         kinds = sorted({row.kind for row in rows} - {"workflow"})
         if kinds:
             others = " and ".join(kinds)

@@ -46,6 +46,7 @@ __all__ = [
     "ToolExecutionError",
     "UnknownFlowError",
     "UnknownRunError",
+    "UnreadableSnapshotError",
     "WorkflowCancelledError",
     "WorkflowDriftError",
     "WorkflowError",
@@ -424,6 +425,22 @@ class NotPersistedError(StoreError):
     ``result.report.persisted``."""
 
     default_code = "NOT_PERSISTED"
+
+
+class UnreadableSnapshotError(StoreError):
+    """A stored snapshot has a shape this version cannot read (a hand edit, a row written by
+    another version of the library): ``field`` names what is wrong. The row can still be
+    listed and discarded; ``flow`` and ``status`` are what it says, when it says it, and
+    ``problem`` is what is wrong, without the run id and the advice around it."""
+
+    default_code = "UNREADABLE_SNAPSHOT"
+    fields = ("run_id", "field", "problem", "flow", "status")
+
+    run_id: str | None
+    field: str | None
+    problem: str | None
+    flow: str | None
+    status: str | None
 
 
 class CheckpointConflictError(StoreError):

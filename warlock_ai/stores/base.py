@@ -21,9 +21,16 @@ from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
 
+from ..core.errors import UnreadableSnapshotError
 from ..core.runs.cancel import CancelRequest
+from ..core.runs.kinds import kind_names
 from ..core.runs.leases import LeaseClaim, LeaseState, is_stale, lease_state
-from ..core.runs.snapshots import RunSnapshot
+from ..core.runs.serialization import loads
+from ..core.runs.shape import shown
+from ..core.runs.snapshots import STATUSES, RunSnapshot, parse_iso, snapshot_from_json
+
+#: Where a summary puts a time its snapshot does not say (it sorts as the oldest run).
+UNKNOWN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,9 @@ class RunInfo:
     cancel_requested_at: datetime | None = None
     #: The signature of the definition that wrote the run (what drift is decided on).
     signature: str | None = None
+    #: Why the run's stored snapshot cannot be read (``UnreadableSnapshotError.problem``);
+    #: None when it can, or when the store's listing did not read it.
+    unreadable: str | None = None
 
     def lease_state(self, now: datetime) -> LeaseState:
         return lease_state(self.lease_owner, self.lease_expires_at, now, self.status)
@@ -77,6 +87,65 @@ class RunInfo:
             cancel_requested_at=cancel_requested_at,
             signature=snapshot.signature,
         )
+
+    @classmethod
+    def of_stored(
+        cls,
+        run_id: str,
+        text: str | bytes,
+        lease: tuple[str, datetime | None] | None = None,
+        cancel_requested_at: datetime | None = None,
+    ) -> RunInfo:
+        """The summary of a snapshot stored as JSON text, whether it can be read or not:
+        of one that cannot, what its stored form still says, ``"?"`` for what it does not,
+        and why in ``unreadable``."""
+        try:
+            return cls.of(snapshot_from_json(text, run_id), lease, cancel_requested_at)
+        except UnreadableSnapshotError as exc:
+            problem = exc.problem or exc.message
+        try:
+            data = loads(text)
+        except (ValueError, RecursionError):
+            data = None
+        raw: dict[str, Any] = data if isinstance(data, dict) else {}
+        owner, expires = lease if lease is not None else (None, None)
+        started = _time_or(raw.get("started_at"), UNKNOWN_TIME)
+        return cls(
+            run_id=run_id,
+            kind=_text_or(raw.get("kind", "workflow"), "?"),
+            name=_text_or(raw.get("workflow_name", raw.get("supervisor_name")), "?"),
+            status=_text_or(raw.get("status"), "?"),
+            started_at=started,
+            saved_at=_time_or(raw.get("saved_at"), started),
+            version=_text_or(raw.get("version"), None),
+            signature=_text_or(raw.get("signature"), None),
+            next_step=_text_or(raw.get("next"), None),
+            lease_owner=owner,
+            lease_expires_at=expires,
+            cancel_requested_at=cancel_requested_at,
+            unreadable=problem,
+        )
+
+
+def column_problem(kind: str, status: str) -> str | None:
+    """What is wrong with a stored run's kind and status columns (the only ones a listing
+    reads that can hold an unexpected value), or None."""
+    if kind not in kind_names():
+        return f"kind must be one of {', '.join(kind_names())}, got {shown(kind)}"
+    if status not in STATUSES:
+        return f"status must be one of {', '.join(STATUSES)}, got {shown(status)}"
+    return None
+
+
+def _text_or(value: Any, default: str | None) -> Any:
+    return value if isinstance(value, str) else default
+
+
+def _time_or(value: Any, default: datetime) -> datetime:
+    try:
+        return parse_iso(value) or default
+    except (TypeError, ValueError):
+        return default
 
 
 @dataclass(frozen=True)
@@ -207,15 +276,34 @@ class SnapshotStore(ABC):
         stores do both in one statement per run.)"""
         allowed, deleted = frozenset(statuses), 0
         for run_id in run_ids:
-            snapshot = self.load(run_id)
-            if snapshot is not None and snapshot.status in allowed and self.delete(run_id):
+            if self._stored_status(run_id) in allowed and self.delete(run_id):
                 deleted += 1
         return deleted
+
+    def _stored_status(self, run_id: str) -> str | None:
+        """The run's status as stored, even when its snapshot cannot be read."""
+        try:
+            snapshot = self.load(run_id)
+        except UnreadableSnapshotError as exc:
+            return exc.status
+        return snapshot.status if snapshot is not None else None
 
     def run_infos(self, prefix: str = "") -> Iterable[RunInfo]:
         """Every stored run starting with ``prefix`` as a summary (what ``runs`` filters)."""
         for run_id in self.list(prefix):
-            snapshot = self.load(run_id)
+            try:
+                snapshot = self.load(run_id)
+            except UnreadableSnapshotError as exc:
+                yield RunInfo(
+                    run_id=run_id,
+                    kind="?",
+                    name=exc.flow or "?",
+                    status=exc.status or "?",
+                    started_at=UNKNOWN_TIME,
+                    saved_at=UNKNOWN_TIME,
+                    unreadable=exc.problem,
+                )
+                continue
             if snapshot is not None:
                 yield RunInfo.of(snapshot, self.lease(run_id))
 

@@ -39,7 +39,7 @@ class MemorySnapshotStore(SnapshotStore):
 
     def load(self, run_id: str) -> RunSnapshot | None:
         text = self._data.get(run_id)
-        return snapshot_from_json(text) if text is not None else None
+        return snapshot_from_json(text, run_id) if text is not None else None
 
     def save(
         self, snapshot: RunSnapshot, *, claim: leases.LeaseClaim | None = None
@@ -79,8 +79,7 @@ class MemorySnapshotStore(SnapshotStore):
 
     def request_cancel(self, run_id: str, reason: str = "") -> bool | CancelRequest:
         with self._lock:
-            text = self._data.get(run_id)
-            if text is None or snapshot_from_json(text).status != "running":
+            if self._stored_status(run_id) != "running":
                 return False
             pending = self._cancels.get(run_id)
             if pending is not None:
@@ -101,11 +100,11 @@ class MemorySnapshotStore(SnapshotStore):
     def run_infos(self, prefix: str = "") -> builtins.list[RunInfo]:
         with self._lock:  # copied under the lock, decoded outside it
             rows = [
-                (text, self._leases.get(run_id), _requested_at(self._cancels, run_id))
+                (run_id, text, self._leases.get(run_id), _requested_at(self._cancels, run_id))
                 for run_id, text in self._data.items()
                 if run_id.startswith(prefix)
             ]
-        return [RunInfo.of(snapshot_from_json(text), lease, asked) for text, lease, asked in rows]
+        return [RunInfo.of_stored(*row) for row in rows]
 
     def delete_runs(self, run_ids: Sequence[str], statuses: Iterable[str]) -> int:
         with self._lock:  # checked and deleted under one lock: no run changes in between

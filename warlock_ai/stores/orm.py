@@ -21,7 +21,13 @@ from ..core.errors import StoreError, StoreUnavailableError
 from ..core.runs import leases
 from ..core.runs.cancel import CancelRequest
 from ..core.runs.snapshots import JSON_PARTS, RunSnapshot
-from .base import RunInfo, RunQuery, SnapshotStore, check_write_retry_seconds
+from .base import (
+    RunInfo,
+    RunQuery,
+    SnapshotStore,
+    check_write_retry_seconds,
+    column_problem,
+)
 
 # Columns written by every save, in order; the lease columns only by fenced saves.
 _WRITE_FIELDS = (
@@ -424,7 +430,10 @@ class DatabaseSnapshotStore(SnapshotStore):
         if query.limit is not None and exact_prefix:
             rows = rows[: query.limit]
         try:
-            infos = [RunInfo(**values) for values in rows.values(*_INFO_FIELDS)]
+            infos = [
+                RunInfo(**values, unreadable=column_problem(values["kind"], values["status"]))
+                for values in rows.values(*_INFO_FIELDS)
+            ]
         except DatabaseError as exc:
             raise self._error("list the runs", None, exc) from exc
         if not exact_prefix:  # SQLite's LIKE ignores ASCII case: the exact test is made here

@@ -30,7 +30,7 @@ from ..core.runs.snapshots import (
     parse_time,
     snapshot_from_json,
 )
-from .base import RunInfo, SnapshotStore, check_write_retry_seconds
+from .base import RunInfo, SnapshotStore, check_write_retry_seconds, column_problem
 from .redis_checkpoints import CHECKPOINT_PREFIX as CHECKPOINT_PREFIX
 from .redis_checkpoints import RedisCheckpointStore
 from .redis_connection import Connection, as_text, check_ttl
@@ -170,7 +170,7 @@ class RedisSnapshotStore(SnapshotStore):
         key = self.key(run_id)
         with self._conn.errors("load", key):
             data = self._conn.client.hget(key, "data")
-        return snapshot_from_json(data) if data is not None else None
+        return snapshot_from_json(data, run_id) if data is not None else None
 
     async def aload(self, run_id: str) -> RunSnapshot | None:
         client = self._conn.async_client()
@@ -179,7 +179,7 @@ class RedisSnapshotStore(SnapshotStore):
         key = self.key(run_id)
         with self._conn.errors("load", key):
             data = await client.hget(key, "data")
-        return snapshot_from_json(data) if data is not None else None
+        return snapshot_from_json(data, run_id) if data is not None else None
 
     def request_cancel(self, run_id: str, reason: str = "") -> bool | CancelRequest:
         key = self.key(run_id)
@@ -246,30 +246,17 @@ class RedisSnapshotStore(SnapshotStore):
 
     def _info(self, run_id: str, values: builtins.list[Any]) -> RunInfo | None:
         meta, owner, expires, cancel_at = values
-        if meta is None:  # written before summaries were kept, or deleted meanwhile
-            snapshot = self.load(run_id)
-            if snapshot is None:
-                return None
-            meta = _meta_json(snapshot)
-        data = loads(meta)
-        status = data["status"]
-        saved_at = parse_time(data["saved_at"])
-        return RunInfo(
-            run_id=run_id,
-            kind=data["kind"],
-            name=data["name"],
-            status=status,
-            started_at=parse_time(data["started_at"]),
-            saved_at=saved_at,
-            version=data.get("version"),
-            next_step=data.get("next_step"),
-            iteration=data.get("iteration"),
-            finished_at=saved_at if status in TERMINAL_STATUSES else None,
-            lease_owner=as_text(owner) if owner is not None else None,
-            lease_expires_at=_from_ms(expires),
-            cancel_requested_at=_from_ms(cancel_at),
-            signature=data.get("signature"),  # None in summaries written before it was kept
-        )
+        lease = self._lease([owner, expires])
+        asked = _from_ms(cancel_at)
+        info = _summary(run_id, meta, lease, asked) if meta is not None else None
+        if info is not None:
+            return info
+        # No summary (written before they were kept, or deleted meanwhile), or a broken one:
+        # the snapshot says what it can.
+        key = self.key(run_id)
+        with self._conn.errors("load", key):
+            text = self._conn.client.hget(key, "data")
+        return RunInfo.of_stored(run_id, text, lease, asked) if text is not None else None
 
     def delete_runs(self, run_ids: Sequence[str], statuses: Iterable[str]) -> int:
         allowed = sorted(statuses)
@@ -311,6 +298,38 @@ class RedisSnapshotStore(SnapshotStore):
         with self._conn.errors("lease read", key):
             values = await client.hmget(key, ["lease_owner", "lease_expires_at"])
         return self._lease(values)
+
+
+def _summary(
+    run_id: str, meta: Any, lease: tuple[str, datetime | None] | None, asked: datetime | None
+) -> RunInfo | None:
+    """The run's summary from its ``meta`` field; None when that cannot be read."""
+    try:
+        data = loads(meta)
+        kind, name, status = data["kind"], data["name"], data["status"]
+        if not all(isinstance(text, str) for text in (kind, name, status)):
+            return None
+        saved_at = parse_time(data["saved_at"])
+        owner, expires = lease if lease is not None else (None, None)
+        return RunInfo(
+            run_id=run_id,
+            kind=kind,
+            name=name,
+            status=status,
+            started_at=parse_time(data["started_at"]),
+            saved_at=saved_at,
+            version=data.get("version"),
+            next_step=data.get("next_step"),
+            iteration=data.get("iteration"),
+            finished_at=saved_at if status in TERMINAL_STATUSES else None,
+            lease_owner=owner,
+            lease_expires_at=expires,
+            cancel_requested_at=asked,
+            signature=data.get("signature"),  # None in summaries written before it was kept
+            unreadable=column_problem(kind, status),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None
 
 
 def _meta_json(snapshot: RunSnapshot) -> str:

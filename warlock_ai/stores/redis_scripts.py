@@ -12,10 +12,19 @@ from typing import Any
 import redis
 
 STATUS_OF = """
+-- The run's status from its summary, else from its snapshot; nil when neither says one
+-- (a hand-edited run that is not JSON must not make the script fail).
 local function status_of(key)
-  local meta = redis.call('HGET', key, 'meta') or redis.call('HGET', key, 'data')
-  if not meta then return nil end
-  return cjson.decode(meta)['status']
+  for _, field in ipairs({'meta', 'data'}) do
+    local text = redis.call('HGET', key, field)
+    if text then
+      local ok, decoded = pcall(cjson.decode, text)
+      if ok and type(decoded) == 'table' and type(decoded['status']) == 'string' then
+        return decoded['status']
+      end
+    end
+  end
+  return nil
 end
 """
 

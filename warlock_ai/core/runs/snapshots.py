@@ -15,7 +15,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from ..errors import AIError, error_from_dict
-from .kinds import kind_named
+from . import shape
+from .kinds import kind_named, kind_names
 from .serialization import dumps, loads
 from .usage import Usage
 
@@ -147,6 +148,28 @@ class RunSnapshot(ABC):
     def from_dict(cls, data: dict[str, Any]) -> Self:
         """Rebuild from the JSON form (or from a row's columns, see ``from_row``)."""
 
+    @classmethod
+    def check_shape(cls, data: dict[str, Any]) -> None:
+        """Raise ``shape.ShapeProblem`` naming the first field ``from_dict`` could not
+        read; a kind extends it with its records."""
+        shape.check_common(data, cls.name_field, STATUSES)
+
+    @classmethod
+    def read(cls, data: dict[str, Any], run_id: str | None = None) -> Self:
+        """``from_dict`` of a stored snapshot: ``UnreadableSnapshotError`` naming what is
+        wrong when it does not have the shape this version writes."""
+        if run_id is not None and data.get("run_id") not in (None, run_id):
+            problem = f"run_id is {shape.shown(data['run_id'])}, but it is stored as this run"
+            raise shape.unreadable(data, run_id, "run_id", problem)
+        try:
+            cls.check_shape(data)
+            return cls.from_dict(data)
+        except shape.ShapeProblem as problem:
+            raise shape.unreadable(data, run_id, problem.field, problem.text) from None
+        except shape.READ_ERRORS as exc:
+            text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise shape.unreadable(data, run_id, None, text) from exc
+
     def to_json(self) -> str:
         """The whole snapshot as compact JSON (the form memory and Redis stores keep)."""
         parts = self.json_parts()
@@ -167,8 +190,9 @@ class RunSnapshot(ABC):
 
     @classmethod
     def from_row(cls, row: Any) -> Self:
-        """Build from an object with the ``Snapshot`` model's attributes (duck-typed)."""
-        return cls.from_dict(
+        """Build from an object with the ``Snapshot`` model's attributes (duck-typed);
+        ``UnreadableSnapshotError`` when its columns do not have the expected shape."""
+        return cls.read(
             {
                 "run_id": row.run_id,
                 cls.name_field: row.name,
@@ -186,14 +210,42 @@ class RunSnapshot(ABC):
                 "error": row.error,
                 "fingerprint": row.fingerprint,
                 "attempts": row.attempts,
-            }
+            },
+            row.run_id,
         )
 
 
-def snapshot_from_dict(data: dict[str, Any]) -> RunSnapshot:
-    """Rebuild a snapshot of any registered kind from its JSON form."""
-    return kind_named(data.get("kind", "workflow")).snapshot_type.from_dict(data)
+def snapshot_type_of(data: Any, run_id: str | None = None) -> type[RunSnapshot]:
+    """The snapshot class of a stored snapshot's ``kind`` (``UnreadableSnapshotError`` when
+    ``data`` is not an object or its kind is not registered)."""
+    if not isinstance(data, dict):
+        text = f"it must be a JSON object, got {shape.json_type(data)}"
+        raise shape.unreadable(data, run_id, None, text)
+    kind = data.get("kind", "workflow")
+    try:
+        return kind_named(kind).snapshot_type
+    except (ValueError, TypeError):
+        known = ", ".join(kind_names())
+        text = f"kind must be one of {known}, got {shape.shown(kind)}"
+        raise shape.unreadable(data, run_id, "kind", text) from None
 
 
-def snapshot_from_json(text: str | bytes) -> RunSnapshot:
-    return snapshot_from_dict(loads(text))
+def snapshot_from_dict(data: dict[str, Any], run_id: str | None = None) -> RunSnapshot:
+    """Rebuild a snapshot of any registered kind from its JSON form (``run_id``: the id it
+    is stored under, named in an ``UnreadableSnapshotError``)."""
+    return snapshot_type_of(data, run_id).read(data, run_id)
+
+
+def snapshot_from_row(row: Any) -> RunSnapshot:
+    """Rebuild a snapshot from an object with the ``Snapshot`` model's attributes."""
+    kind_only = {"kind": row.kind, "run_id": row.run_id, "name": row.name, "status": row.status}
+    return snapshot_type_of(kind_only, row.run_id).from_row(row)
+
+
+def snapshot_from_json(text: str | bytes, run_id: str | None = None) -> RunSnapshot:
+    try:
+        data = loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise shape.unreadable(None, run_id, None, f"it is not JSON: {detail}") from None
+    return snapshot_from_dict(data, run_id)

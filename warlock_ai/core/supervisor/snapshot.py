@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from ..runs import shape
 from ..runs.attempts import RunAttempt, attempts_from, attempts_json
 from ..runs.serialization import dumps
 from ..runs.snapshots import RunSnapshot, error_json, parse_time, usage_json
@@ -100,6 +101,27 @@ class SupervisorSnapshot(RunSnapshot):
             "fingerprint": enc.fingerprint,
             "attempts": attempts_json(self.attempts),
         }
+
+    @classmethod
+    def check_shape(cls, data: dict[str, Any]) -> None:
+        super().check_shape(data)
+        shape.expect(data, "iteration", lambda v: v is None or shape.is_int(v), "an integer")
+        records = data.get("snapshots")
+        if records is not None and not isinstance(records, list):
+            text = f"snapshots must be an array, got {shape.shown(records)}"
+            raise shape.ShapeProblem("snapshots", text)
+        for index, record in enumerate(records or []):
+            if not isinstance(record, dict):
+                where = f"snapshots.{index}"
+                raise shape.ShapeProblem(
+                    where, f"{where} must be an object, got {shape.shown(record)}"
+                )
+        intents = (data.get("fingerprint") or {}).get("a")
+        if intents is not None and not (
+            isinstance(intents, list)
+            and all(isinstance(i, dict) and isinstance(i.get("k"), str) for i in intents)
+        ):
+            raise shape.ShapeProblem("fingerprint.a", "fingerprint.a must be an array of intents")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SupervisorSnapshot:

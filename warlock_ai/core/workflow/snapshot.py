@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from ..errors import AIError
+from ..runs import shape
 from ..runs.attempts import RunAttempt, attempts_from, attempts_json
 from ..runs.serialization import dumps
 from ..runs.snapshots import (
@@ -223,6 +224,19 @@ class WorkflowSnapshot(RunSnapshot):
         }
 
     @classmethod
+    def check_shape(cls, data: dict[str, Any]) -> None:
+        super().check_shape(data)
+        shape.expect(data, "next", shape.is_opt_str, "a step name or null")
+        _check_steps_print((data.get("fingerprint") or {}).get("s"), "fingerprint.s")
+        steps = data.get("steps")
+        if steps is None:
+            return
+        if not isinstance(steps, dict):
+            raise shape.ShapeProblem("steps", f"steps must be an object, got {shape.shown(steps)}")
+        for name, record in steps.items():
+            _check_record(record, f"steps.{name}")
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorkflowSnapshot:
         # Stored objects may come back with their keys reordered (PostgreSQL's jsonb sorts
         # them): step records are put back in the order the steps started.
@@ -244,6 +258,46 @@ class WorkflowSnapshot(RunSnapshot):
             fingerprint=data.get("fingerprint"),
             attempts=attempts_from(data.get("attempts")),
         )
+
+
+_RECORD: shape.Spec = (
+    ("status", shape.is_str, "a string", True),
+    ("started_at", shape.is_timestamp, "an ISO 8601 timestamp", True),
+    ("duration_ms", shape.is_number, "a number", False),
+    ("attempts", shape.is_int, "an integer", False),
+    ("skipped", shape.is_bool, "true or false", False),
+    ("children", shape.is_opt_names, "an array of step names or null", False),
+    ("attempt_history", shape.is_list, "an array", False),
+)
+_ATTEMPT: shape.Spec = (
+    ("index", shape.is_int, "an integer", True),
+    ("started_at", shape.is_timestamp, "an ISO 8601 timestamp", True),
+    ("status", shape.is_str, "a string", True),
+    ("duration_ms", shape.is_number, "a number", False),
+)
+
+
+def _check_record(record: Any, path: str) -> None:
+    """A stored step record: what ``StepRecord.from_dict`` and the admin's timeline read."""
+    shape.check_object(record, path, _RECORD)
+    shape.check_error(record.get("error"), f"{path}.error")
+    shape.check_usage(record.get("usage"), f"{path}.usage")
+    for index, attempt in enumerate(record.get("attempt_history") or []):
+        where = f"{path}.attempt_history.{index}"
+        shape.check_object(attempt, where, _ATTEMPT)
+        shape.check_error(attempt.get("error"), f"{where}.error")
+
+
+def _check_steps_print(steps: Any, path: str) -> None:
+    """The steps a stored fingerprint lists (what the drift diff compares): ``{n, c}``."""
+    if steps is None:
+        return
+    if not isinstance(steps, list):
+        raise shape.ShapeProblem(path, f"{path} must be an array, got {shape.shown(steps)}")
+    for index, step in enumerate(steps):
+        where = f"{path}.{index}"
+        shape.check_object(step, where, (("n", shape.is_str, "a step name", True),))
+        _check_steps_print(step.get("c"), f"{where}.c")
 
 
 def _started(item: tuple[str, Any]) -> str:

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from warlock_ai.core.errors import AIError
+from warlock_ai.core.errors import AIError, UnreadableSnapshotError
 from warlock_ai.management.base import Reported, RunCommand, shown
 from warlock_ai.operations import discard_run, load_snapshot
 
@@ -26,22 +26,20 @@ class Command(RunCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         run_ids = list(dict.fromkeys(options["run_ids"]))
-        snapshots = [load_snapshot(run_id) for run_id in run_ids]  # unknown: nothing deleted
-        described = ", ".join(f"{s.run_id} ({s.name}, {s.status})" for s in snapshots)
+        stored = [flow_and_status(run_id) for run_id in run_ids]  # unknown: nothing deleted
+        described = ", ".join(f"{r} ({f}, {s})" for r, (f, s) in zip(run_ids, stored, strict=True))
         self.confirm(shown(f"Delete {described} for good?"))
         refused: list[dict[str, str]] = []
         discarded: list[dict[str, str]] = []
-        for snapshot in snapshots:
+        for run_id, (_, status) in zip(run_ids, stored, strict=True):
             try:
-                discard_run(snapshot.run_id)
+                discard_run(run_id)
             except AIError as exc:
-                refused.append(
-                    {"run_id": snapshot.run_id, "code": exc.code, "message": exc.message}
-                )
+                refused.append({"run_id": run_id, "code": exc.code, "message": exc.message})
                 continue
-            discarded.append({"run_id": snapshot.run_id, "status": snapshot.status})
+            discarded.append({"run_id": run_id, "status": status})
             if self.verbosity >= 1 and not self.json_output:
-                self.stdout.write(shown(f"discarded run {snapshot.run_id} ({snapshot.status})"))
+                self.stdout.write(shown(f"discarded run {run_id} ({status})"))
         message = refused_message(refused, len(run_ids))
         if self.json_output:
             document: dict[str, object] = {"discarded": discarded, "refused": refused}
@@ -62,3 +60,13 @@ def refused_message(refused: list[dict[str, str]], total: int) -> str:
         reasons = "; ".join(item["message"] for item in refused)
         return f"{len(refused)} of {total} runs were not discarded: {reasons}"
     return ""
+
+
+def flow_and_status(run_id: str) -> tuple[str, str]:
+    """What the run's snapshot says of its flow and status; of a snapshot that cannot be
+    read, what its row still says (``UnknownRunError`` when there is no such run)."""
+    try:
+        snapshot = load_snapshot(run_id)
+    except UnreadableSnapshotError as exc:
+        return exc.flow or "?", f"{exc.status or '?'}, unreadable"
+    return snapshot.name, snapshot.status

@@ -120,6 +120,8 @@ class Command(RunCommand):
             "signature": info.signature,
             "drifted": drifted(info),
             **{field: getattr(info, field) for field in FIELDS[5:]},
+            # Why the stored snapshot cannot be read (resume refuses it; discard_run works).
+            "unreadable": info.unreadable,
         }
 
     def write_table(self, rows: list[dict[str, Any]]) -> None:
@@ -140,7 +142,9 @@ class Command(RunCommand):
                 for cell in (
                     r["run_id"],
                     r["flow"],
-                    r["status"] + (" (cancel requested)" if r["cancel_requested_at"] else ""),
+                    r["status"]
+                    + (" (cancel requested)" if r["cancel_requested_at"] else "")
+                    + (" (unreadable)" if r["unreadable"] else ""),
                     r["next_step"] or "-",
                     format_age(r["age_seconds"]),
                     r["version"] or "-",
