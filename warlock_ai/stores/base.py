@@ -17,14 +17,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
 
-from ..core.errors import UnreadableSnapshotError
+from ..core.errors import AIError, StoreError, UnreadableSnapshotError
 from ..core.runs.cancel import CancelRequest
+from ..core.runs.definition import check_run_id
 from ..core.runs.kinds import kind_names
 from ..core.runs.leases import LeaseClaim, LeaseState, is_stale, lease_state
+from ..core.runs.limits import (
+    MAX_FLOW_NAME_LENGTH,
+    MAX_VERSION_LENGTH,
+    check_storable,
+    name_problem,
+)
 from ..core.runs.serialization import loads
 from ..core.runs.shape import shown
 from ..core.runs.snapshots import STATUSES, RunSnapshot, parse_iso, snapshot_from_json
@@ -392,6 +400,15 @@ class CheckpointStore(ABC):
         return await sync_to_async(self.history)(name, session_id)
 
 
+def check_lease_seconds(value: Any) -> float:
+    """``lease_seconds`` as a float, or a one-line ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"lease_seconds must be a number of seconds > 0, not {value!r}")
+    if value > 10**9:
+        raise ValueError(f"lease_seconds must be at most 1e9 seconds, not {value!r}")
+    return float(value)
+
+
 def check_write_retry_seconds(value: Any) -> float:
     """``write_retry_seconds`` as a float, or a one-line ``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
@@ -399,3 +416,40 @@ def check_write_retry_seconds(value: Any) -> float:
     if value > 86400:
         raise ValueError(f"write_retry_seconds must be at most 86400 (a day), not {value!r}")
     return float(value)
+
+
+# --- what a store refuses to save ------------------------------------------------------------
+
+
+def check_columns(snapshot: RunSnapshot) -> None:
+    """Raise ``StoreError`` (one line) unless the snapshot's id, name, version and status can
+    be stored as they are, on every store: what the definitions and ``execute`` already
+    refuse, checked again for snapshots saved directly. The id, name and version repeat in
+    every save of a run: each combination is checked once."""
+    problem = _identity_problem(snapshot.run_id, snapshot.name, snapshot.version)
+    if problem is None and snapshot.status in STATUSES:
+        return
+    if problem is None:
+        problem = f"status must be one of {', '.join(STATUSES)}, got {snapshot.status!r}"
+    raise StoreError(f"cannot save run {shown(snapshot.run_id)}: {problem}")
+
+
+@lru_cache(maxsize=4096)
+def _identity_problem(run_id: Any, name: Any, version: Any) -> str | None:
+    try:
+        check_run_id(run_id)
+        check_storable("the flow", "name", name, MAX_FLOW_NAME_LENGTH, StoreError)
+        check_storable("the flow", "version", version, MAX_VERSION_LENGTH, StoreError)
+    except AIError as exc:
+        return exc.message
+    if not isinstance(name, str) or (version is not None and not isinstance(version, str)):
+        return f"name and version must be strings, got {name!r} and {version!r}"
+    return None
+
+
+def findable_id(run_id: Any) -> bool:
+    """Whether any store could hold a run under ``run_id``: a string without a NUL or a lone
+    surrogate (``load`` / ``delete`` of another find nothing, without asking the store, which
+    would fail to encode it). Ids that ``check_run_id`` refuses today but an older version
+    stored stay findable, so that they can be removed."""
+    return isinstance(run_id, str) and name_problem(run_id, None) is None

@@ -16,7 +16,7 @@ from ..core.orchestrator.checkpoints import (
 from ..core.runs import leases
 from ..core.runs.cancel import CancelRequest
 from ..core.runs.snapshots import RunSnapshot, snapshot_from_json
-from .base import CheckpointStore, RunInfo, SnapshotStore
+from .base import CheckpointStore, RunInfo, SnapshotStore, check_columns, check_lease_seconds
 
 
 class MemorySnapshotStore(SnapshotStore):
@@ -31,7 +31,7 @@ class MemorySnapshotStore(SnapshotStore):
     supports_cancel = True
 
     def __init__(self, lease_seconds: float = 300) -> None:
-        self.lease_seconds = lease_seconds
+        self.lease_seconds = check_lease_seconds(lease_seconds)
         self._data: dict[str, str] = {}
         self._leases: dict[str, tuple[str, datetime]] = {}
         self._cancels: dict[str, CancelRequest] = {}
@@ -44,6 +44,7 @@ class MemorySnapshotStore(SnapshotStore):
     def save(
         self, snapshot: RunSnapshot, *, claim: leases.LeaseClaim | None = None
     ) -> CancelRequest | None:
+        check_columns(snapshot)
         text = snapshot.to_json()
         run_id = snapshot.run_id
         with self._lock:

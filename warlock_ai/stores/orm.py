@@ -25,8 +25,11 @@ from .base import (
     RunInfo,
     RunQuery,
     SnapshotStore,
+    check_columns,
+    check_lease_seconds,
     check_write_retry_seconds,
     column_problem,
+    findable_id,
 )
 
 # Columns written by every save, in order; the lease columns only by fenced saves.
@@ -100,7 +103,7 @@ class DatabaseSnapshotStore(SnapshotStore):
 
             lease_seconds = warlock_settings.LEASE_SECONDS
         self.using = using
-        self.lease_seconds = float(lease_seconds)
+        self.lease_seconds = check_lease_seconds(lease_seconds)
         self.write_retry_seconds = check_write_retry_seconds(write_retry_seconds)
         self._sql: dict[tuple[str, str, bool], str] = {}
 
@@ -178,6 +181,7 @@ class DatabaseSnapshotStore(SnapshotStore):
     def save(
         self, snapshot: RunSnapshot, *, claim: leases.LeaseClaim | None = None
     ) -> CancelRequest | None:
+        check_columns(snapshot)
         connection = connections[self.using]
         try:
             if connection.vendor not in _UPSERT_VENDORS:
@@ -319,6 +323,8 @@ class DatabaseSnapshotStore(SnapshotStore):
     # --- read, delete, list ---------------------------------------------------------------
 
     def load(self, run_id: str) -> RunSnapshot | None:
+        if not findable_id(run_id):
+            return None
         try:
             row = _model().objects.using(self.using).filter(pk=run_id).first()
         except DatabaseError as exc:
@@ -389,6 +395,8 @@ class DatabaseSnapshotStore(SnapshotStore):
         return CancelRequest(found[1], found[2])
 
     def delete(self, run_id: str) -> bool:
+        if not findable_id(run_id):
+            return False
         try:
             deleted, _ = _model().objects.using(self.using).filter(pk=run_id).delete()
         except DatabaseError as exc:

@@ -30,7 +30,15 @@ from ..core.runs.snapshots import (
     parse_time,
     snapshot_from_json,
 )
-from .base import RunInfo, SnapshotStore, check_write_retry_seconds, column_problem
+from .base import (
+    RunInfo,
+    SnapshotStore,
+    check_columns,
+    check_lease_seconds,
+    check_write_retry_seconds,
+    column_problem,
+    findable_id,
+)
 from .redis_checkpoints import CHECKPOINT_PREFIX as CHECKPOINT_PREFIX
 from .redis_checkpoints import RedisCheckpointStore
 from .redis_connection import Connection, as_text, check_ttl
@@ -77,15 +85,15 @@ class RedisSnapshotStore(SnapshotStore):
         lease_seconds: float = 300,
         write_retry_seconds: float = SnapshotStore.write_retry_seconds,
     ) -> None:
-        self._conn = Connection(type(self).__name__, client, async_client, url)
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError(
+                f"prefix must be a non-empty string (keys are <prefix><run_id>), not {prefix!r}"
+            )
         self.write_retry_seconds = check_write_retry_seconds(write_retry_seconds)
-        self.prefix = prefix
+        self.lease_seconds = check_lease_seconds(lease_seconds)
         self.ttl = check_ttl(ttl)
-        if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int | float):
-            raise ValueError(f"lease_seconds must be a number of seconds, not {lease_seconds!r}")
-        if lease_seconds <= 0:
-            raise ValueError(f"lease_seconds must be positive, not {lease_seconds!r}")
-        self.lease_seconds = lease_seconds
+        self._conn = Connection(type(self).__name__, client, async_client, url)
+        self.prefix = prefix
 
     def __repr__(self) -> str:
         return f"<RedisSnapshotStore {self._conn.url} prefix={self.prefix!r}>"
@@ -144,6 +152,7 @@ class RedisSnapshotStore(SnapshotStore):
     def save(
         self, snapshot: RunSnapshot, *, claim: leases.LeaseClaim | None = None
     ) -> CancelRequest | None:
+        check_columns(snapshot)
         key, args = self.key(snapshot.run_id), self._save_args(snapshot, claim)
         with self._conn.errors("save", key):
             reply = save_snapshot(self._conn.client, [key], args)
@@ -157,6 +166,7 @@ class RedisSnapshotStore(SnapshotStore):
         client = self._conn.async_client()
         if client is None:
             return await super().asave(snapshot, claim=claim)
+        check_columns(snapshot)
         key, args = self.key(snapshot.run_id), self._save_args(snapshot, claim)
         with self._conn.errors("save", key):
             reply = await save_snapshot.run_async(client, [key], args)
@@ -167,6 +177,8 @@ class RedisSnapshotStore(SnapshotStore):
     # --- read, delete, list, lease ---------------------------------------------------------
 
     def load(self, run_id: str) -> RunSnapshot | None:
+        if not findable_id(run_id):
+            return None
         key = self.key(run_id)
         with self._conn.errors("load", key):
             data = self._conn.client.hget(key, "data")
@@ -176,6 +188,8 @@ class RedisSnapshotStore(SnapshotStore):
         client = self._conn.async_client()
         if client is None:
             return await super().aload(run_id)
+        if not findable_id(run_id):
+            return None
         key = self.key(run_id)
         with self._conn.errors("load", key):
             data = await client.hget(key, "data")
@@ -190,6 +204,8 @@ class RedisSnapshotStore(SnapshotStore):
         return bool(reply)
 
     def delete(self, run_id: str) -> bool:
+        if not findable_id(run_id):
+            return False
         key = self.key(run_id)
         with self._conn.errors("delete", key):
             return bool(self._conn.client.delete(key))
@@ -198,6 +214,8 @@ class RedisSnapshotStore(SnapshotStore):
         client = self._conn.async_client()
         if client is None:
             return await super().adelete(run_id)
+        if not findable_id(run_id):
+            return False
         key = self.key(run_id)
         with self._conn.errors("delete", key):
             return bool(await client.delete(key))

@@ -31,6 +31,15 @@ def config(**values: Any) -> dict[str, Any]:
     unknown = sorted(set(values) - set(KEYS))
     if unknown:
         raise TypeError(f"ai.config() got unknown keys {unknown}; known keys: {list(KEYS)}")
+    for key in ("default_snapshot_store", "default_checkpoint_store"):
+        value = values.get(key)
+        if value is not None and not all(
+            callable(getattr(value, method, None)) for method in ("load", "save", "delete")
+        ):
+            raise TypeError(
+                f"ai.config(): {key} must be a store (ai.snapshot.db(), ai.checkpoint.db(), "
+                f"...), got {value!r}"
+            )
     with _lock:
         for key, value in values.items():
             if value is None:

@@ -72,6 +72,18 @@ def check_run_id(run_id: Any) -> str:
     return run_id
 
 
+def store_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a snapshot store (None or a store: no problem)."""
+    if value is None:
+        return None
+    if all(callable(getattr(value, method, None)) for method in ("load", "save", "delete")):
+        return None
+    return (
+        "snapshot_store must be a snapshot store (ai.snapshot.db(), ai.snapshot.redis(...), "
+        f"ai.snapshot.memory()), got {value!r}"
+    )
+
+
 class Definition(ABC, Generic[SnapT, ResultT]):
     """A durable definition: a workflow, a supervisor, ..."""
 

@@ -279,7 +279,6 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
                 self.encode_start()
             except SnapshotSerializationError as exc:
                 self.writer, self.not_json = None, exc  # nothing is written for a non-JSON input
-                self.last_write_stored = False
         self.begin_attempt()
         # The first write takes the run's lease: a run leased by a live worker fails fast
         # here (LeaseHeldError propagates out of execute/resume) before anything runs.

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..errors import SupervisorDriftError, SupervisorFailedError
-from ..runs.definition import Definition
+from ..runs.definition import Definition, store_problem
 from ..runs.effects import run_async, run_sync
 from ..runs.limits import MAX_FLOW_NAME_LENGTH, MAX_VERSION_LENGTH, check_storable
 from ..runs.run import Run
@@ -76,6 +76,11 @@ class Supervisor(Definition[SupervisorSnapshot, SupervisorResult]):
                 f"{where}: give exactly one of router= (an agent) or route= (a callable)",
                 context={"authoring": True},
             )
+        if route is not None and not callable(route):
+            raise SupervisorFailedError(
+                f"{where}: route= must be a callable (ctx) -> intent key(s), got {route!r}",
+                context={"authoring": True},
+            )
         if router is not None:
             self._check_descriptions(where)
         if initial_agent is not None and initial_agent not in self.intents:
@@ -90,6 +95,8 @@ class Supervisor(Definition[SupervisorSnapshot, SupervisorResult]):
         self.router, self.route, self.evaluate = router, route, evaluate
         self.initial_state = dict(state or {})
         self.initial_agent = initial_agent
+        if problem := store_problem(snapshot_store):
+            raise SupervisorFailedError(f"{where}: {problem}", context={"authoring": True})
         self.snapshot_store = snapshot_store
         self.output, self.goal = output, goal
         self.version, self.description = version, description

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..errors import WorkflowDriftError, WorkflowError
-from ..runs.definition import Definition
+from ..runs.definition import Definition, store_problem
 from ..runs.limits import MAX_FLOW_NAME_LENGTH, MAX_VERSION_LENGTH, check_storable
 from .results import WorkflowResult
 from .retry import Retry
@@ -67,6 +67,8 @@ class Workflow(Definition[WorkflowSnapshot, WorkflowResult]):
         self.version = version
         self.description = description
         self.steps: tuple[Step, ...] = tuple(steps)
+        if problem := store_problem(snapshot_store):
+            raise WorkflowError(f"{where}: {problem}")
         self.snapshot_store = snapshot_store
         self.default_retry = default_retry
         self.max_steps = max_steps

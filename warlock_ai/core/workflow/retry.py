@@ -32,6 +32,8 @@ class Retry:
     def __post_init__(self) -> None:
         if not isinstance(self.attempts, int) or isinstance(self.attempts, bool):
             raise TypeError(f"Retry(attempts=...) must be an int, got {self.attempts!r}")
+        if self.attempts < 0:
+            raise ValueError(f"Retry(attempts=...) must be 0 or more, got {self.attempts!r}")
         if not (self.backoff is None or callable(self.backoff)) and self.backoff not in (
             "none",
             "linear",

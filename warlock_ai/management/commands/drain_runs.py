@@ -7,6 +7,7 @@ from warlock_ai.management.base import (
     EXIT_OK,
     Reported,
     RunCommand,
+    check_enqueue_options,
     shown,
 )
 from warlock_ai.operations import drain_runs
@@ -36,6 +37,7 @@ class Command(RunCommand):
         self.add_json_argument(parser, '[{"run_id", "outcome", "ok"}, ...]')
 
     def handle(self, *args: Any, **options: Any) -> None:
+        check_enqueue_options({"queue": None, **options})
         progress = None if options["json"] else self.progress_bar("draining")
         try:
             with self.run_output():
