@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
@@ -26,8 +27,16 @@ from django.db import transaction
 
 from . import runs
 from .conf import warlock_settings
-from .core.errors import LeaseHeldError, LeaseLostError, RunExistsError, UnknownRunError
+from .core.errors import (
+    LeaseHeldError,
+    LeaseLostError,
+    RunExistsError,
+    RunInterruptedError,
+    UnknownRunError,
+)
+from .core.runs.cancel import CancelToken
 from .core.runs.definition import check_run_id, new_run_id
+from .core.runs.interrupts import stop_on_signals
 from .core.runs.leases import held_error, owner_is_dead
 from .core.runs.serialization import dumps
 from .core.runs.snapshots import COMPLETED, TERMINAL_STATUSES
@@ -315,7 +324,9 @@ def execute_job(flow: str, input: Any, run_id: str) -> dict[str, Any]:
     """Start ``flow`` as run ``run_id``. Delivered again, the job finds the run stored: an
     interrupted run is resumed, a finished one is left alone."""
     try:
-        return _summary(runs.execute_flow(flow, input, run_id=run_id), "ran")
+        with _stopping_cleanly() as cancel:
+            result = runs.execute_flow(flow, input, run_id=run_id, cancel=cancel)
+        return _summary(result, "ran")
     except RunExistsError:
         store = registry.find(flow).store  # where execute_flow found it
         snapshot = runs.load_snapshot(run_id, store)
@@ -337,14 +348,29 @@ def _resume(run_id: str, force: bool, store: Any) -> dict[str, Any]:
     if snapshot.status == COMPLETED:
         return _nothing_to_do(snapshot)
     try:
-        return _summary(runs.resume_run(run_id, force=force, store=store), "resumed")
+        with _stopping_cleanly() as cancel:
+            result = runs.resume_run(run_id, force=force, store=store, cancel=cancel)
+        return _summary(result, "resumed")
     except (LeaseHeldError, LeaseLostError) as exc:
         return _stepped_aside(run_id, exc, store)
 
 
+@contextmanager
+def _stopping_cleanly() -> Iterator[CancelToken]:
+    """SIGTERM/SIGINT in the work horse (``Worker`` forwards a warm shutdown to it) stop the
+    run at its next check point, snapshot stored and lease released, within
+    ``SHUTDOWN_GRACE_SECONDS``."""
+    token = CancelToken()
+    with stop_on_signals(token, float(warlock_settings.SHUTDOWN_GRACE_SECONDS)):
+        yield token
+
+
 def _summary(result: Any, outcome: str) -> dict[str, Any]:
-    """What the job returns; a run whose last snapshot was not stored fails the job (rq
-    delivers it again: the next delivery resumes from what is stored)."""
+    """What the job returns. A run whose last snapshot was not stored, or that a shutdown
+    interrupted, fails the job: rq delivers it again, and the next delivery resumes from what
+    is stored."""
+    if isinstance(result.error, RunInterruptedError):
+        raise result.error
     not_durable = runs.not_persisted_error(result)
     if not_durable is not None:
         raise not_durable

@@ -86,35 +86,48 @@ def live_lease(
     return lease if lease_state(owner, expires, timezone.now(), status).blocks else None
 
 
-def stored_says(run_id: str, store: SnapshotStore | None = None) -> str:
-    """What the store holds of ``run_id`` in a few words: ``running (next step: two)``,
-    ``completed``, ``no snapshot stored``, or why it cannot be read."""
+def stored_run(report: Any) -> dict[str, Any]:
+    """What the store now says of ``report``'s run: ``{"status", "position", ...}``,
+    ``{"status": None}`` when nothing is stored, or ``{"unreadable": why}`` (the store is
+    still unreachable, or the row cannot be read)."""
     try:
-        snapshot = snapshot_store(store).load(run_id)
-    except Exception as exc:  # the store is still unreachable, or the row unreadable
-        return f"unknown: the store cannot be read ({getattr(exc, 'message', exc)})"
+        store = registry.get(report.type, report.name).store
+        snapshot = store.load(report.run_id)
+    except Exception as exc:  # the store is what failed: say so, do not raise again
+        return {"unreadable": f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"}
     if snapshot is None:
-        return "no snapshot stored"
-    if snapshot.status != RUNNING:
-        return snapshot.status
-    return f"{snapshot.status} ({kind_named(snapshot.kind).progress(snapshot)})"
+        return {"status": None}
+    position = kind_named(snapshot.kind).position(
+        snapshot.status, snapshot.next_step, snapshot.iteration
+    )
+    return {
+        "status": snapshot.status,
+        "position": position,
+        "next_step": snapshot.next_step,
+        "iteration": snapshot.iteration,
+        "saved_at": snapshot.saved_at,
+    }
 
 
-def not_persisted_error(
-    result: Any, store: SnapshotStore | None = None
-) -> NotPersistedError | None:
-    """A ``NotPersistedError`` describing ``result`` when its last snapshot was not stored."""
+def not_durable_line(report: Any, stored: dict[str, Any]) -> str:
+    """One line: the run is not durable, why, and what its stored snapshot says instead."""
+    writes = report.failed_writes
+    failed = f"{writes} snapshot write{'s' if writes != 1 else ''} failed"
+    if report.persist_error is not None:
+        failed += f" (last: {report.persist_error.message})"
+    if "unreadable" in stored:
+        says = f"the stored run cannot be read: {stored['unreadable']}"
+    elif stored["status"] is None:
+        says = "no snapshot stored"
+    else:
+        says = f"the stored run says: {stored['status']}, at {stored['position']}"
+    return f"run {report.run_id} {report.status} but is not durable: {failed}; {says}"
+
+
+def not_persisted_error(result: Any) -> NotPersistedError | None:
+    """A ``NotPersistedError`` describing ``result`` when its last snapshot was not stored
+    (what must not report such a run as done raises it: an rq job)."""
     report = result.report
     if getattr(report, "persisted", True):
         return None
-    last = report.persist_error.message if report.persist_error is not None else "lease lost"
-    if store is None:  # the store its definition writes to
-        try:
-            store = registry.find(report.name).store
-        except Exception:
-            store = None
-    return NotPersistedError(
-        f'run "{report.run_id}" ended {report.status}, but its last snapshot was not stored '
-        f"({report.failed_writes} failed writes; last: {last}); the store says: "
-        f"{stored_says(report.run_id, store)}"
-    )
+    return NotPersistedError(not_durable_line(report, stored_run(report)))

@@ -58,7 +58,8 @@ def test_a_lease_lost_at_the_last_write_is_the_results_error(kind):
                 super().save(snapshot, claim=LeaseClaim("other:1:aa", "acquire"))
             return super().save(snapshot, claim=claim)
 
-    store = TakenAtTheEnd(lease_seconds=-1)  # expired at once: "other" may take it
+    store = TakenAtTheEnd()
+    store.lease_seconds = -1  # expired at once: "other" may take it (the constructor refuses)
     definition = two_steps(store) if kind == "workflow" else supervisor(store)
     errors = []
     result = definition.execute({"x": 1}, run_id="k-2", on={f"{kind}.error": errors.append})

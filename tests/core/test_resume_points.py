@@ -91,7 +91,8 @@ def test_crash_inside_first_step_is_resumable_from_the_start_snapshot():
     The "crashed" execution is this very process, so its lease would look alive: a zero
     lease makes it expire at once, as it would after a real crash and LEASE_SECONDS.
     """
-    store = ai.snapshot.memory(lease_seconds=0)
+    store = ai.snapshot.memory()
+    store.lease_seconds = 0  # (the constructor refuses 0: set here to stand for LEASE_SECONDS)
 
     class Crash(BaseException):
         """Stands for the process dying: not an Exception, so the engine cannot handle it."""

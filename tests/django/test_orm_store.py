@@ -175,7 +175,7 @@ def test_json_columns_are_jsonb_on_postgres():
             "WHERE table_name = 'warlock_ai_snapshot' AND data_type = 'jsonb' ORDER BY 1"
         )
         jsonb = [row[0] for row in cursor.fetchall()]
-    assert jsonb == ["error", "fingerprint", "input", "state", "steps", "usage"]
+    assert jsonb == ["attempts", "error", "fingerprint", "input", "state", "steps", "usage"]
 
 
 def test_async_twins(store):

@@ -123,7 +123,9 @@ def test_drain_runs_reports_an_unreadable_stale_run_and_goes_on(runs):
     broken(runs, "steps-is-a-list")
     runs.stale("stale-2")
     out = StringIO()
-    call_command("drain_runs", "--json", stdout=out)
+    with pytest.raises(CommandError) as raised:  # a run that did not complete: exit code 1
+        call_command("drain_runs", "--json", stdout=out)
+    assert raised.value.returncode == 1
     outcomes = {o["run_id"]: o["outcome"] for o in json.loads(out.getvalue())}
     assert outcomes["stale-2"] == "completed"
     assert outcomes[RUN].startswith(f"error: {expected_error('steps-is-a-list')}; discard")

@@ -66,11 +66,15 @@ def children(pid: int) -> list[int]:
 class Worker:
     """``manage.py rqworker <queue>`` in a child process, its output in a log file."""
 
-    def __init__(self, project: Project, name: str, burst: bool = False) -> None:
+    def __init__(
+        self, project: Project, name: str, burst: bool = False, worker_class: str | None = None
+    ) -> None:
         self.project = project
         self.name = f"{project.token}-{name}"
         self.log = project.tmp / f"{self.name}.log"
         args = ["rqworker", project.queue, "--name", self.name]
+        if worker_class is not None:
+            args += ["--worker-class", worker_class]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 project.manage_args(*args, *(["--burst"] if burst else [])),
@@ -178,8 +182,8 @@ class Project:
         )
         return self.shell(code)
 
-    def worker(self, name: str, burst: bool = False) -> Worker:
-        worker = Worker(self, name, burst=burst)
+    def worker(self, name: str, burst: bool = False, worker_class: str | None = None) -> Worker:
+        worker = Worker(self, name, burst=burst, worker_class=worker_class)
         self.workers.append(worker)
         return worker
 

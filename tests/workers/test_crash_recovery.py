@@ -54,7 +54,7 @@ def test_worker_killed_mid_step_is_drained_to_completed(project, mode):
 
     if mode == "inline":
         outcomes = project.drain()
-        assert outcomes == [{"run_id": run_id, "outcome": "completed"}]
+        assert outcomes == [{"run_id": run_id, "outcome": "completed", "ok": True}]
     else:
         outcomes = project.drain("--enqueue")
         assert run_id in {o["run_id"] for o in outcomes}, outcomes

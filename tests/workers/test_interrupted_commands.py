@@ -16,6 +16,7 @@ from tests.workers.harness import REPO_ROOT, describe, wait_until
 pytestmark = pytest.mark.services
 
 TIMEOUT = 60
+WORKER_CLASS = "warlock_ai.worker.Worker"
 
 
 def start(project, *args: str, **env: str) -> subprocess.Popen[str]:
@@ -115,3 +116,28 @@ def test_a_sigkilled_run_is_recorded_as_crashed_by_its_resume(project):
     first, second = project.snapshot(run_id)["attempts"]
     assert (first["end"], first["detail"]) == ("crashed", "it never wrote how it ended")
     assert (second["number"], second["resumed_at"], second["end"]) == (2, "gate", "completed")
+
+
+def test_a_worker_shutdown_stops_the_run_cleanly_and_another_worker_resumes_it(project):
+    """``warlock_ai.worker.Worker``: SIGTERM to the worker reaches the running job; the run
+    stops at its next check point (lease released), the job is delivered again, and the
+    next worker resumes the run without running its finished steps again."""
+    run_id = project.run_id("warm")
+    project.enqueue_execute("worker-gate", [run_id])
+    first = project.worker("w1", worker_class=WORKER_CLASS)
+    in_gate(project, run_id)
+    first.process.send_signal(signal.SIGTERM)
+    project.open_gate(run_id)  # the step finishes within the grace period
+    assert first.wait(TIMEOUT) == 0, first.output()
+    row = project.snapshot(run_id)
+    assert row["status"] == "running" and row["next_step"] == "after", first.output()
+    assert not row["lease_owner"], "released: the next worker need not wait for it to expire"
+    (attempt,) = row["attempts"]
+    assert (attempt["end"], attempt["detail"]) == ("interrupted", "SIGTERM")
+
+    second = project.worker("w2", burst=True, worker_class=WORKER_CLASS)
+    assert second.wait(TIMEOUT) == 0, second.output()
+    row = project.snapshot(run_id)
+    assert row["status"] == "completed", second.output()
+    assert project.step_counts(run_id) == {"before": 1, "gate": 1, "after": 1}
+    assert [a["end"] for a in row["attempts"]] == ["interrupted", "completed"]

@@ -46,9 +46,8 @@ def test_a_job_whose_last_write_failed_fails_and_its_redelivery_completes_the_ru
             jobs.execute_job(f"workflow:{FLOW}", None, "nd-1")
         message = raised.value.message
         assert "\n" not in message
-        assert 'run "nd-1" ended completed, but its last snapshot was not stored' in message
-        assert "2 failed writes" in message
-        assert "the store says: unknown: the store cannot be read" in message  # still down
+        assert message.startswith("run nd-1 completed but is not durable: 2 snapshot writes")
+        assert "the stored run cannot be read: StoreUnavailableError" in message  # still down
 
         private_redis.start()
         assert store.load("nd-1").next_step == "two", "stored: one done, two next"

@@ -57,7 +57,7 @@ def test_supervisor_killed_mid_iteration_never_pays_twice(project: Project, reco
         assert "iterations settled: 2; next: iteration 2" in resumed.stdout
         assert f"run {run_id}: completed" in resumed.stdout
     else:
-        assert project.drain() == [{"run_id": run_id, "outcome": "completed"}]
+        assert project.drain() == [{"run_id": run_id, "outcome": "completed", "ok": True}]
 
     calls = project.step_counts(run_id)
     # Iterations 0 and 1 were snapshotted: their model calls are not made again.

@@ -35,6 +35,7 @@ def detail_context(request: Any, row: Any, model_admin: Any) -> dict[str, Any]:
         "verdict": presentation.verdict(row),
         "panel_template": panel.template if panel else None,
         "records": panel.rows(row) if panel else [],
+        "attempts": presentation.attempts(row),
         "input_json": presentation.pretty_json(row.input),
         "state_json": presentation.pretty_json(row.state),
         "usage_json": presentation.pretty_json(row.usage) if row.usage else "",

@@ -291,3 +291,65 @@ PANELS: dict[str, Panel] = {
     "workflow": Panel("admin/warlock_ai/snapshot/includes/timeline.html", timeline),
     "supervisor": Panel("admin/warlock_ai/snapshot/includes/iterations.html", iterations),
 }
+
+
+# --- attempts: each execution of the run ------------------------------------------------------
+
+#: How each end of an attempt reads on the page (and the CSS class of its badge).
+ATTEMPT_ENDS = {
+    "completed": ("completed", "warlock-completed"),
+    "failed": ("failed", "warlock-failed"),
+    "cancelled": ("cancelled", "warlock-cancelled"),
+    "max-iterations": ("max iterations", "warlock-failed"),
+    "interrupted": ("interrupted", "warlock-pending"),
+    "crashed": ("crashed", "warlock-failed"),
+    "lease-taken-over": ("lease taken over", "warlock-failed"),
+}
+
+
+@dataclass
+class AttemptRow:
+    number: int
+    worker: str
+    started_at: datetime
+    resumed_at: str | None
+    ended_at: datetime | None
+    end: str
+    css: str
+    detail: str
+    duration: str
+
+
+def attempts(row: Any) -> list[AttemptRow]:
+    """The run's attempts, oldest first: who ran it, when, from where, how it ended."""
+    from ..core.runs.attempts import attempts_from
+
+    rows = []
+    running = row.status == "running"
+    found = attempts_from(row.attempts)
+    for index, attempt in enumerate(found):
+        last = index == len(found) - 1
+        if attempt.end is None:
+            label, css = ("running", "warlock-running") if last and running else ("—", "")
+        else:
+            label, css = ATTEMPT_ENDS.get(attempt.end, (attempt.end, ""))
+        ended = attempt.ended_at
+        duration = _seconds((ended - attempt.started_at).total_seconds()) if ended else ""
+        rows.append(
+            AttemptRow(
+                number=attempt.number,
+                worker=attempt.worker,
+                started_at=attempt.started_at,
+                resumed_at=attempt.resumed_at,
+                ended_at=ended,
+                end=label,
+                css=css,
+                detail=attempt.detail or "",
+                duration=duration,
+            )
+        )
+    return rows
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"

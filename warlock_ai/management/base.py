@@ -21,6 +21,7 @@ from ..core.errors import AIError
 from ..core.runs.kinds import kind_named
 from ..core.runs.snapshots import COMPLETED, error_dict
 from ..core.runs.usage import Usage
+from ..runs import not_durable_line, stored_run
 
 #: Exit codes of the commands that run or resume runs (documented in docs/django.md).
 EXIT_OK = 0  # the run completed and every snapshot write was stored
@@ -268,45 +269,6 @@ def exit_code(result: Any) -> int:
     if result.error is not None or report.status != COMPLETED:
         return EXIT_FAILED
     return EXIT_OK
-
-
-def stored_run(report: Any) -> dict[str, Any]:
-    """What the store now says of ``report``'s run: ``{"status", "position", ...}``,
-    ``{"status": None}`` when nothing is stored, or ``{"unreadable": why}``."""
-    from ..registry import registry
-
-    try:
-        store = registry.get(report.type, report.name).store
-        snapshot = store.load(report.run_id)
-    except Exception as exc:  # the store is what failed: say so, do not raise again
-        return {"unreadable": f"{type(exc).__name__}: {exc}"}
-    if snapshot is None:
-        return {"status": None}
-    position = kind_named(snapshot.kind).position(
-        snapshot.status, snapshot.next_step, snapshot.iteration
-    )
-    return {
-        "status": snapshot.status,
-        "position": position,
-        "next_step": snapshot.next_step,
-        "iteration": snapshot.iteration,
-        "saved_at": snapshot.saved_at,
-    }
-
-
-def not_durable_line(report: Any, stored: dict[str, Any]) -> str:
-    """One line: the run is not durable, why, and what its stored snapshot says instead."""
-    writes = report.failed_writes
-    failed = f"{writes} snapshot write{'s' if writes != 1 else ''} failed"
-    if report.persist_error is not None:
-        failed += f" (last: {report.persist_error.message})"
-    if "unreadable" in stored:
-        says = f"the stored run cannot be read: {stored['unreadable']}"
-    elif stored["status"] is None:
-        says = "no snapshot stored"
-    else:
-        says = f"the stored run says: {stored['status']}, at {stored['position']}"
-    return f"run {report.run_id} {report.status} but is not durable: {failed}; {says}"
 
 
 def result_json(result: Any, code: int, stored: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -63,6 +63,9 @@ class RunInfo:
     #: Why the run's stored snapshot cannot be read (``UnreadableSnapshotError.problem``);
     #: None when it can, or when the store's listing did not read it.
     unreadable: str | None = None
+    #: The run's attempts as stored (``attempts.RunAttempt.to_dict()`` each), oldest first;
+    #: None when the store's listing does not keep them.
+    attempts: tuple[dict[str, Any], ...] | None = None
 
     def lease_state(self, now: datetime) -> LeaseState:
         return lease_state(self.lease_owner, self.lease_expires_at, now, self.status)
@@ -94,6 +97,7 @@ class RunInfo:
             lease_expires_at=expires,
             cancel_requested_at=cancel_requested_at,
             signature=snapshot.signature,
+            attempts=tuple(attempt.to_dict() for attempt in snapshot.attempts),
         )
 
     @classmethod
@@ -453,3 +457,11 @@ def findable_id(run_id: Any) -> bool:
     would fail to encode it). Ids that ``check_run_id`` refuses today but an older version
     stored stay findable, so that they can be removed."""
     return isinstance(run_id, str) and name_problem(run_id, None) is None
+
+
+def attempt_dicts(value: Any) -> tuple[dict[str, Any], ...] | None:
+    """A stored ``attempts`` value as a listing keeps it: its objects, or None when it holds
+    none (a row written before attempts were kept, or one edited into another shape)."""
+    if not isinstance(value, list):
+        return None
+    return tuple(item for item in value if isinstance(item, dict))

@@ -25,6 +25,7 @@ from .base import (
     RunInfo,
     RunQuery,
     SnapshotStore,
+    attempt_dicts,
     check_columns,
     check_lease_seconds,
     check_write_retry_seconds,
@@ -70,6 +71,7 @@ _INFO_FIELDS = (
     "lease_expires_at",
     "cancel_requested_at",
     "signature",
+    "attempts",
 )
 _CANCEL_FIELDS = ("cancel_requested_at", "cancel_reason")
 _JSON_FIELDS = frozenset(JSON_PARTS)
@@ -439,8 +441,11 @@ class DatabaseSnapshotStore(SnapshotStore):
             rows = rows[: query.limit]
         try:
             infos = [
-                RunInfo(**values, unreadable=column_problem(values["kind"], values["status"]))
-                for values in rows.values(*_INFO_FIELDS)
+                RunInfo(
+                    **values,
+                    unreadable=column_problem(values["kind"], values["status"]),
+                )
+                for values in _with_attempts(rows.values(*_INFO_FIELDS))
             ]
         except DatabaseError as exc:
             raise self._error("list the runs", None, exc) from exc
@@ -474,3 +479,9 @@ def _cancel_request(returned: tuple[Any, Any]) -> CancelRequest | None:
         # A raw cursor on SQLite returns the stored UTC time without its zone.
         requested_at = requested_at.replace(tzinfo=UTC)
     return CancelRequest(requested_at, reason)
+
+
+def _with_attempts(rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    for values in rows:
+        values["attempts"] = attempt_dicts(values.get("attempts"))
+        yield values

@@ -20,6 +20,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from ..core.runs import leases
+from ..core.runs.attempts import attempts_json
 from ..core.runs.cancel import CancelRequest
 from ..core.runs.serialization import loads
 from ..core.runs.snapshots import (
@@ -33,6 +34,7 @@ from ..core.runs.snapshots import (
 from .base import (
     RunInfo,
     SnapshotStore,
+    attempt_dicts,
     check_columns,
     check_lease_seconds,
     check_write_retry_seconds,
@@ -344,6 +346,7 @@ def _summary(
             lease_expires_at=expires,
             cancel_requested_at=asked,
             signature=data.get("signature"),  # None in summaries written before it was kept
+            attempts=attempt_dicts(data.get("attempts")),
             unreadable=column_problem(kind, status),
         )
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
@@ -358,5 +361,6 @@ def _meta_json(snapshot: RunSnapshot) -> str:
         f'"version":{key_json(snapshot.version)},"status":{key_json(snapshot.status)},'
         f'"signature":{key_json(snapshot.signature)},"next_step":{key_json(snapshot.next_step)},'
         f'"iteration":{"null" if iteration is None else int(iteration)},'
-        f'"started_at":"{iso(snapshot.started_at)}","saved_at":"{iso(snapshot.saved_at)}"}}'
+        f'"started_at":"{iso(snapshot.started_at)}","saved_at":"{iso(snapshot.saved_at)}",'
+        f'"attempts":{attempts_json(snapshot.attempts)}}}'
     )

@@ -8,6 +8,7 @@ into a terminal status, the output, the terminal write and the result. Each kind
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Mapping
@@ -51,6 +52,11 @@ class RunOptions(NamedTuple):
     cancel: CancelToken | None = None
     on: HandlerMap | None = None
     session_id: str | None = None
+
+
+#: What stops an execution from outside its steps' own errors: the lease is released on the
+#: way out (another ``BaseException`` is left alone, as the process dying would leave it).
+STOPPING = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
 
 
 def describe(exc: BaseException) -> str:
@@ -286,18 +292,22 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
         writer = self.writer
         if writer is not None:
             writer.start_heartbeat(self.run_id)
+        ended = False  # this execution knows how it ended (not a crash it cannot see)
         try:
-            return (yield from self.run_held())
-        except BaseException as exc:
-            # KeyboardInterrupt, SystemExit, a cancelled asyncio task: the run stops here;
-            # its lease is released so that it can be resumed at once (from anywhere).
-            if writer is not None and not isinstance(exc, Exception | GeneratorExit):
+            result = yield from self.run_held()
+            ended = True
+            return result
+        except STOPPING as exc:
+            # Ctrl-C, sys.exit(), a cancelled asyncio task: the run stops here; its lease is
+            # released so that it can be resumed at once (from anywhere).
+            ended = True
+            if writer is not None:
                 self.end_attempt(INTERRUPTED, describe(exc) if str(exc) else type(exc).__name__)
                 yield from writer.let_go(self.run_attempts)
             raise
         finally:
             if writer is not None:
-                writer.end()
+                writer.end(ended)
 
     def run_held(self) -> Effects:
         """The run once its lease is held: body, output, terminal write, events."""

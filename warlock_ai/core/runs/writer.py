@@ -202,12 +202,13 @@ class RunWriter:
         if not isinstance(outcome, BaseException):
             self.lease_held = False
 
-    def end(self) -> None:
-        """The execution is over: a lease whose release did not land (the store was down, the
-        run was interrupted) is marked as this process's dead execution, so a resume from
-        this process is not refused for the lease's remaining time."""
+    def end(self, ended: bool = True) -> None:
+        """The execution is over. When it ``ended`` knowingly (not by an exception it cannot
+        see the end of), a lease whose release did not land (the store was down) is marked as
+        this process's dead execution, so a resume from this process is not refused for the
+        lease's remaining time."""
         self.stop_heartbeat()
-        if self.owner is not None and self.lease_held:
+        if ended and self.owner is not None and self.lease_held:
             mark_ended(self.owner)
 
     def start_heartbeat(self, run_id: str) -> None:

@@ -122,6 +122,8 @@ class Command(RunCommand):
             **{field: getattr(info, field) for field in FIELDS[5:]},
             # Why the stored snapshot cannot be read (resume refuses it; discard_run works).
             "unreadable": info.unreadable,
+            # Each execution: worker, started_at, resumed_at, ended_at, end, detail.
+            "attempts": list(info.attempts) if info.attempts is not None else None,
         }
 
     def write_table(self, rows: list[dict[str, Any]]) -> None:
