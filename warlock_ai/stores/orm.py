@@ -209,7 +209,8 @@ class DatabaseSnapshotStore(SnapshotStore):
         message = f'could not {operation}{what} in database "{self.using}": {detail}'
         if self._unreachable(exc):
             return StoreUnavailableError(message)
-        hint = "; has `manage.py migrate` been run?" if "exist" in detail else ""
+        missing = "exist" in detail or "no such table" in detail
+        hint = "; has `manage.py migrate` been run?" if missing else ""
         return StoreError(message + hint)
 
     def _unreachable(self, exc: Exception) -> bool:
