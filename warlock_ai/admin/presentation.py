@@ -80,6 +80,7 @@ RAW_FIELDS = (
     "usage",
     "error",
     "fingerprint",
+    "attempts",
 )
 
 
