@@ -35,6 +35,7 @@ from .core.errors import (
     QueueUnavailableError,
     RunCompletedError,
     RunExistsError,
+    RunInterruptedError,
     RunNotRunningError,
     StoreError,
     UnknownRunError,
@@ -555,12 +556,17 @@ def stale_runs(store: SnapshotStore | None = None) -> list[str]:
 
 
 def drain_runs(
-    enqueue: bool = False, progress: Progress | None = None, store: SnapshotStore | None = None
+    enqueue: bool = False,
+    progress: Progress | None = None,
+    store: SnapshotStore | None = None,
+    cancel: Any = None,
 ) -> list[tuple[str, str]]:
     """Resume every stale run (inline, or as django-rq jobs with ``enqueue``).
 
     Safe on every worker boot and from several hosts at once: leases decide who runs what,
-    and a run another worker took meanwhile is reported as skipped.
+    and a run another worker took meanwhile is reported as skipped. ``cancel`` (a
+    ``CancelToken``) is passed to each resume; once it is cancelled (``drain_runs`` on SIGTERM)
+    the run in progress stops at its next check point and no further run is started.
     """
     outcomes: list[tuple[str, str]] = []
     if enqueue:
@@ -571,19 +577,21 @@ def drain_runs(
         requeue_abandoned_jobs()
     run_ids = stale_runs(store)
     for index, run_id in enumerate(run_ids, start=1):
-        outcomes.append((run_id, _drain_one(run_id, enqueue, store)))
+        if cancel is not None and cancel.cancelled:
+            break
+        outcomes.append((run_id, _drain_one(run_id, enqueue, store, cancel)))
         if progress is not None:
             progress(index, len(run_ids))
     return outcomes
 
 
-def _drain_one(run_id: str, enqueue: bool, store: SnapshotStore | None) -> str:
+def _drain_one(run_id: str, enqueue: bool, store: SnapshotStore | None, cancel: Any) -> str:
     try:
         if enqueue:
             from .jobs import enqueue_resume
 
             return f"enqueued as job {enqueue_resume(run_id).id}"
-        result = resume_run(run_id, store=store)
+        result = resume_run(run_id, store=store, cancel=cancel)
     except LeaseHeldError as exc:
         return f"skipped: {exc.message}"
     except AIError as exc:
@@ -596,6 +604,8 @@ def _drain_one(run_id: str, enqueue: bool, store: SnapshotStore | None) -> str:
             f"not-durable: {report.status}, but {report.failed_writes} snapshot write(s) "
             f"failed (last: {last})"
         )
+    if isinstance(result.error, RunInterruptedError):
+        return f"interrupted: {result.error.message}"
     if result.error is not None:
         return f"{report.status}: {result.error.message}"
     return str(report.status)

@@ -141,3 +141,44 @@ def test_a_worker_shutdown_stops_the_run_cleanly_and_another_worker_resumes_it(p
     assert row["status"] == "completed", second.output()
     assert project.step_counts(run_id) == {"before": 1, "gate": 1, "after": 1}
     assert [a["end"] for a in row["attempts"]] == ["interrupted", "completed"]
+
+
+def test_drain_runs_stops_cleanly_on_sigterm_and_starts_no_further_run(project):
+    stale = []
+    for name in ("drain-a", "drain-b"):  # two runs whose worker died in their gate step
+        run_id = project.run_id(name)
+        child = start(project, "execute_run", "worker-gate", "--run-id", run_id)
+        try:
+            in_gate(project, run_id)
+        finally:
+            child.kill()
+            child.wait(TIMEOUT)
+        stale.append(run_id)
+
+    drain = start(project, "drain_runs")
+    try:
+        first = wait_until(
+            lambda: next((r for r in stale if project.step_counts(r)["gate"] == 2), None),
+            TIMEOUT,
+            "drain_runs to resume one run",
+        )
+        drain.send_signal(signal.SIGTERM)
+        for run_id in stale:
+            project.open_gate(run_id)
+        out, err = drain.communicate(timeout=TIMEOUT)
+    finally:
+        if drain.poll() is None:
+            drain.kill()
+    assert drain.returncode == 143, (out, err)
+    assert f"run {first}: interrupted: " in out
+    assert err.strip().splitlines() == [
+        "interrupted by SIGTERM: drain_runs stopped after 1 run(s), each left resumable; "
+        "run drain_runs again for the rest"
+    ], err
+    (other,) = [r for r in stale if r != first]
+    assert project.step_counts(other)["gate"] == 1, "no further run was started"
+    row = project.snapshot(first)
+    assert (row["status"], row["next_step"], row["lease_owner"]) == ("running", "after", None)
+    untouched = project.snapshot(other)  # still its dead worker's: stale, as before
+    assert untouched["status"] == "running" and untouched["next_step"] == "gate"
+    assert project.drain() and {project.snapshot(r)["status"] for r in stale} == {"completed"}

@@ -79,9 +79,9 @@ def stop_if_interrupted(command: Any, result: Any) -> None:
     )
 
 
-def stop(command: Any, line: str, run_id: str | None, code: int) -> None:
-    """Print the one line (or, with ``--json``, an error document naming the resume command)
-    and end the command with ``code``."""
+def stop(command: Any, line: str, run_id: str | None, code: int, **extra: Any) -> None:
+    """Print the one line (or, with ``--json``, an error document naming the resume command,
+    with ``extra`` members) and end the command with ``code``."""
     from .base import Reported, shown
 
     resume = resume_command(run_id) if run_id is not None else None
@@ -89,7 +89,7 @@ def stop(command: Any, line: str, run_id: str | None, code: int) -> None:
         line += f"; resume it with: {resume}"
     if getattr(command, "json_output", False):
         error = {"code": "INTERRUPTED", "message": line, "run_id": run_id, "resume": resume}
-        command.write_json({"error": error, "exit_code": code})
+        command.write_json({"error": error, "exit_code": code, **extra})
     else:
         command.stderr.write(shown(line))
     raise Reported(line, returncode=code)

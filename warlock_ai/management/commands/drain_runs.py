@@ -1,6 +1,7 @@
 from collections import Counter
 from typing import Any
 
+from warlock_ai.core.runs.interrupts import signal_exit_code
 from warlock_ai.management.base import (
     EXIT_FAILED,
     EXIT_NOT_DURABLE,
@@ -10,6 +11,7 @@ from warlock_ai.management.base import (
     check_enqueue_options,
     shown,
 )
+from warlock_ai.management.interrupts import interruptible, stop
 from warlock_ai.operations import drain_runs
 
 #: Outcomes (their first word) that leave nothing to do: the run completed, went to a
@@ -40,11 +42,27 @@ class Command(RunCommand):
         check_enqueue_options({"queue": None, **options})
         progress = None if options["json"] else self.progress_bar("draining")
         try:
-            with self.run_output():
-                outcomes = drain_runs(enqueue=options["enqueue"], progress=progress)
+            with self.run_output(), interruptible(self) as run:
+                outcomes = drain_runs(
+                    enqueue=options["enqueue"], progress=progress, cancel=run.token
+                )
         finally:
             if progress is not None:
                 progress.close()
+        signal_name = run.state.signal_name
+        if signal_name is not None:  # SIGINT/SIGTERM: the run in progress stopped cleanly
+            items = [{"run_id": r, "outcome": o} for r, o in outcomes]
+            if not options["json"]:
+                for run_id, outcome in outcomes:
+                    self.stdout.write(shown(f"run {run_id}: {outcome}"))
+            stop(
+                self,
+                f"interrupted by {signal_name}: drain_runs stopped after {len(outcomes)} "
+                "run(s), each left resumable; run drain_runs again for the rest",
+                None,
+                signal_exit_code(signal_name),
+                outcomes=items,
+            )
         code = exit_code(outcomes)
         if options["json"]:
             self.write_json(
