@@ -177,3 +177,149 @@ def test_outside_the_main_thread_nothing_is_installed():
     thread.start()
     thread.join()
     assert seen == [(None, before)]
+
+
+# --- found in review: the edges of interrupts, retries and leases ----------------------------
+
+
+def failing_store(fail_saves: int = 0) -> Any:
+    """A memory store whose first ``fail_saves`` saves fail as an unreachable store's do."""
+    from warlock_ai.core.errors import StoreUnavailableError
+
+    class Flaky(type(ai.snapshot.memory())):
+        failures = fail_saves
+
+        def save(self, snapshot, *, claim=None):
+            if self.failures > 0:
+                self.failures -= 1
+                raise StoreUnavailableError("the store is down")
+            return super().save(snapshot, claim=claim)
+
+    store = Flaky()
+    store.write_retry_seconds = 0
+    return store
+
+
+def test_an_interrupt_after_failed_writes_still_releases_the_lease_it_takes():
+    store, ran = failing_store(fail_saves=2), []  # the start and step one's writes fail
+    wf = flow(store, lambda ctx: kill_self(), ran)
+    token = ai.CancelToken()
+    with stop_on_signals(token, grace_seconds=5):
+        result = wf.execute(run_id="int-6", cancel=token)
+    assert isinstance(result.error, RunInterruptedError) and result.report.persisted
+    assert store.load("int-6").next_step == "three"
+    assert store.lease("int-6") is None, "the interrupted write took the lease: it lets go"
+
+
+def test_an_operators_cancel_survives_an_interrupt_and_ends_the_resumed_run():
+    store, ran = ai.snapshot.memory(), []
+
+    def two(ctx: Any) -> None:
+        assert store.request_cancel("int-7", "wrong feed")
+        kill_self()  # the deploy's SIGTERM comes before the worker noticed the cancel
+
+    wf = flow(store, two, ran)
+    token = ai.CancelToken()
+    with stop_on_signals(token, grace_seconds=5):
+        assert isinstance(wf.execute(run_id="int-7", cancel=token).error, RunInterruptedError)
+    resumed = flow(store, lambda ctx: None, ran).resume("int-7")
+    assert resumed.status == "cancelled" and "wrong feed" in resumed.error.message
+    assert ran == ["one", "two"], "the cancel is honoured before step three runs"
+
+
+def test_a_write_whose_answer_was_lost_is_recognised_not_retried_into_a_failure():
+    """The terminal write commits, its answer is lost, and the first check cannot read the
+    store: the run neither re-sends blind nor reports itself failed by its own lease."""
+    from warlock_ai.core.errors import StoreUnavailableError
+
+    class LostAnswer(type(ai.snapshot.memory())):
+        lost, unreadable = 1, 1
+
+        def save(self, snapshot, *, claim=None):
+            answer = super().save(snapshot, claim=claim)
+            if snapshot.status == "completed" and self.lost:
+                self.lost -= 1
+                raise StoreUnavailableError("connection dropped after the commit")
+            return answer
+
+        def load(self, run_id):
+            if not self.lost and self.unreadable:
+                self.unreadable -= 1
+                raise StoreUnavailableError("still reconnecting")
+            return super().load(run_id)
+
+    store, ran = LostAnswer(), []
+    result = flow(store, lambda ctx: None, ran).execute(run_id="int-8")
+    assert result.status == "completed" and result.error is None
+    assert result.report.persisted and result.report.failed_writes == 0
+    assert store.unreadable == 0, "the first check could not read the store"
+    assert store.load("int-8").status == "completed" and store.lease("int-8") is None
+
+
+def test_a_resume_whose_first_write_failed_still_checks_the_run_is_unchanged():
+    """Worker A's first write fails; meanwhile worker B resumes the run and finishes it; A's
+    next write must not overwrite B's finished run (its version check is kept)."""
+    from warlock_ai.core.errors import LeaseLostError
+
+    store, ran = ai.snapshot.memory(), []
+    broken = {"two": True}
+
+    def two(ctx: Any) -> None:
+        if broken["two"]:
+            raise RuntimeError("broken")
+
+    wf = flow(store, two, ran)
+    assert wf.execute(run_id="int-9").status == "failed"
+    broken["two"] = False
+    original_save = type(store).save
+    calls = {"n": 0}
+
+    def save(self, snapshot, *, claim=None):
+        calls["n"] += 1
+        if calls["n"] == 1:  # A's first write
+            from warlock_ai.core.errors import StoreUnavailableError
+
+            raise StoreUnavailableError("down")
+        return original_save(self, snapshot, claim=claim)
+
+    store.write_retry_seconds = 0
+    type(store).save = save
+    try:
+        b_result: list[Any] = []
+
+        def two_a(ctx: Any) -> None:
+            b_result.append(flow(store, lambda c: None, []).resume("int-9"))  # worker B
+
+        result = flow(store, two_a, ran).resume("int-9")
+    finally:
+        type(store).save = original_save
+    assert b_result[0].status == "completed"
+    assert isinstance(result.error, LeaseLostError), result.error
+    assert store.load("int-9").status == "completed", "B's finished run was kept"
+
+
+def test_signal_handlers_and_an_outer_alarm_are_put_back():
+    fired: list[int] = []
+    before_term = signal.getsignal(signal.SIGTERM)
+    outer = signal.signal(signal.SIGALRM, lambda s, f: fired.append(s))
+    signal.setitimer(signal.ITIMER_REAL, 5)
+    try:
+        token = ai.CancelToken()
+        with stop_on_signals(token, grace_seconds=30):
+            kill_self()  # arms the grace timer over the outer alarm
+            assert signal.getitimer(signal.ITIMER_REAL)[0] > 20
+        remaining = signal.getitimer(signal.ITIMER_REAL)[0]
+        assert 3 < remaining <= 5, "the outer alarm runs on"
+        assert signal.getsignal(signal.SIGTERM) == before_term
+        assert signal.getsignal(signal.SIGALRM) is not None and not fired
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, outer)
+
+
+def test_a_repeated_sigterm_within_a_second_is_one_request():
+    token = ai.CancelToken()
+    with stop_on_signals(token, grace_seconds=30) as state:
+        kill_self()
+        kill_self()  # a process-group signal, then the worker forwarding it
+        assert state.signal_name == "SIGTERM" and token.cancelled

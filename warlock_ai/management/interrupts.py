@@ -70,6 +70,11 @@ def stop_if_interrupted(command: Any, result: Any) -> None:
     if not isinstance(error, RunInterruptedError):
         return
     report = result.report
+    if not report.persisted:  # the interrupted write failed: say what is stored instead
+        from ..runs import not_durable_line, stored_run
+
+        line = f"interrupted by {error.signal}, and " + not_durable_line(report, stored_run(report))
+        stop(command, line, report.run_id, 3)
     stop(
         command,
         f"interrupted by {error.signal}: run {report.run_id} stopped at a check point; its "

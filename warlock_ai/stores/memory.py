@@ -15,7 +15,7 @@ from ..core.orchestrator.checkpoints import (
 )
 from ..core.runs import leases
 from ..core.runs.cancel import CancelRequest
-from ..core.runs.snapshots import RunSnapshot, snapshot_from_json
+from ..core.runs.snapshots import TERMINAL_STATUSES, RunSnapshot, snapshot_from_json
 from .base import CheckpointStore, RunInfo, SnapshotStore, check_columns, check_lease_seconds
 
 
@@ -58,7 +58,8 @@ class MemorySnapshotStore(SnapshotStore):
                 leases.check_claim(run_id, claim, holder, expires, now, saved_at)
                 if claim.mode == leases.RELEASE:
                     self._leases.pop(run_id, None)
-                    self._cancels.pop(run_id, None)
+                    if snapshot.status in TERMINAL_STATUSES:  # an interrupted run keeps it
+                        self._cancels.pop(run_id, None)
                 else:
                     expires = now + timedelta(seconds=self.lease_seconds)
                     self._leases[run_id] = (claim.owner, expires)

@@ -20,7 +20,7 @@ from django.utils import timezone
 from ..core.errors import StoreError, StoreUnavailableError
 from ..core.runs import leases
 from ..core.runs.cancel import CancelRequest
-from ..core.runs.snapshots import JSON_PARTS, RunSnapshot
+from ..core.runs.snapshots import JSON_PARTS, TERMINAL_STATUSES, RunSnapshot
 from .base import (
     RunInfo,
     RunQuery,
@@ -76,6 +76,9 @@ _INFO_FIELDS = (
 _CANCEL_FIELDS = ("cancel_requested_at", "cancel_reason")
 _JSON_FIELDS = frozenset(JSON_PARTS)
 _UPSERT_VENDORS = frozenset({"postgresql", "sqlite"})
+#: The release of a run that stays running (interrupted): the lease goes, a cancel request
+#: stays for the next execution.
+_RELEASE_RUNNING = "release-running"
 
 
 def _model():
@@ -137,7 +140,7 @@ class DatabaseSnapshotStore(SnapshotStore):
         cancel_at, cancel_reason = (qn(meta.get_field(f).column) for f in _CANCEL_FIELDS)
         # A fenced write also brings back any cancel request (no extra query).
         returning = f" RETURNING {cancel_at}, {cancel_reason}" if mode != "plain" else ""
-        if mode in (leases.RENEW, leases.RELEASE):
+        if mode in (leases.RENEW, leases.RELEASE, _RELEASE_RUNNING):
             sets = ", ".join(f"{c} = {v}" for c, v in zip(columns[1:], values[1:], strict=True))
             if mode == leases.RELEASE:  # a finished run forgets its cancel request
                 sets += f", {cancel_at} = NULL, {cancel_reason} = NULL"
@@ -243,8 +246,11 @@ class DatabaseSnapshotStore(SnapshotStore):
             owner, expires = claim.owner, adapt(now + timedelta(seconds=self.lease_seconds))
         values = [row[f] for f in _WRITE_FIELDS] + [owner, expires]
         if claim.mode != leases.ACQUIRE:
+            mode: str = claim.mode
+            if mode == leases.RELEASE and row["status"] not in TERMINAL_STATUSES:
+                mode = _RELEASE_RUNNING  # interrupted: an operator's cancel request stays
             with connection.cursor() as cursor:
-                sql = self._sql_for(connection, claim.mode)
+                sql = self._sql_for(connection, mode)
                 cursor.execute(sql, [*values[1:], run_id, claim.owner])
                 written = cursor.fetchone()
             if written is None:
@@ -316,7 +322,7 @@ class DatabaseSnapshotStore(SnapshotStore):
                 values["lease_expires_at"] = (
                     timezone.now() + timedelta(seconds=self.lease_seconds) if keep else None
                 )
-                if not keep:
+                if not keep and snapshot.status in TERMINAL_STATUSES:
                     values.update(cancel_requested_at=None, cancel_reason=None)
             manager.update_or_create(run_id=snapshot.run_id, defaults=values)
             if claim is not None and current is not None and current.cancel_requested_at:

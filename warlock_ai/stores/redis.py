@@ -120,7 +120,8 @@ class RedisSnapshotStore(SnapshotStore):
         expires = now + int(self.lease_seconds * 1000)
         data, saved = snapshot.to_json(), iso(snapshot.saved_at)
         meta = _meta_json(snapshot)
-        return [data, mode, owner, now, expires, self.ttl or 0, "", saved, expected, meta]
+        finished = "1" if snapshot.status in TERMINAL_STATUSES else "0"
+        return [data, mode, owner, now, expires, self.ttl or 0, "", saved, expected, meta, finished]
 
     @staticmethod
     def _with_holder(args: list[Any], holder: str) -> list[Any]:

@@ -75,7 +75,9 @@ if mode ~= '' then
   end
 end
 if mode == 'release' then
-  redis.call('HDEL', key, 'lease_owner', 'lease_expires_at', 'cancel_requested_at', 'cancel_reason')
+  redis.call('HDEL', key, 'lease_owner', 'lease_expires_at')
+  -- a finished run forgets its cancel request; an interrupted one (still running) keeps it
+  if ARGV[11] == '1' then redis.call('HDEL', key, 'cancel_requested_at', 'cancel_reason') end
   redis.call('HSET', key, 'data', ARGV[1], 'saved_at', ARGV[8], 'meta', ARGV[10])
 elseif mode == '' then
   redis.call('HSET', key, 'data', ARGV[1], 'saved_at', ARGV[8], 'meta', ARGV[10])

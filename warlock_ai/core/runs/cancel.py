@@ -23,7 +23,9 @@ class CancelToken:
 
     def __init__(self) -> None:
         self._event = threading.Event()
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler (``interrupts.stop_on_signals``) may cancel the token
+        # while the thread it interrupted holds the lock.
+        self._lock = threading.RLock()
         self._callbacks: list[Callable[[CancelToken], Any]] = []
         self.reason: Any = None
         self.cancelled_at: datetime | None = None

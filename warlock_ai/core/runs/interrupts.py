@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -76,14 +77,29 @@ class SignalState:
         return signal_exit_code(self.signal_name)
 
 
+#: A repeated SIGTERM within this many seconds is the same request (a supervisor that signals
+#: the whole process group, then the worker forwarding it to its work horse). A second
+#: Ctrl-C is always meant: it interrupts at once.
+REPEAT_WINDOW = 1.0
+
+
 @contextmanager
 def stop_on_signals(token: CancelToken, grace_seconds: float) -> Iterator[SignalState]:
     """Interrupt ``token`` on SIGINT/SIGTERM for the duration (main thread only: elsewhere
-    signals cannot be handled, and nothing is installed)."""
+    signals cannot be handled, and nothing is installed).
+
+    A handler that was installed before (a Python function, such as an in-process rq worker's
+    warm shutdown) is called too, so the process still learns it should stop. The grace timer
+    (``SIGALRM``, where the platform has one) is armed only once a signal comes, and an alarm
+    armed by someone else (rq's job timeout) is put back as it was on the way out.
+    """
     state = SignalState()
     if threading.current_thread() is not threading.main_thread():
         yield state
         return
+    has_timer = hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM")
+    armed: dict[str, Any] = {}  # what arming the grace timer replaced, and when
+    first_at: list[float] = []
 
     def on_alarm(signum: int, frame: FrameType | None) -> None:
         raise Interrupted(state.signal_name or "SIGTERM", f"not stopped within {grace_seconds:g} s")
@@ -91,21 +107,31 @@ def stop_on_signals(token: CancelToken, grace_seconds: float) -> Iterator[Signal
     def on_signal(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if state.signal_name is not None:
+            repeated = name == state.signal_name == "SIGTERM"
+            if repeated and time.monotonic() - first_at[0] < REPEAT_WINDOW:
+                return  # the same request, delivered twice
             raise Interrupted(name, "asked twice")
         state.signal_name = name
+        first_at.append(time.monotonic())
         token.cancel(Interrupt(name))
-        if grace_seconds > 0:
-            signal.signal(signal.SIGALRM, on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, grace_seconds)
-        else:
+        chained = previous.get(signum)
+        if callable(chained) and chained is not signal.default_int_handler:
+            chained(signum, frame)
+        if grace_seconds <= 0:
             raise Interrupted(name, "no grace period")
+        if has_timer:
+            armed["handler"] = signal.signal(signal.SIGALRM, on_alarm)
+            armed["timer"] = signal.setitimer(signal.ITIMER_REAL, grace_seconds)
+            armed["at"] = time.monotonic()
 
     previous: dict[int, Any] = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
-    previous_alarm = signal.getsignal(signal.SIGALRM)
     try:
         yield state
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous_alarm)
-        for sig, handler in previous.items():
+        for sig, handler in previous.items():  # first: a late signal meets the old handlers
             signal.signal(sig, handler)
+        if armed:
+            remaining, interval = armed["timer"]
+            left = remaining - (time.monotonic() - armed["at"]) if remaining else 0.0
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001) if remaining else 0.0, interval)
+            signal.signal(signal.SIGALRM, armed["handler"])

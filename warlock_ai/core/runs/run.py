@@ -335,6 +335,7 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
                     yield from self.checkpoint(status, error)
             except LeaseLostError as exc:  # taken over at the last write: like mid-run
                 status, error, data, interrupted = FAILED, exc, None, False
+                self.last_write_stored = False
         result = self.result(status, error, data)
         settled: Any = result  # every kind's result carries ``report`` and ``error``
         if interrupted:

@@ -56,12 +56,14 @@ def retry_delays(budget: float) -> Iterator[float]:
         delay = min(delay * 2, MAX_RETRY_DELAY)
 
 
-def landed(store: Any, snapshot: RunSnapshot, claim: LeaseClaim | None) -> bool:
+def landed(store: Any, snapshot: RunSnapshot, claim: LeaseClaim | None) -> bool | None:
     """Whether a write whose answer was lost (the connection dropped after the store had
     committed it) is stored: the stored run is this snapshot, with the lease the claim left.
+    None when the store cannot tell yet (still unreachable).
 
-    Asked before a retry, so that a retried write that already happened is not refused by
-    its own lease (a release already made, a resume's version check already passed).
+    Asked before a retry, and when a retry is refused by the lease, so that a write that
+    already happened is neither made again nor refused by its own lease (a release already
+    made, a resume's version check already passed).
     """
     if claim is None:
         return False  # an unfenced write is an idempotent upsert: retrying it is enough
@@ -69,7 +71,7 @@ def landed(store: Any, snapshot: RunSnapshot, claim: LeaseClaim | None) -> bool:
         stored = store.load(snapshot.run_id)
         lease = store.lease(snapshot.run_id) if stored is not None else None
     except Exception:
-        return False  # still unreachable: the retry will say so
+        return None  # still unreachable: do not write blind, ask again later
     if stored is None or stored.saved_at != snapshot.saved_at or stored.status != snapshot.status:
         return False
     holder = lease[0] if lease else None
@@ -112,8 +114,8 @@ class RunWriter:
         if self.owner is None:
             return None
         if not self.lease_held:
-            expected, self.expected = self.expected, None
-            return LeaseClaim(self.owner, ACQUIRE, expected)
+            # ``expected`` holds until an acquire lands (a failed first write keeps it).
+            return LeaseClaim(self.owner, ACQUIRE, self.expected)
         return LeaseClaim(self.owner, RENEW if status == RUNNING and not release else RELEASE)
 
     def write(self, snapshot: RunSnapshot, status: str, release: bool = False) -> Effects:
@@ -136,10 +138,12 @@ class RunWriter:
             self.last = snapshot
             if self.owner is not None:
                 self.lease_held = status == RUNNING and not release
-                if claim is not None and claim.mode == ACQUIRE and status != RUNNING:
-                    # No earlier write held the lease (they failed): the terminal write took
-                    # it, and a finished run must not keep it (best effort, like any write).
-                    yield Save(self.store, snapshot, LeaseClaim(self.owner, RELEASE))
+                if claim is not None and claim.mode == ACQUIRE:
+                    self.expected = None
+                    if status != RUNNING or release:
+                        # No earlier write held the lease (they failed): this write took it,
+                        # and a finished or interrupted run must not keep it (best effort).
+                        yield Save(self.store, snapshot, LeaseClaim(self.owner, RELEASE))
             return None
         if isinstance(outcome, BaseException):
             if isinstance(outcome, (LeaseHeldError, LeaseLostError)):
@@ -151,6 +155,10 @@ class RunWriter:
         self.last = snapshot
         if self.owner is not None:
             self.lease_held = status == RUNNING and not release
+            if claim is not None and claim.mode == ACQUIRE:
+                self.expected = None
+                if status != RUNNING or release:
+                    yield Save(self.store, snapshot, LeaseClaim(self.owner, RELEASE))
         if isinstance(outcome, CancelRequest) and status == RUNNING:
             # Asked from outside (cancel_run, the admin): noticed at this check point.
             self.cancel.cancel(outcome.reason_text)
@@ -171,12 +179,21 @@ class RunWriter:
         for delay in retry_delays(budget):
             yield Sleep(delay, None)
             tries += 1
-            if (yield Call(landed, (self.store, snapshot, claim), offload=True)):
+            stored = yield Call(landed, (self.store, snapshot, claim), offload=True)
+            if stored:
                 logger.warning("snapshot write for run %r had been stored after all", run_id)
                 return None
+            if stored is None:  # the store cannot be read yet: writing blind could repeat
+                continue  # a write it already made, and be refused by this run's own lease
             outcome = yield Save(self.store, snapshot, claim)
             if not isinstance(outcome, BaseException):
                 logger.warning("snapshot write for run %r stored at retry %d", run_id, tries)
+                return outcome
+            if isinstance(outcome, LeaseHeldError | LeaseLostError):
+                # Refused by the lease: maybe by this run's own earlier write, which landed
+                # between the check and the retry.
+                if (yield Call(landed, (self.store, snapshot, claim), offload=True)):
+                    return None
                 return outcome
             if not is_transient(outcome):
                 return outcome
