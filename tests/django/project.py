@@ -230,3 +230,28 @@ def assert_refused(result, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in line, f"{fragment!r} not in {line!r}"
     return line
+
+
+def sqlite_project(path: Path) -> dict[str, Any]:
+    """A project database dict (``{"vendor", "url", "env"}``, as ``fresh_project_db`` gives)
+    for the SQLite file ``path``, for fixtures wider than one test."""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    url = f"sqlite://{path}"
+    return {"vendor": "sqlite", "url": url, "env": {**env, "WARLOCK_DB_URL": url}}
+
+
+def clone_run(path: Path, source: str, run_id: str, **columns: object) -> None:
+    """Copy the snapshot row ``source`` of the SQLite file ``path`` as ``run_id`` with
+    ``columns`` changed."""
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.row_factory = sqlite3.Row
+        row = dict(
+            conn.execute("SELECT * FROM warlock_ai_snapshot WHERE run_id = ?", (source,)).fetchone()
+        )
+        row.update(run_id=run_id, **columns)
+        names = ", ".join(f'"{name}"' for name in row)
+        marks = ", ".join("?" for _ in row)
+        conn.execute(
+            f"INSERT INTO warlock_ai_snapshot ({names}) VALUES ({marks})", list(row.values())
+        )

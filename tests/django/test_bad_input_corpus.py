@@ -269,15 +269,10 @@ CHILDREN: dict[str, tuple[list[str], list[str]]] = {
 @pytest.fixture(scope="module")
 def child_template(tmp_path_factory):
     """A migrated project database with one seeded run, copied for each child case."""
-    import os
-
-    from tests.django.project import REPO_ROOT, execute_in_shell
+    from tests.django.project import execute_in_shell, sqlite_project
 
     path = tmp_path_factory.mktemp("corpus") / "project.sqlite3"
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    url = f"sqlite://{path}"
-    db = {"vendor": "sqlite", "url": url, "env": {**env, "WARLOCK_DB_URL": url}}
+    db = sqlite_project(path)
     migrate(db)
     assert execute_in_shell(db, "seed-1", {"vendor_id": "acme"}) == "completed"
     with closing(sqlite3.connect(path)) as conn:

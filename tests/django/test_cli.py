@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -29,6 +28,7 @@ from tests.django.project import (
     FLOW,
     REPO_ROOT,
     assert_refused,
+    clone_run,
     describe,
     execute_in_shell,
     manage,
@@ -37,6 +37,7 @@ from tests.django.project import (
     project_env,
     snapshot_row,
     snapshot_table,
+    sqlite_project,
     step_execution_total,
 )
 from tests.services import _free_port, _stop_process, _wait_for_redis
@@ -66,15 +67,12 @@ STEPS = ["fetch", "normalize", "enrich", "upsert"]
 def template(tmp_path_factory):
     """A migrated SQLite project database holding a completed, a failed and an orphaned run."""
     path = tmp_path_factory.mktemp("cli-template") / "project.sqlite3"
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    url = f"sqlite://{path}"
-    db = {"vendor": "sqlite", "url": url, "env": {**env, "WARLOCK_DB_URL": url}}
+    db = sqlite_project(path)
     migrate(db)
     assert execute_in_shell(db, DONE_RUN, {"vendor_id": "acme"}) == "completed"
     failed = execute_in_shell(db, FAILED_RUN, {"vendor_id": "acme", "feed": MISSING_FEED})
     assert failed == "failed"
-    copy_row(path, FAILED_RUN, RETIRED_RUN, name="retired-flow")
+    clone_run(path, FAILED_RUN, RETIRED_RUN, name="retired-flow")
     return path
 
 
@@ -82,20 +80,6 @@ def template(tmp_path_factory):
 def project(fresh_project_db, template):
     shutil.copyfile(template, urlsplit(fresh_project_db["url"]).path)
     return fresh_project_db
-
-
-def copy_row(path, source: str, run_id: str, **columns: object) -> None:
-    with closing(sqlite3.connect(path)) as conn, conn:
-        conn.row_factory = sqlite3.Row
-        row = dict(
-            conn.execute("SELECT * FROM warlock_ai_snapshot WHERE run_id = ?", (source,)).fetchone()
-        )
-        row.update(run_id=run_id, **columns)
-        names = ", ".join(f'"{name}"' for name in row)
-        marks = ", ".join("?" for _ in row)
-        conn.execute(
-            f"INSERT INTO warlock_ai_snapshot ({names}) VALUES ({marks})", list(row.values())
-        )
 
 
 def db_path(db) -> str:
@@ -324,7 +308,7 @@ def test_run_ids_with_control_characters_are_refused_and_never_echoed_raw(projec
 
 
 def test_list_runs_escapes_a_stored_run_id(project):
-    copy_row(db_path(project), DONE_RUN, "evil\x1b[2J\nid")  # written before ids were checked
+    clone_run(db_path(project), DONE_RUN, "evil\x1b[2J\nid")  # written before ids were checked
 
     result = manage(project, "list_runs")
 

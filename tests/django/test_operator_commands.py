@@ -38,6 +38,7 @@ from tests.django.project import (
     REPO_ROOT,
     LineReader,
     assert_refused,
+    clone_run,
     completed_steps,
     describe,
     execute_in_shell,
@@ -73,21 +74,6 @@ WAIT = 60  # seconds: fail, do not hang, when a child never gets somewhere
 def _sqlite_time(moment: datetime) -> str:
     """How Django's SQLite backend stores an aware UTC datetime."""
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
-
-
-def clone_run(path: Path, source: str, run_id: str, **columns: object) -> None:
-    """Copy the snapshot row ``source`` as ``run_id`` with ``columns`` changed."""
-    with closing(sqlite3.connect(path)) as conn, conn:
-        conn.row_factory = sqlite3.Row
-        row = dict(
-            conn.execute("SELECT * FROM warlock_ai_snapshot WHERE run_id = ?", (source,)).fetchone()
-        )
-        row.update(run_id=run_id, **columns)
-        names = ", ".join(f'"{name}"' for name in row)
-        marks = ", ".join("?" for _ in row)
-        conn.execute(
-            f"INSERT INTO warlock_ai_snapshot ({names}) VALUES ({marks})", list(row.values())
-        )
 
 
 def interrupted_before_upsert(path: Path, source: str) -> dict[str, object]:

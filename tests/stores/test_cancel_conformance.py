@@ -15,6 +15,7 @@ import pytest
 import warlock_ai as ai
 from tests.owners import dead_owner
 from tests.stores.worker import make_snapshot, save_claimed
+from tests.stores.worker import start_thread as start
 from warlock_ai import operations
 from warlock_ai.core.runs.cancel import CancelRequest
 from warlock_ai.core.runs.leases import ACQUIRE, RELEASE, LeaseClaim, new_owner_id
@@ -23,20 +24,6 @@ from warlock_ai.registry import registry
 LEASE = 0.6
 INTERVAL = LEASE / 3
 STEP_SECONDS = 30.0  # how long the polling step would run if the cancel never reached it
-
-
-def start(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = fn()
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    return thread, box
 
 
 def polling_workflow(store: Any, seen: dict[str, Any]) -> Any:

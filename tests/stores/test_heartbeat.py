@@ -12,6 +12,7 @@ import time
 import pytest
 
 import warlock_ai as ai
+from tests.stores.worker import start_thread as start
 
 LEASE = 0.3
 
@@ -28,20 +29,6 @@ def long_workflow(store, entered, release, calls):
         steps=[ai.step("quick", lambda ctx: None), ai.step("slow", slow)],
         snapshot_store=store,
     )
-
-
-def start(fn):
-    box: dict = {}
-
-    def target():
-        try:
-            box["result"] = fn()
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    return thread, box
 
 
 def test_renew_lease_is_fenced(snapshot_store):

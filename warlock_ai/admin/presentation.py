@@ -17,7 +17,7 @@ from ..core.errors import UnreadableSnapshotError
 from ..core.runs.drift import DefinitionDiff
 from ..core.runs.kinds import RunKind, kind_named, kind_names
 from ..core.runs.leases import LeaseState
-from ..core.runs.snapshots import parse_iso
+from ..core.runs.snapshots import JSON_PARTS, parse_iso
 from ..registry import registry
 from ..stores.base import column_problem
 
@@ -65,7 +65,8 @@ def position(row: Any) -> str:
     return kind_of(row).position(row.status, row.next_step, row.iteration)
 
 
-#: The columns a snapshot that cannot be read is shown by, as stored.
+#: The columns a snapshot that cannot be read is shown by, as stored: its summary columns,
+#: then every JSON part.
 RAW_FIELDS = (
     "kind",
     "name",
@@ -74,13 +75,7 @@ RAW_FIELDS = (
     "status",
     "next_step",
     "iteration",
-    "input",
-    "state",
-    "steps",
-    "usage",
-    "error",
-    "fingerprint",
-    "attempts",
+    *JSON_PARTS,
 )
 
 

@@ -134,32 +134,24 @@ class RunWriter:
         outcome = yield Save(self.store, snapshot, claim)
         if outcome is not None and isinstance(outcome, BaseException) and is_transient(outcome):
             outcome = yield from self.retry(snapshot, claim, outcome)
-        if outcome is None:  # the common case, first
-            self.last = snapshot
-            if self.owner is not None:
-                self.lease_held = status == RUNNING and not release
-                if claim is not None and claim.mode == ACQUIRE:
-                    self.expected = None
-                    if status != RUNNING or release:
-                        # No earlier write held the lease (they failed): this write took it,
-                        # and a finished or interrupted run must not keep it (best effort).
-                        yield Save(self.store, snapshot, LeaseClaim(self.owner, RELEASE))
-            return None
-        if isinstance(outcome, BaseException):
+        if outcome is not None and isinstance(outcome, BaseException):
             if isinstance(outcome, (LeaseHeldError, LeaseLostError)):
                 self.fenced = True
                 self.stop_heartbeat()
                 raise outcome
             failure: AIError = to_ai_error(outcome, wrap_as=StoreError)
             return failure
+        # Stored (the store answered None, or an operator's CancelRequest).
         self.last = snapshot
         if self.owner is not None:
             self.lease_held = status == RUNNING and not release
             if claim is not None and claim.mode == ACQUIRE:
-                self.expected = None
-                if status != RUNNING or release:
+                self.expected = None  # the version check has passed
+                if not self.lease_held:
+                    # No earlier write held the lease (they failed): this write took it, and
+                    # a finished or interrupted run must not keep it (best effort).
                     yield Save(self.store, snapshot, LeaseClaim(self.owner, RELEASE))
-        if isinstance(outcome, CancelRequest) and status == RUNNING:
+        if outcome is not None and status == RUNNING and isinstance(outcome, CancelRequest):
             # Asked from outside (cancel_run, the admin): noticed at this check point.
             self.cancel.cancel(outcome.reason_text)
         return None
