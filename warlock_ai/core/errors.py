@@ -24,6 +24,7 @@ __all__ = [
     "MaxStepsExceededError",
     "MigrationError",
     "NotPersistedError",
+    "InterruptedTurnError",
     "OrchestratorCancelledError",
     "OrchestratorConfigError",
     "OrchestratorDriftError",
@@ -35,6 +36,7 @@ __all__ = [
     "RunInterruptedError",
     "RunNotRunningError",
     "SchemaValidationError",
+    "SessionBusyError",
     "SnapshotSerializationError",
     "StepFailedError",
     "StoreError",
@@ -329,6 +331,23 @@ class OrchestratorCancelledError(OrchestratorFailedError):
     default_code = "ORCHESTRATOR_CANCELLED"
     default_category = "cancelled"
     fields = ("cancelled_at", "session_id", "reason")
+
+
+class SessionBusyError(OrchestratorFailedError):
+    """Another turn of the session held its lock for the whole wait (``lock_timeout``)."""
+
+    default_code = "ORCHESTRATOR_SESSION_BUSY"
+    default_category = "busy"
+    fields = ("orchestrator_name", "session_id", "waited_seconds", "holder")
+
+
+class InterruptedTurnError(OrchestratorFailedError):
+    """``execute`` was given a new input while the session's next turn is an interrupted
+    one (``iterate=True``): finish it with ``resume``, or discard it explicitly."""
+
+    default_code = "ORCHESTRATOR_TURN_INTERRUPTED"
+    default_category = "validation"
+    fields = ("orchestrator_name", "session_id", "turn_index", "run_id")
 
 
 # --- agents, tools, schemas -------------------------------------------------------------

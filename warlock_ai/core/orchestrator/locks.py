@@ -1,0 +1,320 @@
+"""Session locks: the turns of one orchestrator session run one at a time.
+
+A turn loads the session's latest checkpoint, runs, and appends the next one; two turns of
+one session running at once would both append "the next turn" and one would be lost (or
+refused by the store's unique key). So every turn runs inside its session's lock.
+
+:class:`SessionLock` is the contract, with the waiting written once: a lock is first taken
+inside this process (a keyed mutex, so two threads or tasks of one process never share a
+hold), then, for a lock that works across processes, from its backend (``try_acquire``). A
+turn that cannot get both within ``timeout`` seconds fails with ``SessionBusyError``.
+
+Backends: :class:`ProcessSessionLock` (this process only: the memory store's, and what
+``session_lock=None`` without a store gives), the ORM store's (a PostgreSQL advisory lock; a
+file lock beside a SQLite database) and Redis's (a token with an expiry, renewed while held).
+``session_lock=False`` turns locking off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from abc import ABC
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..errors import OrchestratorCancelledError, SessionBusyError
+from ..runs.cancel import CancelToken
+from ..runs.snapshots import now
+
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
+    "Held",
+    "LockKey",
+    "NoSessionLock",
+    "ProcessSessionLock",
+    "SessionLock",
+]
+
+#: How long a turn waits for its session's lock before ``SessionBusyError`` (seconds).
+DEFAULT_LOCK_TIMEOUT = 30.0
+_FIRST_POLL = 0.005
+_MAX_POLL = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class LockKey:
+    """One session of one orchestrator: what a lock is taken on."""
+
+    name: str
+    session_id: str
+
+    @property
+    def text(self) -> str:
+        """An unambiguous string form (the name's length first, so no two keys collide)."""
+        return f"{len(self.name)}:{self.name}:{self.session_id}"
+
+    @property
+    def int64(self) -> int:
+        """A signed 64-bit number for the key (PostgreSQL advisory locks, file offsets)."""
+        digest = hashlib.blake2b(self.text.encode("utf-8"), digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(slots=True)
+class Held:
+    """One hold of a session's lock: how long the turn waited for it, and whether the
+    backend lost it while held (an expiring lock whose renewal failed). A lost lock does not
+    lose a turn: the checkpoint's unique ``(name, session, turn)`` key still refuses a turn
+    appended twice."""
+
+    key: LockKey
+    token: Any = None
+    waited: float = 0.0
+    lost: bool = False
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _renewer: threading.Thread | None = None
+
+
+class _LocalMutex:
+    """Keyed, non-blocking, usable from threads and event loops alike (waiters poll)."""
+
+    def __init__(self) -> None:
+        self._held: set[LockKey] = set()
+        self._lock = threading.Lock()
+
+    def try_take(self, key: LockKey) -> bool:
+        with self._lock:
+            if key in self._held:
+                return False
+            self._held.add(key)
+            return True
+
+    def give_back(self, key: LockKey) -> None:
+        with self._lock:
+            self._held.discard(key)
+
+    def held(self, key: LockKey) -> bool:
+        with self._lock:
+            return key in self._held
+
+
+class SessionLock(ABC):  # noqa: B024 (every hook has a default: the process lock needs none)
+    """Serialises the turns of a session. Subclasses that reach other processes override
+    ``try_acquire``/``release`` (and ``renew`` with ``renew_every`` for expiring locks).
+
+    Hooks are called with the process-local mutex for the key already held, so a backend
+    never sees the same key taken twice by one process.
+    """
+
+    #: Whether holders in other processes (and hosts) are excluded too.
+    cross_process: ClassVar[bool] = False
+    #: The backend does blocking I/O: under ``ahold`` its hooks run in a worker thread.
+    blocking_io: ClassVar[bool] = False
+    #: Seconds between renewals while held (None: the lock does not expire).
+    renew_every: float | None = None
+
+    def __init__(self) -> None:
+        self._local = _LocalMutex()
+
+    # --- backend hooks --------------------------------------------------------------------
+
+    def try_acquire(self, key: LockKey) -> Any:
+        """Take the lock without waiting: a token (anything but None) or None when held."""
+        return True
+
+    def release(self, key: LockKey, token: Any) -> None:
+        """Give the lock back (a lock already lost or expired is not an error)."""
+
+    def renew(self, key: LockKey, token: Any) -> bool:
+        """Extend a held, expiring lock; False when it is no longer ours."""
+        return True
+
+    def holder(self, key: LockKey) -> str | None:
+        """Who holds the lock, when the backend can tell (for errors and the admin)."""
+        return None
+
+    def close(self) -> None:
+        """Release what the backend keeps open (connections, files)."""
+
+    # --- taking and holding ----------------------------------------------------------------
+
+    def _try(self, key: LockKey) -> Any:
+        if not self._local.try_take(key):
+            return None
+        try:
+            token = self.try_acquire(key)
+        except BaseException:
+            self._local.give_back(key)
+            raise
+        if token is None:
+            self._local.give_back(key)
+        return token
+
+    def _let_go(self, held: Held) -> None:
+        held._stop.set()
+        if held._renewer is not None:
+            held._renewer.join(timeout=5)
+        try:
+            self.release(held.key, held.token)
+        finally:
+            self._local.give_back(held.key)
+
+    def _start_renewing(self, held: Held) -> None:
+        every = self.renew_every
+        if every is None:
+            return
+
+        def renew() -> None:
+            while not held._stop.wait(every):
+                try:
+                    ok = self.renew(held.key, held.token)
+                except Exception:
+                    ok = True  # unreachable for now: keep trying until it expires for real
+                    continue
+                if not ok:
+                    held.lost = True
+                    return
+
+        held._renewer = threading.Thread(
+            target=renew, name=f"warlock-session-lock {held.key.session_id}", daemon=True
+        )
+        held._renewer.start()
+
+    def _busy(self, key: LockKey, timeout: float) -> SessionBusyError:
+        try:
+            holder = self.holder(key)
+        except Exception:
+            holder = None
+        held_by = f" (held by {holder})" if holder else ""
+        return SessionBusyError(
+            f'session "{key.session_id}" of orchestrator "{key.name}" is busy: another turn '
+            f"held its lock for the whole {timeout:g} s wait{held_by}; try again later or "
+            "raise the orchestrator's lock_timeout=",
+            orchestrator_name=key.name,
+            session_id=key.session_id,
+            waited_seconds=round(timeout, 3),
+            holder=holder,
+        )
+
+    @staticmethod
+    def _cancelled(key: LockKey, cancel: CancelToken) -> OrchestratorCancelledError:
+        reason = cancel.reason_text
+        return OrchestratorCancelledError(
+            f'turn of session "{key.session_id}" cancelled while waiting for its lock'
+            + (f": {reason}" if reason else ""),
+            cancelled_at=(cancel.cancelled_at or now()).isoformat(),
+            session_id=key.session_id,
+            reason=reason or None,
+        )
+
+    @contextmanager
+    def hold(
+        self,
+        name: str,
+        session_id: str,
+        *,
+        timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+        cancel: CancelToken | None = None,
+        on_wait: Callable[[], Any] | None = None,
+    ) -> Iterator[Held]:
+        """Hold the session's lock for the ``with`` block; waits up to ``timeout`` seconds
+        (None: without limit), then raises ``SessionBusyError``. ``on_wait`` is called once
+        when the lock is not free at once; a ``cancel`` token cancelled during the wait
+        raises ``OrchestratorCancelledError`` (a free lock is taken even when cancelled)."""
+        key = LockKey(name, session_id)
+        start, delay, warned = time.monotonic(), _FIRST_POLL, False
+        while (token := self._try(key)) is None:
+            if not warned:
+                warned = True
+                if on_wait is not None:
+                    on_wait()
+            if cancel is not None and cancel.cancelled:
+                raise self._cancelled(key, cancel)
+            left = None if timeout is None else timeout - (time.monotonic() - start)
+            if left is not None and left <= 0:
+                raise self._busy(key, timeout or 0.0)
+            time.sleep(delay if left is None else min(delay, left))
+            delay = min(delay * 2, _MAX_POLL)
+        held = Held(key, token, round(time.monotonic() - start, 6))
+        self._start_renewing(held)
+        try:
+            yield held
+        finally:
+            self._let_go(held)
+
+    @asynccontextmanager
+    async def ahold(
+        self,
+        name: str,
+        session_id: str,
+        *,
+        timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+        cancel: CancelToken | None = None,
+        on_wait: Callable[[], Any] | None = None,
+    ) -> AsyncIterator[Held]:
+        """Async twin of :meth:`hold`: waits without blocking the event loop."""
+        key = LockKey(name, session_id)
+        start, delay, warned = time.monotonic(), _FIRST_POLL, False
+        while True:
+            if self.blocking_io:
+                token = await asyncio.to_thread(self._try, key)
+            else:
+                token = self._try(key)
+            if token is not None:
+                break
+            if not warned:
+                warned = True
+                if on_wait is not None:
+                    waiting = on_wait()
+                    if asyncio.iscoroutine(waiting):
+                        await waiting
+            if cancel is not None and cancel.cancelled:
+                raise self._cancelled(key, cancel)
+            left = None if timeout is None else timeout - (time.monotonic() - start)
+            if left is not None and left <= 0:
+                raise self._busy(key, timeout or 0.0)
+            await asyncio.sleep(delay if left is None else min(delay, left))
+            delay = min(delay * 2, _MAX_POLL)
+        held = Held(key, token, round(time.monotonic() - start, 6))
+        self._start_renewing(held)
+        try:
+            yield held
+        finally:
+            if self.blocking_io:
+                await asyncio.to_thread(self._let_go, held)
+            else:
+                self._let_go(held)
+
+    def is_held_here(self, name: str, session_id: str) -> bool:
+        """Whether a turn of this process holds the session's lock now."""
+        return self._local.held(LockKey(name, session_id))
+
+
+class ProcessSessionLock(SessionLock):
+    """Serialises the turns of a session within this process only (threads and tasks).
+
+    What the memory checkpoint store gives: its sessions live in this process anyway.
+    """
+
+    def __repr__(self) -> str:
+        return "<ProcessSessionLock>"
+
+
+class NoSessionLock(SessionLock):
+    """``session_lock=False``: no serialisation at all. Two turns of one session at once
+    may then both try to append the same turn; the store refuses the second
+    (``CheckpointConflictError``) and that turn fails."""
+
+    def _try(self, key: LockKey) -> Any:
+        return True
+
+    def _let_go(self, held: Held) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "<NoSessionLock>"
