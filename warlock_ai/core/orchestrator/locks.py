@@ -212,8 +212,7 @@ class SessionLock(ABC):  # noqa: B024 (every hook has a default: the process loc
             reason=reason or None,
         )
 
-    @contextmanager
-    def hold(
+    def acquire(
         self,
         name: str,
         session_id: str,
@@ -221,11 +220,12 @@ class SessionLock(ABC):  # noqa: B024 (every hook has a default: the process loc
         timeout: float | None = DEFAULT_LOCK_TIMEOUT,
         cancel: CancelToken | None = None,
         on_wait: Callable[[], Any] | None = None,
-    ) -> Iterator[Held]:
-        """Hold the session's lock for the ``with`` block; waits up to ``timeout`` seconds
-        (None: without limit), then raises ``SessionBusyError``. ``on_wait`` is called once
-        when the lock is not free at once; a ``cancel`` token cancelled during the wait
-        raises ``OrchestratorCancelledError`` (a free lock is taken even when cancelled)."""
+    ) -> Held:
+        """Take the session's lock, waiting up to ``timeout`` seconds (None: without limit),
+        then ``SessionBusyError``. ``on_wait`` is called once when the lock is not free at
+        once; a ``cancel`` token cancelled during the wait raises
+        ``OrchestratorCancelledError`` (a free lock is taken even when cancelled). Give it
+        back with :meth:`let_go` (or use :meth:`hold`)."""
         key = LockKey(name, session_id)
         start, delay, warned = time.monotonic(), _FIRST_POLL, False
         while (token := self._try(key)) is None:
@@ -242,13 +242,9 @@ class SessionLock(ABC):  # noqa: B024 (every hook has a default: the process loc
             delay = min(delay * 2, _MAX_POLL)
         held = Held(key, token, round(time.monotonic() - start, 6))
         self._start_renewing(held)
-        try:
-            yield held
-        finally:
-            self._let_go(held)
+        return held
 
-    @asynccontextmanager
-    async def ahold(
+    async def aacquire(
         self,
         name: str,
         session_id: str,
@@ -256,8 +252,8 @@ class SessionLock(ABC):  # noqa: B024 (every hook has a default: the process loc
         timeout: float | None = DEFAULT_LOCK_TIMEOUT,
         cancel: CancelToken | None = None,
         on_wait: Callable[[], Any] | None = None,
-    ) -> AsyncIterator[Held]:
-        """Async twin of :meth:`hold`: waits without blocking the event loop."""
+    ) -> Held:
+        """Async twin of :meth:`acquire`: waits without blocking the event loop."""
         key = LockKey(name, session_id)
         start, delay, warned = time.monotonic(), _FIRST_POLL, False
         while True:
@@ -282,13 +278,53 @@ class SessionLock(ABC):  # noqa: B024 (every hook has a default: the process loc
             delay = min(delay * 2, _MAX_POLL)
         held = Held(key, token, round(time.monotonic() - start, 6))
         self._start_renewing(held)
+        return held
+
+    def let_go(self, held: Held) -> None:
+        """Give back a lock taken with :meth:`acquire`."""
+        self._let_go(held)
+
+    async def alet_go(self, held: Held) -> None:
+        if self.blocking_io:
+            await asyncio.to_thread(self._let_go, held)
+        else:
+            self._let_go(held)
+
+    @contextmanager
+    def hold(
+        self,
+        name: str,
+        session_id: str,
+        *,
+        timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+        cancel: CancelToken | None = None,
+        on_wait: Callable[[], Any] | None = None,
+    ) -> Iterator[Held]:
+        """Hold the session's lock for the ``with`` block (see :meth:`acquire`)."""
+        held = self.acquire(name, session_id, timeout=timeout, cancel=cancel, on_wait=on_wait)
         try:
             yield held
         finally:
-            if self.blocking_io:
-                await asyncio.to_thread(self._let_go, held)
-            else:
-                self._let_go(held)
+            self.let_go(held)
+
+    @asynccontextmanager
+    async def ahold(
+        self,
+        name: str,
+        session_id: str,
+        *,
+        timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+        cancel: CancelToken | None = None,
+        on_wait: Callable[[], Any] | None = None,
+    ) -> AsyncIterator[Held]:
+        """Async twin of :meth:`hold`."""
+        held = await self.aacquire(
+            name, session_id, timeout=timeout, cancel=cancel, on_wait=on_wait
+        )
+        try:
+            yield held
+        finally:
+            await self.alet_go(held)
 
     def is_held_here(self, name: str, session_id: str) -> bool:
         """Whether a turn of this process holds the session's lock now."""
