@@ -19,6 +19,7 @@ from .fields import VectorField
 class Kind(models.TextChoices):
     WORKFLOW = "workflow", _("workflow")
     SUPERVISOR = "supervisor", _("supervisor")
+    ORCHESTRATOR = "orchestrator", _("orchestrator turn")
 
 
 class Status(models.TextChoices):

@@ -363,6 +363,8 @@ def test_resuming_a_completed_run_runs_nothing():
 
 def test_a_persist_failure_emits_supervisor_error_and_the_run_goes_on():
     class Flaky(type(store())):
+        write_retry_seconds = 0.0  # a failure that lasts: no retries to wait for
+
         def save(self, snapshot, *, claim=None):
             if snapshot.iteration == 0 and snapshot.status == "running":
                 raise ConnectionError("database went away")

@@ -576,6 +576,8 @@ def test_case_28_goto_to_a_parallel_child_is_routing_error():
 class BrokenStore(SnapshotStore):
     """A store whose save always raises."""
 
+    write_retry_seconds = 0.0  # a failure that lasts: no retries to wait for
+
     def __init__(self):
         self.saves = 0
 

@@ -287,7 +287,8 @@ def invoke_tool(found: Tool, ctx: PipelineContext, index: int) -> Engine:
             trip_index=index,
         )
     try:
-        return (yield Call(found.run, (ctx.arguments,), offload=True))
+        args = (ctx.arguments, ctx) if found.takes_context else (ctx.arguments,)
+        return (yield Call(found.run, args, offload=True))
     except Exception as exc:
         raise ToolExecutionError(
             f"tool {found.name!r} failed: {type(exc).__name__}: {exc}",

@@ -23,9 +23,12 @@ class Tool:
     """
 
     name: str
-    run: Callable[[dict[str, Any]], Any]
+    run: Callable[..., Any]
     description: str = ""
     parameters: Mapping[str, Any] = field(default_factory=_empty_object)
+    #: ``run(arguments, ctx)``: the tool also gets the call's context (the calling agent's
+    #: options, e.g. its ``session_id``), which the model cannot set.
+    takes_context: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):

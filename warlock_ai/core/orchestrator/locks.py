@@ -21,7 +21,6 @@ import asyncio
 import hashlib
 import threading
 import time
-from abc import ABC
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -103,7 +102,7 @@ class _LocalMutex:
             return key in self._held
 
 
-class SessionLock(ABC):  # noqa: B024 (every hook has a default: the process lock needs none)
+class SessionLock:
     """Serialises the turns of a session. Subclasses that reach other processes override
     ``try_acquire``/``release`` (and ``renew`` with ``renew_every`` for expiring locks).
 

@@ -208,6 +208,9 @@ def check_attempts(value: Any) -> None:
         check_object(attempt, f"attempts[{index}]", _RUN_ATTEMPT)
 
 
+_NAME_FIELDS = ("workflow_name", "supervisor_name", "orchestrator_name", "name")
+
+
 def unreadable(
     data: Any, run_id: str | None, field: str | None, text: str
 ) -> UnreadableSnapshotError:
@@ -216,7 +219,7 @@ def unreadable(
     if run_id is None:
         run_id = stored.get("run_id") if isinstance(stored.get("run_id"), str) else "?"
     flow = next(
-        (v for k, v in stored.items() if k in ("workflow_name", "supervisor_name", "name")),
+        (v for k, v in stored.items() if k in _NAME_FIELDS),
         None,
     )
     status = stored.get("status")

@@ -63,6 +63,8 @@ class Deciding:
     resume_from: SupervisorSnapshot | None
     cancel: CancelToken
     session_id: str | None
+    #: The conversation the router agent sees (an orchestrator turn's window), or None.
+    router_history: list[Any] | None = None
 
     if TYPE_CHECKING:
 
@@ -116,6 +118,8 @@ class Deciding:
         options: dict[str, Any] = {"output": ROUTER_SCHEMA, "cancel": self.cancel}
         if self.session_id is not None:
             options["session_id"] = self.session_id
+        if self.router_history is not None:
+            options["history"] = self.router_history
         result = yield CallEither(
             router.execute, getattr(router, "aexecute", None), (self.router_prompt(index),), options
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from ..errors import SupervisorDriftError, SupervisorFailedError
+from ..errors import AIError, DriftError, SupervisorDriftError, SupervisorFailedError
 from ..runs.definition import Definition, store_problem
 from ..runs.effects import run_async, run_sync
 from ..runs.limits import MAX_FLOW_NAME_LENGTH, MAX_VERSION_LENGTH, check_storable
@@ -34,9 +34,9 @@ class Supervisor(Definition[SupervisorSnapshot, SupervisorResult]):
 
     kind: ClassVar[str] = "supervisor"
     snapshot_type = SupervisorSnapshot
-    error_class = SupervisorFailedError
-    drift_class = SupervisorDriftError
-    run_class = SupervisorRun
+    error_class: ClassVar[type[AIError]] = SupervisorFailedError
+    drift_class: ClassVar[type[DriftError]] = SupervisorDriftError
+    run_class: ClassVar[type[Run[Any, Any, Any]]] = SupervisorRun
 
     def __init__(
         self,

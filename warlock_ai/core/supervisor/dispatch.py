@@ -54,6 +54,9 @@ class Dispatching:
         def emit(self, event: str, **payload: Any) -> Effects: ...
         def normalise(self, raw: Any) -> Any: ...
 
+    #: The conversation the dispatched agents see (an orchestrator turn's window), or None.
+    agent_history: list[Any] | None = None
+
     def dispatch(self, key: str, index: int) -> Effects:
         """Run one intent; its failure is recorded on its branch, never raised."""
         intent = self.sup.intents[key]
@@ -107,6 +110,8 @@ class Dispatching:
             options = ctx._options()
             if intent.kind == AGENT and isinstance(intent.output, Mapping):
                 options["output"] = dict(intent.output)
+            if intent.kind == AGENT and self.agent_history is not None:
+                options["history"] = self.agent_history
             result = yield CallEither(
                 unit.execute, getattr(unit, "aexecute", None), (prompt,), options
             )

@@ -32,6 +32,8 @@ class SupervisorContext:
     cancel: CancelToken
     session_id: str | None = None
     intent: str | None = None
+    #: The conversation of an orchestrator turn (its agents' window), else None.
+    history: list[Any] | None = None
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     usage: Usage = ZERO
 

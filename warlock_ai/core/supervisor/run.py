@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..agents.schema import validate_schema
 from ..errors import (
@@ -64,8 +64,8 @@ class SupervisorRun(Deciding, Dispatching, Run["Supervisor", SupervisorSnapshot,
     """The iteration loop of one execution; deciding and dispatching are its mixins'."""
 
     logger = logger
-    cancelled_class = SupervisorCancelledError
-    failure_class = SupervisorFailedError
+    cancelled_class: ClassVar[type[AIError]] = SupervisorCancelledError
+    failure_class: ClassVar[type[AIError]] = SupervisorFailedError
 
     def setup(self) -> None:
         resume_from = self.resume_from
@@ -114,7 +114,7 @@ class SupervisorRun(Deciding, Dispatching, Run["Supervisor", SupervisorSnapshot,
 
     def snapshot(self, status: str, error: AIError | None) -> SupervisorSnapshot:
         sup = self.sup
-        snap = SupervisorSnapshot(
+        snap = sup.snapshot_type(
             run_id=self.run_id,
             supervisor_name=sup.name,
             signature=sup.signature,
@@ -148,6 +148,7 @@ class SupervisorRun(Deciding, Dispatching, Run["Supervisor", SupervisorSnapshot,
             supervisor_name=self.sup.name,
             cancel=self.cancel,
             session_id=self.session_id,
+            history=self.agent_history,
             **extra,
         )
 

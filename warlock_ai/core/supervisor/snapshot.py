@@ -131,7 +131,7 @@ class SupervisorSnapshot(RunSnapshot):
         iteration = data.get("iteration")
         return cls(
             run_id=data["run_id"],
-            supervisor_name=data["supervisor_name"],
+            supervisor_name=data[cls.name_field],
             signature=data["signature"],
             version=data.get("version"),
             input=data.get("input"),
