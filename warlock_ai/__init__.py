@@ -1,14 +1,14 @@
 """warlock_ai: durable AI runs for Django.
 
 ``import warlock_ai as ai`` gives the whole public API: ``ai.workflow``, ``ai.step``,
-``ai.parallel``, ``ai.Retry``, ``ai.END``, ``ai.snapshot.memory()``, ``ai.config``, the errors.
-Importing this package does not import Django.
+``ai.parallel``, ``ai.Retry``, ``ai.END``, ``ai.snapshot.memory()``, ``ai.session_lock.db()``,
+``ai.config``, the errors. Importing this package does not import Django.
 """
 
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from . import checkpoint, snapshot
+from . import checkpoint, session_lock, snapshot
 from .core.agents.agent import Agent, AgentReport, AgentResult, TripRecord, agent
 from .core.agents.messages import Embedding, Embeddings, Message, ModelResponse, Price, ToolCall
 from .core.agents.middleware import Hooks, Middleware, PipelineContext
@@ -23,13 +23,13 @@ from .core.errors import (
     CacheUnsupportedError,
     CheckpointConflictError,
     DriftError,
+    InterruptedTurnError,
     LeaseHeldError,
     LeaseLostError,
     MaxIterationsError,
     MaxStepsExceededError,
     ModelCallError,
     NotPersistedError,
-    InterruptedTurnError,
     OrchestratorCancelledError,
     OrchestratorConfigError,
     OrchestratorDriftError,
@@ -108,6 +108,7 @@ __all__ = [
     "Embedding",
     "Embeddings",
     "Hooks",
+    "InterruptedTurnError",
     "LeaseHeldError",
     "LeaseLostError",
     "MaxIterationsError",
@@ -117,7 +118,6 @@ __all__ = [
     "ModelCallError",
     "ModelResponse",
     "NotPersistedError",
-    "InterruptedTurnError",
     "OrchestratorCancelledError",
     "OrchestratorConfigError",
     "OrchestratorDriftError",
@@ -167,6 +167,7 @@ __all__ = [
     "intent",
     "parallel",
     "reset_config",
+    "session_lock",
     "snapshot",
     "step",
     "supervisor",
