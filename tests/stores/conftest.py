@@ -191,10 +191,12 @@ class Writers:
         self.env = env
         self.processes: list[subprocess.Popen[str]] = []
 
-    def spawn(self, backend: Backend, *argv: str) -> subprocess.Popen[str]:
+    def spawn(
+        self, backend: Backend, *argv: str, module: str = "tests.stores.worker"
+    ) -> subprocess.Popen[str]:
         env = {**self.env, worker.CONFIG_ENV: json.dumps(backend.worker_config(), default=str)}
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.stores.worker", *argv],
+            [sys.executable, "-m", module, *argv],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.PIPE,

@@ -13,6 +13,7 @@ answer them natively.
 from __future__ import annotations
 
 import builtins
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -23,6 +24,7 @@ from typing import Any, ClassVar
 from asgiref.sync import sync_to_async
 
 from ..core.errors import AIError, StoreError, UnreadableSnapshotError
+from ..core.orchestrator.locks import ProcessSessionLock, SessionLock
 from ..core.runs.cancel import CancelRequest
 from ..core.runs.definition import check_run_id
 from ..core.runs.kinds import kind_names
@@ -345,6 +347,10 @@ class SnapshotStore(ABC):
         return await sync_to_async(self.delete_runs)(run_ids, statuses)
 
 
+#: Two threads asking a store for its lock the first time get the same one.
+_session_lock_guard = threading.Lock()
+
+
 class CheckpointStore(ABC):
     """Holds orchestrator sessions: one immutable record per ``(name, session_id, turn_index)``.
 
@@ -357,6 +363,8 @@ class CheckpointStore(ABC):
     supports_prune: ClassVar[bool] = True
     #: Entries can expire.
     supports_ttl: ClassVar[bool] = False
+
+    _session_lock: SessionLock | None = None
 
     @abstractmethod
     def load(self, name: str, session_id: str) -> Any | None:
@@ -384,6 +392,28 @@ class CheckpointStore(ABC):
     @abstractmethod
     def history(self, name: str, session_id: str) -> builtins.list[Any]:
         """Every record of the session, ascending by ``turn_index``."""
+
+    def session_lock(self) -> SessionLock:
+        """The lock the orchestrator runs this store's turns under when given none
+        (``session_lock=``): made once per store by :meth:`make_session_lock`."""
+        lock = self._session_lock
+        if lock is None:
+            with _session_lock_guard:
+                lock = self._session_lock
+                if lock is None:
+                    lock = self._session_lock = self.make_session_lock()
+        return lock
+
+    def make_session_lock(self) -> SessionLock:
+        """A new lock for this store's sessions; by default it serialises the turns of this
+        process only (what a store that lives in one process needs)."""
+        return ProcessSessionLock()
+
+    def close_session_lock(self) -> None:
+        """Close the lock :meth:`session_lock` made, if any (its connection, its file)."""
+        lock, self._session_lock = self._session_lock, None
+        if lock is not None:
+            lock.close()
 
     async def aload(self, name: str, session_id: str) -> Any | None:
         return await sync_to_async(self.load)(name, session_id)

@@ -14,6 +14,7 @@ from django.db import DatabaseError, connections
 
 from ..core.errors import CheckpointConflictError, StoreError
 from ..core.orchestrator.checkpoints import CheckpointRecord, conflict_error, valid_threshold
+from ..core.orchestrator.locks import SessionLock
 from .base import CheckpointStore
 
 _COLUMNS = (
@@ -52,6 +53,16 @@ class DatabaseCheckpointStore(CheckpointStore):
 
     def __repr__(self) -> str:
         return f"<DatabaseCheckpointStore using={self.using!r}>"
+
+    def make_session_lock(self) -> SessionLock:
+        """The database's own: a PostgreSQL advisory lock, a file lock beside SQLite."""
+        from .session_locks import database_session_lock
+
+        return database_session_lock(self.using)
+
+    def close(self) -> None:
+        """Close the session lock's connection or file, if this store made one."""
+        self.close_session_lock()
 
     def _objects(self, name: str, session_id: str) -> Any:
         return _model().objects.using(self.using).for_session(name, session_id)

@@ -3,8 +3,10 @@
 Per ``(name, session)``: a hash ``<prefix>rows:<name>:<session>`` mapping each turn index to
 its record's JSON (``HSETNX``: a turn is written once, never replaced), a sorted set
 ``<prefix>turns:<name>:<session>`` of the turn indexes, and the orchestrator's session index,
-the set ``<prefix>sessions:<name>``. Names and session ids are written length-prefixed
-(``6:triage``), so ids containing ``:`` cannot make two sessions share a key.
+the set ``<prefix>sessions:<name>``; while a turn runs, its session lock's token at
+``<prefix>lock:<name>:<session>`` (``session_locks.RedisSessionLock``). Names and session ids
+are written length-prefixed (``6:triage``), so ids containing ``:`` cannot make two sessions
+share a key.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..core.orchestrator.checkpoints import (
     conflict_error,
     valid_threshold,
 )
+from ..core.orchestrator.locks import SessionLock
 from .base import CheckpointStore
 from .redis_connection import Connection, as_text, check_ttl
 from .redis_scripts import (
@@ -59,6 +62,12 @@ class RedisCheckpointStore(CheckpointStore):
 
     def __repr__(self) -> str:
         return f"<RedisCheckpointStore {self._conn.url} prefix={self.prefix!r}>"
+
+    def make_session_lock(self) -> SessionLock:
+        """A Redis token lock on this store's client, its keys under the store's prefix."""
+        from .session_locks import RedisSessionLock
+
+        return RedisSessionLock(client=self._conn.client, prefix=f"{self.prefix}lock:")
 
     def close(self) -> None:
         """Close the connections this store opened from its URL (a passed client is left open)."""

@@ -153,6 +153,31 @@ if cancel[1] then return {1, cancel[1], cancel[2] or ''} end
 return 1
 """
 
+# Session locks (``session_locks.RedisSessionLock``): KEYS[1] the lock, holding its token.
+TAKE_SESSION_LOCK = """
+-- ARGV: token, ttl_ms, a holder to take over because its process is dead ('' = none).
+-- Returns {1} when taken, else {0, the holder's token}.
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
+local holder = redis.call('GET', KEYS[1])
+if ARGV[3] ~= '' and holder == ARGV[3] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {1}
+end
+return {0, holder}
+"""
+
+RELEASE_SESSION_LOCK = """
+-- ARGV[1] the token: deleted only while it is the holder's.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+RENEW_SESSION_LOCK = """
+-- ARGV: token, ttl_ms. Returns 0 when the lock is no longer the token's.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 
 class Script:
     """A Lua script run by SHA (``EVALSHA``), sent in full once per server (``EVAL``)."""
@@ -190,3 +215,6 @@ latest_checkpoint = Script(LATEST_CHECKPOINT)
 delete_session = Script(DELETE_SESSION)
 prune_session = Script(PRUNE_SESSION)
 forget_expired = Script(FORGET_EXPIRED)
+take_session_lock = Script(TAKE_SESSION_LOCK)
+release_session_lock = Script(RELEASE_SESSION_LOCK)
+renew_session_lock = Script(RENEW_SESSION_LOCK)

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +46,8 @@ __all__ = [
 DEFAULT_LOCK_TIMEOUT = 30.0
 _FIRST_POLL = 0.005
 _MAX_POLL = 0.1
+
+logger = logging.getLogger("warlock_ai.session_locks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +85,16 @@ class Held:
 
 
 class _LocalMutex:
-    """Keyed, non-blocking, usable from threads and event loops alike (waiters poll)."""
+    """Keyed, non-blocking, usable from threads and event loops alike (waiters poll).
+
+    A forked child starts with none held: the holders were threads of its parent, which the
+    child does not have (and a lock one of them held mid-fork would never be let go)."""
 
     def __init__(self) -> None:
+        self._forget()
+        _mutexes.add(self)
+
+    def _forget(self) -> None:
         self._held: set[LockKey] = set()
         self._lock = threading.Lock()
 
@@ -100,6 +112,21 @@ class _LocalMutex:
     def held(self, key: LockKey) -> bool:
         with self._lock:
             return key in self._held
+
+
+_mutexes: weakref.WeakSet[_LocalMutex] = weakref.WeakSet()
+_letting_go = threading.Lock()
+
+
+def _forget_in_child() -> None:
+    global _letting_go
+    _letting_go = threading.Lock()
+    for mutex in list(_mutexes):
+        mutex._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class SessionLock:
@@ -155,7 +182,10 @@ class SessionLock:
         return token
 
     def _let_go(self, held: Held) -> None:
-        held._stop.set()
+        with _letting_go:
+            if held._stop.is_set():
+                return  # given back already: a second let_go must not free a later holder's
+            held._stop.set()
         if held._renewer is not None:
             held._renewer.join(timeout=5)
         try:
@@ -173,9 +203,12 @@ class SessionLock:
                 try:
                     ok = self.renew(held.key, held.token)
                 except Exception:
-                    ok = True  # unreachable for now: keep trying until it expires for real
+                    # Unreachable for now: keep trying; a lock that expired meanwhile is
+                    # refused at the next renewal that gets through.
+                    logger.warning("renewing the lock of %s failed", held.key, exc_info=True)
                     continue
                 if not ok:
+                    logger.warning("the lock of %s was lost while held", held.key)
                     held.lost = True
                     return
 
@@ -199,6 +232,12 @@ class SessionLock:
             waited_seconds=round(timeout, 3),
             holder=holder,
         )
+
+    async def _abusy(self, key: LockKey, timeout: float) -> SessionBusyError:
+        """``_busy`` off the event loop: naming the holder may be blocking I/O."""
+        if self.blocking_io:
+            return await asyncio.to_thread(self._busy, key, timeout)
+        return self._busy(key, timeout)
 
     @staticmethod
     def _cancelled(key: LockKey, cancel: CancelToken) -> OrchestratorCancelledError:
@@ -237,7 +276,11 @@ class SessionLock:
             left = None if timeout is None else timeout - (time.monotonic() - start)
             if left is not None and left <= 0:
                 raise self._busy(key, timeout or 0.0)
-            time.sleep(delay if left is None else min(delay, left))
+            pause = delay if left is None else min(delay, left)
+            if cancel is not None:
+                cancel.wait(pause)
+            else:
+                time.sleep(pause)
             delay = min(delay * 2, _MAX_POLL)
         held = Held(key, token, round(time.monotonic() - start, 6))
         self._start_renewing(held)
@@ -256,10 +299,7 @@ class SessionLock:
         key = LockKey(name, session_id)
         start, delay, warned = time.monotonic(), _FIRST_POLL, False
         while True:
-            if self.blocking_io:
-                token = await asyncio.to_thread(self._try, key)
-            else:
-                token = self._try(key)
+            token = await self._atry(key)
             if token is not None:
                 break
             if not warned:
@@ -272,8 +312,12 @@ class SessionLock:
                 raise self._cancelled(key, cancel)
             left = None if timeout is None else timeout - (time.monotonic() - start)
             if left is not None and left <= 0:
-                raise self._busy(key, timeout or 0.0)
-            await asyncio.sleep(delay if left is None else min(delay, left))
+                raise await self._abusy(key, timeout or 0.0)
+            pause = delay if left is None else min(delay, left)
+            if cancel is not None:
+                await cancel.async_wait(pause)
+            else:
+                await asyncio.sleep(pause)
             delay = min(delay * 2, _MAX_POLL)
         held = Held(key, token, round(time.monotonic() - start, 6))
         self._start_renewing(held)
@@ -324,6 +368,26 @@ class SessionLock:
             yield held
         finally:
             await self.alet_go(held)
+
+    async def _atry(self, key: LockKey) -> Any:
+        """``_try`` without blocking the loop. A task cancelled while a worker thread is
+        taking the lock must not leave it held: what the thread takes after all is let go."""
+        if not self.blocking_io:
+            return self._try(key)
+        attempt = asyncio.ensure_future(asyncio.to_thread(self._try, key))
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            attempt.add_done_callback(lambda done: self._let_go_abandoned(key, done))
+            raise
+
+    def _let_go_abandoned(self, key: LockKey, attempt: asyncio.Future[Any]) -> None:
+        if attempt.cancelled() or attempt.exception() is not None:
+            return
+        token = attempt.result()
+        if token is not None:
+            held = Held(key, token)
+            threading.Thread(target=self._let_go, args=(held,), daemon=True).start()
 
     def is_held_here(self, name: str, session_id: str) -> bool:
         """Whether a turn of this process holds the session's lock now."""
