@@ -8,6 +8,8 @@ import asyncio
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 
 import warlock_ai as ai
 from warlock_ai import END
@@ -146,7 +148,10 @@ def test_async_turns(checkpoint_backend: Any) -> None:
     orch = chat(checkpoints)
 
     async def main() -> list[int]:
-        results = [await orch.aexecute(t, session_id="s") for t in ("a", "b")]
+        try:
+            results = [await orch.aexecute(t, session_id="s") for t in ("a", "b")]
+        finally:  # the ORM store's async calls ran in asgiref's thread: close its connections
+            await sync_to_async(connections.close_all)()
         return [r.turn_index for r in results]
 
     assert asyncio.run(main()) == [0, 1]

@@ -313,6 +313,12 @@ class Orchestrator(Supervisor):
             session_id=session_id,
         )
 
+    def check_drift(self, snapshot: Any) -> None:
+        """A stored turn (``TurnSnapshot``) written by another definition: the drift error
+        names its session."""
+        session_id = getattr(snapshot, "session_id", None) or snapshot.run_id
+        self.check_turn_drift(session_id, snapshot.signature)
+
     # --- turns ----------------------------------------------------------------------------
 
     def execute(  # type: ignore[override]  # a turn: a session id instead of a run id
