@@ -323,3 +323,34 @@ def check_admin_runs_inline(app_configs: Any = None, **kwargs: Any) -> list[Chec
             )
         ]
     return []
+
+
+@register(TAG)
+def check_session_lock(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W008: the ORM checkpoint store is on a database with no session lock (turns of one
+    session from two processes would not wait for each other)."""
+    try:
+        config = warlock_settings.CHECKPOINT_STORE
+    except ImproperlyConfigured:
+        return []  # reported by check_store_settings (E003)
+    cls = _backend(config)
+    if config is None or cls is None:
+        return []
+    if not _is_subclass(cls, "warlock_ai.stores.orm_checkpoints.DatabaseCheckpointStore"):
+        return []
+    from .stores.session_locks import LOCK_VENDORS
+
+    using = config["OPTIONS"].get("using", "default")
+    if using not in connections or connections[using].vendor in LOCK_VENDORS:
+        return []
+    vendor = connections[using].vendor
+    return [
+        CheckWarning(
+            f"{_setting('CHECKPOINT_STORE')} is on database {using!r} ({vendor}), which has no "
+            "session lock: orchestrator turns of one session sent from two processes at once "
+            "would not wait for each other (the second append is refused).",
+            hint="Give the orchestrators session_lock=ai.session_lock.redis(url=...), or keep "
+            f"checkpoints on {' or '.join(LOCK_VENDORS)}.",
+            id="warlock_ai.W008",
+        )
+    ]

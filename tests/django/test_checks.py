@@ -235,3 +235,21 @@ def test_w007_admin_runs_inline_outside_debug(settings):
     assert "warlock_ai.W007" not in ids(run(ADMIN_RUNS_INLINE=False))
     settings.DEBUG = True
     assert "warlock_ai.W007" not in ids(run(ADMIN_RUNS_INLINE=True))
+
+
+DB_CHECKPOINTS = "warlock_ai.stores.orm_checkpoints.DatabaseCheckpointStore"
+
+
+@pytest.mark.parametrize("using", ["default", "pg"])
+def test_w008_quiet_on_databases_with_a_session_lock(using):
+    store = {"BACKEND": DB_CHECKPOINTS, "OPTIONS": {"using": using}}
+    assert "warlock_ai.W008" not in ids(run(CHECKPOINT_STORE=store))
+
+
+def test_w008_a_database_without_a_session_lock(monkeypatch):
+    # No MySQL server here: the check reads only the vendor name of the alias.
+    from django.db import connections
+
+    monkeypatch.setattr(connections["default"], "vendor", "mysql")
+    message = only(run(CHECKPOINT_STORE={"BACKEND": DB_CHECKPOINTS}), "warlock_ai.W008")
+    assert "mysql" in message.msg and "session_lock" in message.hint
