@@ -144,3 +144,14 @@ def admin_runs_inline(settings: Any) -> None:
         **(getattr(settings, "WARLOCK_AI", None) or {}),
         "ADMIN_RUNS_INLINE": True,
     }
+
+
+@pytest.fixture
+def chat_sessions(transactional_db: None) -> Iterator[Any]:
+    """Orchestrator sessions on the ORM stores for the sessions admin tests (see
+    tests/django/admin_sessions.py)."""
+    from tests.django.admin_sessions import SessionFactory
+
+    factory = SessionFactory()
+    yield factory
+    factory.close()

@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import IntegrityError, connections, models, router, transaction
+from django.db.models import functions
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .core.errors import CheckpointConflictError
 from .core.orchestrator.checkpoints import CheckpointRecord, conflict_error, normalize_route
+from .core.orchestrator.snapshot import UNVERSIONED
 from .core.runs.leases import LeaseState, lease_state, local_owner_prefix
 from .core.runs.snapshots import RunSnapshot, snapshot_from_row
 from .fields import VectorField
@@ -186,6 +188,34 @@ class CheckpointQuerySet(models.QuerySet):
         return self.filter(turn_index=models.Subquery(last)).annotate(
             turn_count=models.Subquery(count.values("n"))
         )
+
+    def with_interrupted_turn(self) -> CheckpointQuerySet:
+        """Annotate each row with ``interrupted_run``: the run id of the turn after it when
+        that turn is stored as a ``running`` snapshot of kind ``orchestrator`` in the
+        ``Snapshot`` table (on a session's latest row: its interrupted turn), else None.
+
+        The run id is built as the orchestrator builds it, with the snapshot's own version:
+        ``<session_id>.<version or "unversioned">.<turn>``.
+        """
+        version = functions.Coalesce(
+            functions.NullIf(models.F("version"), models.Value("")), models.Value(UNVERSIONED)
+        )
+        next_turn = functions.Cast(models.OuterRef("turn_index") + 1, models.CharField())
+        run_id = functions.Concat(
+            models.OuterRef("session_id"),
+            models.Value("."),
+            version,
+            models.Value("."),
+            next_turn,
+            output_field=models.CharField(),
+        )
+        turns = Snapshot.objects.filter(
+            name=models.OuterRef("orchestrator_name"),
+            status=Status.RUNNING,
+            kind=Kind.ORCHESTRATOR,
+            run_id=run_id,
+        )
+        return self.annotate(interrupted_run=models.Subquery(turns.values("run_id")[:1]))
 
     def update(self, **kwargs: Any) -> int:
         raise CheckpointConflictError(

@@ -1,5 +1,6 @@
-"""The sessions admin (``Checkpoint``): one row per session, a page per session, and deleting
-whole sessions behind a permission, through Django's test client on SQLite."""
+"""The sessions admin (``Checkpoint``): one row per session, a page per session, and discarding
+whole sessions behind a permission, through Django's test client on SQLite. (Resume, fork and
+what discard does to turn snapshots: test_admin_session_actions.py.)"""
 
 from datetime import UTC, datetime, timedelta
 
@@ -208,7 +209,7 @@ def test_staff_without_view_permission_is_refused(staff_client, sessions):
     assert page.status_code == 403
 
 
-# --- deleting sessions ----------------------------------------------------------------------
+# --- discarding sessions ----------------------------------------------------------------------
 
 
 def test_delete_sessions_action_confirms_then_deletes_only_that_session(admin_client, sessions):
@@ -220,12 +221,12 @@ def test_delete_sessions_action_confirms_then_deletes_only_that_session(admin_cl
     assert len(turns_left()) == 6
 
     response = admin_client.post(CHANGELIST, {**selected, "post": "yes"}, follow=True)
-    assert messages_of(response) == ["Deleted 1 session (3 turns)."]
+    assert messages_of(response) == ["Discarded 1 session (3 turns)."]
     assert turns_left() == [("billing", "s-1", 0), ("billing", "s-1", 1), ("support", "s-2", 0)]
     entry = LogEntry.objects.get()
     assert (entry.action_flag, entry.user.username) == (DELETION, "admin")
     assert entry.object_repr == "support / s-1"
-    assert entry.change_message == "Deleted session “s-1” of orchestrator “support”: 3 turns."
+    assert entry.change_message == "Discarded session “s-1” of orchestrator “support”: 3 turns."
     assert entry.content_type.model_class() is Checkpoint
 
 
@@ -233,7 +234,7 @@ def test_delete_sessions_action_deletes_several_and_logs_each(admin_client, sess
     pks = [latest_pk("support", "s-1"), latest_pk("billing", "s-1")]
     data = {"action": "delete_sessions", "_selected_action": pks, "post": "yes"}
     response = admin_client.post(CHANGELIST, data, follow=True)
-    assert messages_of(response) == ["Deleted 2 sessions (5 turns)."]
+    assert messages_of(response) == ["Discarded 2 sessions (5 turns)."]
     assert turns_left() == [("support", "s-2", 0)]
     assert sorted(LogEntry.objects.values_list("object_repr", flat=True)) == [
         "billing / s-1",
@@ -251,7 +252,7 @@ def test_session_page_button_confirms_then_deletes(staff_client, sessions):
 
     response = client.post(DELETE, {"orchestrator": "billing", "session": "s-1"}, follow=True)
     assert response.redirect_chain[-1][0] == CHANGELIST
-    assert messages_of(response) == ["Deleted 1 session (2 turns)."]
+    assert messages_of(response) == ["Discarded 1 session (2 turns)."]
     assert {row[:2] for row in turns_left()} == {("support", "s-1"), ("support", "s-2")}
     assert LogEntry.objects.get().user.username == "ops"
 

@@ -117,3 +117,48 @@ def test_an_unreachable_queue_refuses_a_resume_and_runs_nothing(
     unchanged(before)
     assert dict(CALLS) == calls
     assert not LogEntry.objects.filter(object_id=before.pk).exists()
+
+
+# --- the sessions admin's resume of an interrupted turn ------------------------------------
+
+SESSION = "/admin/warlock_ai/checkpoint/session/"
+RESUME_TURN = "/admin/warlock_ai/checkpoint/session/resume/"
+
+
+@pytest.fixture
+def rq_sessions_admin(settings, queue_name):
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "django_rq"]
+    client = Client()
+    client.force_login(make_staff_user("ops", "view_checkpoint", "resume_snapshot"))
+    return client
+
+
+def test_resuming_an_interrupted_turn_enqueues_its_run(
+    chat_sessions, rq_sessions_admin, queue_name
+):
+    import django_rq
+
+    turn = chat_sessions.interrupted("s-1", "hello")
+    key = {"orchestrator": "support-chat", "session": "s-1"}
+    page = rq_sessions_admin.get(SESSION, key).content.decode()
+    assert 'id="resume-turn"' in page and "manage.py resume_turn" not in page
+    response = rq_sessions_admin.post(RESUME_TURN, key, follow=True)
+    job_id = jobs.job_id_for(turn.run_id)
+    assert messages_of(response) == [
+        f'Resume: turn 1 of session "s-1" (run "{turn.run_id}") enqueued as job {job_id}: '
+        "a worker finishes it"
+    ]
+    job = django_rq.get_queue(queue_name).fetch_job(job_id)
+    assert job is not None and job.args == (turn.run_id, False)
+    unchanged(turn)  # not run here
+    assert "enqueued" in LogEntry.objects.get(object_id=turn.run_id).change_message
+
+
+def test_an_unreachable_queue_refuses_a_turn_resume(chat_sessions, rq_sessions_admin, settings):
+    settings.RQ_QUEUES = {settings.WARLOCK_AI["RQ_QUEUE"]: {"URL": "redis://127.0.0.1:1/0"}}
+    turn = chat_sessions.interrupted("s-1", "hello")
+    key = {"orchestrator": "support-chat", "session": "s-1"}
+    (message,) = messages_of(rq_sessions_admin.post(RESUME_TURN, key, follow=True))
+    assert message.startswith(f'Resume: could not enqueue run "{turn.run_id}" on the django-rq')
+    unchanged(turn)
+    assert not LogEntry.objects.exists()

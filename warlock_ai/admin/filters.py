@@ -1,4 +1,5 @@
-"""Changelist filters of the runs admin. Each is one WHERE clause; none queries per row."""
+"""Changelist filters of the runs and sessions admins. Each is one WHERE clause; none queries
+per row."""
 
 from __future__ import annotations
 
@@ -77,4 +78,20 @@ class LeaseFilter(admin.SimpleListFilter):
             return queryset.stale()
         if self.value() == "live":
             return queryset.leased()
+        return queryset
+
+
+class InterruptedTurnFilter(admin.SimpleListFilter):
+    """Sessions whose next turn is stored as an interrupted (``running``) turn snapshot; the
+    queryset carries ``CheckpointQuerySet.with_interrupted_turn()``'s annotation."""
+
+    title = "interrupted turn"
+    parameter_name = "interrupted"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "waiting to be resumed"), ("no", "none")]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(interrupted_run__isnull=self.value() == "no")
         return queryset

@@ -1,10 +1,13 @@
-"""Forms of the run actions' confirmation pages."""
+"""Forms of the run actions' confirmation pages and of the sessions admin's fork."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
+
+from .. import operations
+from ..core.errors import AIError
 
 DROP = "__drop__"
 
@@ -90,3 +93,38 @@ class MigrateForm(forms.Form):
                 )
             seen[target] = name
         return data
+
+
+class ForkForm(forms.Form):
+    """Fork a session: the turn to fork from (one the session still stores) and a new id.
+
+    The id is checked as the orchestrator checks session ids (non-empty, printable, at most
+    255 characters; an iterating orchestrator's run ids must fit too) and must be unused.
+    """
+
+    turn = forms.TypedChoiceField(
+        label="Fork from turn",
+        coerce=int,
+        help_text="The new session gets this turn and every stored turn before it.",
+    )
+    new_session_id = forms.CharField(
+        label="New session id",
+        strip=False,
+        help_text="Any printable text up to 255 characters that no session of this "
+        "orchestrator uses yet.",
+    )
+
+    def __init__(
+        self, *args: Any, turns: list[int], orchestrator_name: str, store: Any, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.orchestrator_name = orchestrator_name
+        self.store = store
+        self.fields["turn"].choices = [(turn, f"turn {turn}") for turn in turns]  # type: ignore[attr-defined]
+
+    def clean_new_session_id(self) -> str:
+        value = self.cleaned_data["new_session_id"]
+        try:
+            return operations.check_new_session_id(self.orchestrator_name, value, self.store)
+        except AIError as exc:
+            raise forms.ValidationError(exc.message) from None

@@ -1,46 +1,52 @@
 """The sessions browser: ``Checkpoint`` rows grouped into orchestrator sessions.
 
-The changelist shows one row per session (its latest turn); a session page lists every turn.
-Checkpoints are append-only, so nothing here adds or changes a row, and nothing deletes a
-single turn: the only deletion is of a whole session, behind ``warlock_ai.delete_checkpoint``.
+The changelist shows one row per session (its latest turn, and its interrupted turn if one
+waits); a session page lists every turn with its state and what changed since the turn
+before. Checkpoints are append-only: nothing here changes a row or deletes a single turn. The
+actions (resume an interrupted turn, fork, discard a whole session) are in
+``session_actions``, each behind its own permission.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypedDict, cast
-from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.admin.models import DELETION, LogEntry
-from django.contrib.auth import get_permission_codename
-from django.contrib.contenttypes.models import ContentType
+from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import router, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ..models import Checkpoint, CheckpointQuerySet
+from .filters import InterruptedTurnFilter
+from .session_actions import FORK_SESSION, SessionActions
+from .state_diff import state_changes
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
 
     class _TurnCount(TypedDict):
         turn_count: int
+        interrupted_run: str | None
 
-    #: A session's latest turn as ``CheckpointQuerySet.latest_turns()`` gives it.
+    #: A session's latest turn as ``CheckpointQuerySet.latest_turns()`` gives it, with
+    #: ``with_interrupted_turn()``'s annotation.
     SessionRow = WithAnnotations[Checkpoint, _TurnCount]
     _ModelAdmin = admin.ModelAdmin[Any]
 else:
     _ModelAdmin = object
+
+
+#: Changes listed per turn; a larger change says how many more there are.
+MAX_CHANGES = 100
 
 
 def format_route(route: Any) -> str:
@@ -77,7 +83,7 @@ class RefuseMalformedSelection(_ModelAdmin):
 
 
 @admin.register(Checkpoint)
-class CheckpointAdmin(RefuseMalformedSelection, admin.ModelAdmin):
+class CheckpointAdmin(SessionActions, RefuseMalformedSelection, admin.ModelAdmin):
     list_display = (
         "orchestrator_name",
         "session_link",
@@ -85,9 +91,10 @@ class CheckpointAdmin(RefuseMalformedSelection, admin.ModelAdmin):
         "latest_turn",
         "last_saved",
         "route",
+        "interrupted",
     )
     list_display_links = None
-    list_filter = ("orchestrator_name",)
+    list_filter = ("orchestrator_name", InterruptedTurnFilter)
     search_fields = ("session_id",)
     date_hierarchy = "saved_at"
     ordering = ("-saved_at",)
@@ -107,12 +114,8 @@ class CheckpointAdmin(RefuseMalformedSelection, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Django's delete view and delete_selected would remove single turns; sessions are
-        # deleted whole, through delete_sessions and the session page.
+        # discarded whole, through delete_sessions and the session page.
         return False
-
-    def has_delete_session_permission(self, request: HttpRequest) -> bool:
-        opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.{get_permission_codename('delete', opts)}")
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
@@ -125,7 +128,7 @@ class CheckpointAdmin(RefuseMalformedSelection, admin.ModelAdmin):
         # States can be large and the list does not show them.
         # Checkpoint's manager makes CheckpointQuerySets (ModelAdmin's type does not say so).
         queryset = cast(CheckpointQuerySet, super().get_queryset(request))
-        return queryset.latest_turns().defer("state")
+        return queryset.latest_turns().with_interrupted_turn().defer("state")
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         extra = {"title": _("Orchestrator sessions"), **(extra_context or {})}
@@ -152,9 +155,13 @@ class CheckpointAdmin(RefuseMalformedSelection, admin.ModelAdmin):
     def route(self, obj: Checkpoint) -> str:
         return format_route(obj.last_route)
 
-    def session_url(self, name: str, session_id: str, view: str = "session") -> str:
-        query = urlencode({"orchestrator": name, "session": session_id})
-        return f"{reverse(f'admin:warlock_ai_checkpoint_{view}')}?{query}"
+    @admin.display(description=_("interrupted turn"))
+    def interrupted(self, obj: SessionRow) -> str:
+        if not obj.interrupted_run:
+            return "-"
+        url = reverse("admin:warlock_ai_snapshot_change", args=[quote(obj.interrupted_run)])
+        label = _("turn %(turn)d") % {"turn": obj.turn_index + 1}
+        return format_html('<a href="{}" class="warlock-interrupted">{}</a>', url, label)
 
     # --- URLs ---------------------------------------------------------------------------
 
@@ -172,6 +179,16 @@ class CheckpointAdmin(RefuseMalformedSelection, admin.ModelAdmin):
                 wrap(require_http_methods(["GET", "POST"])(self.delete_session_view)),
                 name="warlock_ai_checkpoint_delete_session",
             ),
+            path(
+                "session/resume/",
+                wrap(require_POST(self.resume_turn_view)),
+                name="warlock_ai_checkpoint_resume_turn",
+            ),
+            path(
+                "session/fork/",
+                wrap(require_http_methods(["GET", "POST"])(self.fork_view)),
+                name="warlock_ai_checkpoint_fork",
+            ),
         ]
         return own + super().get_urls()
 
@@ -188,38 +205,34 @@ class CheckpointAdmin(RefuseMalformedSelection, admin.ModelAdmin):
     # --- the session page -------------------------------------------------------------------
 
     @staticmethod
-    def session_key(data: Any) -> tuple[str, str]:
-        return data.get("orchestrator", ""), data.get("session", "")
-
-    def find_session(self, name: str, session_id: str) -> SessionRow | None:
-        """The session's latest turn, annotated like a changelist row; ``None`` if unknown."""
-        return Checkpoint.objects.for_session(name, session_id).latest_turns().first()
-
-    def missing_session(self, request: HttpRequest, name: str, session_id: str) -> HttpResponse:
-        message = _("Session “%(session)s” of orchestrator “%(name)s” does not exist.")
-        values = {"session": session_id, "name": name}
-        self.message_user(request, message % values, messages.WARNING)
-        return HttpResponseRedirect(reverse("admin:warlock_ai_checkpoint_changelist"))
-
-    @staticmethod
-    def turn_rows(turns: Iterable[Checkpoint]) -> list[dict[str, Any]]:
-        return [
-            {
-                "turn": turn,
-                "route": format_route(turn.last_route),
-                "state_json": format_json(turn.state),
-                "state_keys": len(turn.state) if isinstance(turn.state, dict) else None,
-            }
-            for turn in turns
-        ]
+    def turn_rows(turns: Sequence[Checkpoint]) -> list[dict[str, Any]]:
+        """Each turn with its state as JSON and what changed since the turn stored before it
+        (``changes`` is None for the first stored turn)."""
+        rows = []
+        for position, turn in enumerate(turns):
+            previous = turns[position - 1] if position else None
+            changes = state_changes(previous.state, turn.state) if previous else None
+            rows.append(
+                {
+                    "turn": turn,
+                    "route": format_route(turn.last_route),
+                    "state_json": format_json(turn.state),
+                    "state_keys": len(turn.state) if isinstance(turn.state, dict) else None,
+                    "changes": changes[:MAX_CHANGES] if changes else changes,
+                    "more_changes": max(len(changes or ()) - MAX_CHANGES, 0),
+                }
+            )
+        return rows
 
     def session_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
         name, session_id = self.session_key(request.GET)
-        turns = list(Checkpoint.objects.for_session(name, session_id).order_by("turn_index"))
-        if not turns:
+        latest = self.find_session(name, session_id)
+        if latest is None:
             return self.missing_session(request, name, session_id)
+        turns = list(Checkpoint.objects.for_session(name, session_id).order_by("turn_index"))
+        interrupted = self.interrupted_turn(latest)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -227,98 +240,15 @@ class CheckpointAdmin(RefuseMalformedSelection, admin.ModelAdmin):
             "orchestrator_name": name,
             "session_id": session_id,
             "rows": self.turn_rows(turns),
+            "first_turn": turns[0].turn_index,
+            "last_pruned": turns[0].turn_index - 1,
             "first_saved": min(turn.saved_at for turn in turns),
             "last_saved": max(turn.saved_at for turn in turns),
+            "interrupted": self.resume_panel(request, latest, interrupted) if interrupted else None,
+            "resume_url": reverse("admin:warlock_ai_checkpoint_resume_turn"),
             "can_delete": self.has_delete_session_permission(request),
             "delete_url": self.session_url(name, session_id, "delete_session"),
+            "can_fork": self.may(request, FORK_SESSION),
+            "fork_url": self.session_url(name, session_id, "fork"),
         }
         return TemplateResponse(request, "admin/warlock_ai/checkpoint/session.html", context)
-
-    # --- deleting whole sessions --------------------------------------------------------
-
-    def delete_session_view(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_delete_session_permission(request):
-            raise PermissionDenied
-        data = request.POST if request.method == "POST" else request.GET
-        name, session_id = self.session_key(data)
-        latest = self.find_session(name, session_id)
-        if latest is None:
-            return self.missing_session(request, name, session_id)
-        if request.method == "POST":
-            self.delete_whole_sessions(request, [latest])
-            return HttpResponseRedirect(reverse("admin:warlock_ai_checkpoint_changelist"))
-        hidden = [("orchestrator", name), ("session", session_id)]
-        cancel = self.session_url(name, session_id)
-        return self.confirm_deletion(request, [latest], hidden, cancel)
-
-    @admin.action(description=_("Delete selected sessions"), permissions=["delete_session"])
-    def delete_sessions(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
-        """``queryset`` holds the latest turn of each selected session (see get_queryset)."""
-        sessions = list(queryset)
-        if not sessions:
-            # Tampered or stale ids: none of them is the latest turn of a session any more.
-            message = _("None of the selected sessions exists any more; nothing was deleted.")
-            self.message_user(request, message, messages.WARNING)
-            return None
-        if request.POST.get("post") == "yes":
-            self.delete_whole_sessions(request, sessions)
-            return None
-        hidden = [("action", "delete_sessions"), ("post", "yes")]
-        hidden += [(ACTION_CHECKBOX_NAME, str(s.pk)) for s in sessions]
-        cancel = reverse("admin:warlock_ai_checkpoint_changelist")
-        return self.confirm_deletion(request, sessions, hidden, cancel)
-
-    def confirm_deletion(
-        self,
-        request: HttpRequest,
-        sessions: Sequence[SessionRow],
-        hidden: list[tuple[str, str]],
-        cancel_url: str,
-    ) -> HttpResponse:
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": _("Delete sessions"),
-            "sessions": sessions,
-            "turn_total": sum(s.turn_count for s in sessions),
-            "hidden_fields": hidden,
-            "cancel_url": cancel_url,
-        }
-        template = "admin/warlock_ai/checkpoint/delete_sessions_confirmation.html"
-        return TemplateResponse(request, template, context)
-
-    def delete_whole_sessions(self, request: HttpRequest, sessions: Sequence[Checkpoint]) -> None:
-        """Every turn of each session, and one ``LogEntry`` per session, in one transaction."""
-        with transaction.atomic(using=router.db_for_write(Checkpoint)):
-            deleted = {
-                s.pk: Checkpoint.objects.for_session(s.orchestrator_name, s.session_id).delete()[0]
-                for s in sessions
-            }
-            self.log_session_deletions(request, sessions, deleted)
-        turns = sum(deleted.values())
-        message = ngettext(
-            "Deleted %(count)d session (%(turns)d turns).",
-            "Deleted %(count)d sessions (%(turns)d turns).",
-            len(sessions),
-        )
-        self.message_user(request, message % {"count": len(sessions), "turns": turns})
-
-    def log_session_deletions(
-        self, request: HttpRequest, sessions: Sequence[Checkpoint], deleted: dict[int, int]
-    ) -> None:
-        # A session has no row of its own: each entry points at the session's latest turn
-        # (object_id, now gone, as with any deletion) and names the session and its turns.
-        content_type = ContentType.objects.get_for_model(Checkpoint)
-        LogEntry.objects.bulk_create(
-            LogEntry(
-                # The admin serves logged-in staff only: the user's pk is never None.
-                user_id=cast("int | str", request.user.pk),
-                content_type=content_type,
-                object_id=str(s.pk),
-                object_repr=f"{s.orchestrator_name} / {s.session_id}"[:200],
-                action_flag=DELETION,
-                change_message=f"Deleted session “{s.session_id}” of orchestrator "
-                f"“{s.orchestrator_name}”: {deleted[s.pk]} turns.",
-            )
-            for s in sessions
-        )

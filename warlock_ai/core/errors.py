@@ -37,6 +37,7 @@ __all__ = [
     "RunNotRunningError",
     "SchemaValidationError",
     "SessionBusyError",
+    "SessionExistsError",
     "SnapshotSerializationError",
     "StepFailedError",
     "StoreError",
@@ -48,6 +49,7 @@ __all__ = [
     "ToolExecutionError",
     "UnknownFlowError",
     "UnknownRunError",
+    "UnknownSessionError",
     "UnreadableSnapshotError",
     "WorkflowCancelledError",
     "WorkflowDriftError",
@@ -348,6 +350,22 @@ class InterruptedTurnError(OrchestratorFailedError):
     default_code = "ORCHESTRATOR_TURN_INTERRUPTED"
     default_category = "validation"
     fields = ("orchestrator_name", "session_id", "turn_index", "run_id")
+
+
+class UnknownSessionError(OrchestratorFailedError, LookupError):
+    """No checkpoint row of that session is stored."""
+
+    default_code = "ORCHESTRATOR_UNKNOWN_SESSION"
+    default_category = "validation"
+    fields = ("orchestrator_name", "session_id")
+
+
+class SessionExistsError(OrchestratorFailedError):
+    """A session that must be new (a fork's target) is already stored."""
+
+    default_code = "ORCHESTRATOR_SESSION_EXISTS"
+    default_category = "validation"
+    fields = ("orchestrator_name", "session_id")
 
 
 # --- agents, tools, schemas -------------------------------------------------------------

@@ -10,12 +10,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..errors import CheckpointConflictError
+from ..errors import CheckpointConflictError, OrchestratorFailedError
 from ..runs.serialization import dumps, loads
 from ..runs.snapshots import iso, now, parse_iso
 
+#: The ``Checkpoint.session_id`` column's length.
+MAX_SESSION_ID_LENGTH = 255
+
 __all__ = [
+    "MAX_SESSION_ID_LENGTH",
     "CheckpointRecord",
+    "check_session_id",
     "checkpoint_from_json",
     "conflict_error",
     "normalize_route",
@@ -124,3 +129,21 @@ def conflict_error(name: str, session_id: str, turn_index: int) -> CheckpointCon
         session_id=session_id,
         turn_index=turn_index,
     )
+
+
+def check_session_id(session_id: Any) -> str:
+    """``session_id`` if it can name a session (a non-empty, printable string of at most
+    ``MAX_SESSION_ID_LENGTH`` characters), else ``OrchestratorFailedError`` saying why."""
+    if not isinstance(session_id, str) or not session_id.strip():
+        raise OrchestratorFailedError(f"session_id must be a non-empty string, got {session_id!r}")
+    if len(session_id) > MAX_SESSION_ID_LENGTH:
+        raise OrchestratorFailedError(
+            f"session_id is {len(session_id)} characters long; the limit is {MAX_SESSION_ID_LENGTH}"
+        )
+    if not session_id.isprintable():
+        index = next(i for i, c in enumerate(session_id) if not c.isprintable())
+        raise OrchestratorFailedError(
+            f"session_id {session_id!r} contains an unprintable character "
+            f"(U+{ord(session_id[index]):04X} at position {index})"
+        )
+    return session_id

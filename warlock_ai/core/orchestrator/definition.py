@@ -36,6 +36,7 @@ from ..runs.snapshots import RUNNING
 from ..supervisor.definition import Supervisor
 from ..supervisor.intents import supervisor_fingerprint
 from ..supervisor.run import SUPERVISOR_EVENTS
+from .checkpoints import MAX_SESSION_ID_LENGTH, check_session_id
 from .hooks import (
     MemoryHooks,
     Summarize,
@@ -51,15 +52,13 @@ from .hooks import (
 from .locks import DEFAULT_LOCK_TIMEOUT, NoSessionLock, ProcessSessionLock, SessionLock
 from .results import Compaction, OrchestratorResult
 from .run import ORCHESTRATOR_EVENTS, TurnPlan, TurnRun
-from .snapshot import TurnSnapshot, parse_turn_run_id, turn_run_id
+from .snapshot import TurnSnapshot, discard_turn_snapshots, parse_turn_run_id, turn_run_id
 
 logger = logging.getLogger("warlock_ai.orchestrator")
 
 Effects = Generator[Any, Any, Any]
 
 DEFAULT_KEEP_SNAPSHOTS = 100
-#: The ``Checkpoint.session_id`` column's length.
-MAX_SESSION_ID_LENGTH = 255
 _CHECKPOINT_METHODS = ("load", "save", "delete", "list", "prune", "history")
 
 
@@ -260,23 +259,11 @@ class Orchestrator(Supervisor):
     # --- checks ---------------------------------------------------------------------------
 
     def check_session_id(self, session_id: Any) -> str:
-        if not isinstance(session_id, str) or not session_id.strip():
-            raise OrchestratorFailedError(
-                f"session_id must be a non-empty string, got {session_id!r}"
-            )
-        if len(session_id) > MAX_SESSION_ID_LENGTH:
-            raise OrchestratorFailedError(
-                f"session_id is {len(session_id)} characters long; the limit is "
-                f"{MAX_SESSION_ID_LENGTH}"
-            )
-        if not session_id.isprintable():
-            index = next(i for i, c in enumerate(session_id) if not c.isprintable())
-            raise OrchestratorFailedError(
-                f"session_id {session_id!r} contains an unprintable character "
-                f"(U+{ord(session_id[index]):04X} at position {index})"
-            )
+        """``session_id`` if this orchestrator can use it (``check_session_id``, and an
+        iterating one's run ids must fit too), else ``OrchestratorFailedError``."""
+        sid = check_session_id(session_id)
         if self.iterate:
-            longest = turn_run_id(session_id, self.version, 10**9)
+            longest = turn_run_id(sid, self.version, 10**9)
             if len(longest) > MAX_RUN_ID_LENGTH:
                 limit = MAX_SESSION_ID_LENGTH - (len(longest) - MAX_RUN_ID_LENGTH)
                 raise OrchestratorFailedError(
@@ -284,7 +271,7 @@ class Orchestrator(Supervisor):
                     f'"<session>.{self.version or "unversioned"}.<turn>" must fit in '
                     f"{MAX_RUN_ID_LENGTH} characters (session ids up to {limit})"
                 )
-        return session_id
+        return sid
 
     def _check_patch(self, state: Any) -> dict[str, Any]:
         if state is None:
@@ -580,16 +567,8 @@ class Orchestrator(Supervisor):
         checkpoints = self._require_checkpoints()
         with self.lock_for(checkpoints).hold(self.name, sid, timeout=self.lock_timeout):
             removed = checkpoints.delete(self.name, sid)
-            store = self.store
-            if store is not None:
-                for run_id in store.list(f"{sid}."):
-                    snapshot = store.load(run_id)
-                    if (
-                        isinstance(snapshot, TurnSnapshot)
-                        and snapshot.name == self.name
-                        and snapshot.session_id == sid
-                    ):
-                        removed += int(bool(store.delete(run_id)))
+            if self.store is not None:
+                removed += discard_turn_snapshots(self.store, self.name, sid)
             return int(removed)
 
     # --- commands -------------------------------------------------------------------------

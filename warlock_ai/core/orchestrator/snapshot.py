@@ -8,7 +8,7 @@ next turn replaces it): a settled turn is a checkpoint row, and its snapshot is 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..supervisor.snapshot import SupervisorSnapshot
 
@@ -45,3 +45,18 @@ class TurnSnapshot(SupervisorSnapshot):
     def turn_index(self) -> int | None:
         parsed = parse_turn_run_id(self.run_id, self.version)
         return parsed[1] if parsed else None
+
+
+def discard_turn_snapshots(store: Any, name: str, session_id: str) -> int:
+    """Delete every stored turn of ``session_id`` of orchestrator ``name`` from the snapshot
+    store ``store``; returns how many. Other runs whose ids share the prefix are left alone."""
+    removed = 0
+    for run_id in store.list(f"{session_id}."):
+        snapshot = store.load(run_id)
+        if (
+            isinstance(snapshot, TurnSnapshot)
+            and snapshot.name == name
+            and snapshot.session_id == session_id
+        ):
+            removed += int(bool(store.delete(run_id)))
+    return removed
