@@ -100,7 +100,10 @@ def intake(ctx: ai.SupervisorContext) -> dict[str, Any]:
 
 def route_chat(ctx: ai.SupervisorContext) -> str:
     """After intake: triage the message, billing once for a billing issue, then the reply
-    (whose ``next`` ends the turn)."""
+    (whose ``next`` ends the turn). An intent that failed fails the turn, at once."""
+    for key, branch in (ctx.last or {}).get("result", {}).items():
+        if branch.get("error"):
+            raise RuntimeError(f"{key} failed: {branch['error'].get('message')}")
     done = {key for record in ctx.snapshots for key in record.get("result") or ()}
     if "triage" not in done:
         return "triage"
