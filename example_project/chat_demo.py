@@ -66,7 +66,7 @@ from pathlib import Path
 from warlock_ai.registry import registry
 chat = registry.get("orchestrator", "support-chat")
 history = json.loads(Path("{history}").read_text())
-result = chat.execute({message!r}, session_id="{session}", history=history)
+result = chat.execute({message}, session_id="{session}", history=history)
 print(f"turn {{result.turn_index}}: {{result.report.status}}")"""
 
 RESUME_CODE = """\
@@ -127,7 +127,9 @@ class ChatDemo(Demo):
         """Run a turn in ``manage.py shell``; SIGKILL it once its resolver says it started.
         Returns the killed pid, the turn's run id and the iteration it was in."""
         self.history_file.write_text(json.dumps(self.history), encoding="utf-8")
-        code = CRASH_CODE.format(history=self.history_file, message=message, session=SESSION)
+        code = CRASH_CODE.format(
+            history=self.history_file, message=json.dumps(message), session=SESSION
+        )
         self.env[PAUSE_FILE_VARIABLE] = str(self.pause_file)
         try:
             proc = self.start(["shell", "--no-imports", "-c", code])
