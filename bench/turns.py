@@ -26,9 +26,11 @@ Run: ``.venv/bin/python bench/turns.py [--turns 300] [--rounds 3] [--storage-tur
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import platform
 import random
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -416,6 +418,7 @@ def main() -> None:
     args = parser.parse_args()
     databases = [d for d in args.databases.split(",") if d]
     workdir = tempfile.mkdtemp(prefix="warlock-bench-turns-")
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     urls = setup_django(databases, workdir, args.storage_turns)
     print(
         f"python {platform.python_version()} on {platform.machine()}, {args.rounds} x "
