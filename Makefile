@@ -68,11 +68,13 @@ screenshots: venv services
 bench: venv
 	$(PY) bench/step_overhead.py
 
-# The catalog import (a workflow killed mid-step, resumed, then migrated after a deploy), then
-# the support-ticket triage (a supervisor killed mid-iteration, resumed without paying twice).
+# The catalog import (a workflow killed mid-step, resumed, then migrated after a deploy), the
+# support-ticket triage (a supervisor killed mid-iteration, resumed without paying twice), then
+# the support chat (an orchestrator session whose turn is killed mid-way and resumed).
 demo: venv
 	$(PY) -m example_project.demo
 	$(PY) -m example_project.support_demo
+	$(PY) -m example_project.chat_demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build dist site .bench *.egg-info

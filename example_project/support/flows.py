@@ -1,4 +1,6 @@
-"""The ``support-triage`` supervisor: one customer ticket in, a drafted reply out.
+"""The support app's flows: the ``support-triage`` supervisor (one customer ticket in, a
+drafted reply out) and the ``support-chat`` orchestrator (a multi-turn chat over the same
+agents; see the end of this module and ``chat.py``).
 
 Each iteration the ``router`` agent reads the ticket and the state and picks the next
 specialist: ``triage`` (category, priority, summary), ``billing`` (the refund decision, for
@@ -29,8 +31,9 @@ from typing import Any
 
 import warlock_ai as ai
 
+from . import chat
 from .llm import support_model
-from .recording import RUN_EVENTS, model_calls
+from .recording import RUN_EVENTS, TURN_EVENTS, model_calls
 
 TICKETS = Path(__file__).resolve().parent / "data" / "tickets.json"
 
@@ -110,35 +113,45 @@ def reply_written(ctx: Any) -> dict[str, Any] | None:
     return {"satisfied": True} if ctx.state.get("reply") else None
 
 
+def support_agents(model: Any = None) -> dict[str, ai.Agent]:
+    """The four support agents (router, triage, billing, resolver) on ``model`` (default: the
+    one ``llm.support_model()`` chooses), each logging its model calls."""
+    model = model if model is not None else support_model()
+    prompts = {
+        "router": ROUTER_PROMPT,
+        "triage": TRIAGE_PROMPT,
+        "billing": BILLING_PROMPT,
+        "resolver": RESOLVER_PROMPT,
+    }
+    return {
+        name: ai.agent(name=name, model=model, system_prompt=prompt, middleware=[model_calls])
+        for name, prompt in prompts.items()
+    }
+
+
 def build_support_triage(model: Any = None) -> ai.Supervisor:
     """The supervisor on ``model`` (default: the one ``llm.support_model()`` chooses)."""
-    model = model if model is not None else support_model()
-
-    def agent(name: str, system_prompt: str) -> ai.Agent:
-        return ai.agent(
-            name=name, model=model, system_prompt=system_prompt, middleware=[model_calls]
-        )
-
+    agents = support_agents(model)
     return ai.supervisor(
         name="support-triage",
         description="Triage a customer ticket, settle any billing question, draft the reply.",
         goal="Resolve one customer support ticket with a reply the customer can act on.",
-        router=agent("router", ROUTER_PROMPT),
+        router=agents["router"],
         intents={
             "triage": ai.intent(
-                agent("triage", TRIAGE_PROMPT),
+                agents["triage"],
                 description="classifies the ticket: category, priority and a summary",
                 input=task_prompt("Triage this ticket."),
                 output=TRIAGE_SCHEMA,
             ),
             "billing": ai.intent(
-                agent("billing", BILLING_PROMPT),
+                agents["billing"],
                 description="decides refunds for billing tickets (refund, amount, note)",
                 input=task_prompt("Decide the refund for this ticket."),
                 output=BILLING_SCHEMA,
             ),
             "resolver": ai.intent(
-                agent("resolver", RESOLVER_PROMPT),
+                agents["resolver"],
                 description="drafts the reply to the customer once the facts are settled",
                 input=task_prompt("Write the reply to this ticket."),
                 output=REPLY_SCHEMA,
@@ -152,3 +165,67 @@ def build_support_triage(model: Any = None) -> ai.Supervisor:
 
 
 support_triage = build_support_triage()
+
+
+def build_support_chat(model: Any = None, memory: Any = None) -> ai.Orchestrator:
+    """The ``support-chat`` orchestrator on ``model`` (default: ``llm.support_model()``'s)
+    and ``memory`` (default: a :class:`chat.ChatMemory`). Session ids are
+    ``<customer>:<chat>``; each turn's input is one customer message::
+
+        support_chat.execute("I was charged twice", session_id="ann:chat-1",
+                             state={"customer": "Ann Example"}, history=[...])
+        support_chat.resume("ann:chat-1")   # finish a turn a crash interrupted
+    """
+    agents = support_agents(model)
+
+    def triage(ctx: ai.SupervisorContext) -> dict[str, Any]:
+        prompt = chat.chat_prompt("Triage this message.", ctx, whole_chat=False)
+        answer = chat.consult(ctx, agents["triage"], prompt, TRIAGE_SCHEMA)
+        return chat.issue_update(ctx.state, answer)
+
+    def reply(ctx: ai.SupervisorContext) -> dict[str, Any]:
+        chat.pause_if_asked(ctx)
+        prompt = chat.chat_prompt("Write the reply to this chat.", ctx, whole_chat=True)
+        answer = chat.consult(ctx, agents["resolver"], prompt, REPLY_SCHEMA)
+        return {"reply": answer["reply"], "replies": int(ctx.state.get("replies", 0)) + 1}
+
+    return ai.orchestrator(
+        name=chat.CHAT_NAME,
+        description="A customer's support chat: each message triaged, billing settled, answered.",
+        intents={
+            "intake": ai.intent(
+                chat.intake,
+                description="records the message: count, ticket id, order number, recalled notes",
+            ),
+            "triage": ai.intent(
+                triage, description="classifies the message; a concrete category opens an issue"
+            ),
+            "billing": ai.intent(
+                agents["billing"],
+                description="decides the refund of a billing issue, once per chat",
+                input=chat.prompt_for("Decide the refund for this chat.", whole_chat=True),
+                output=BILLING_SCHEMA,
+            ),
+            "resolver": ai.intent(
+                reply, description="replies to the message; ends the turn", next=_end_turn
+            ),
+        },
+        initial_agent="intake",
+        route=chat.route_chat,
+        iterate=True,
+        max_iterations=6,
+        memory={
+            "store": memory if memory is not None else chat.ChatMemory(),
+            "scope": chat.memory_scope,
+            "recall": {"k": chat.RECALL_K},
+        },
+        history_window={"agents": chat.HISTORY_WINDOW},
+        on=TURN_EVENTS,
+    )
+
+
+def _end_turn(ctx: Any) -> str:
+    return ai.END
+
+
+support_chat = build_support_chat()

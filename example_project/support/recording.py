@@ -48,6 +48,15 @@ RUN_EVENTS = {
     "supervisor.completed": run_finished,
 }
 
+#: The same for an orchestrator (``ai.orchestrator(on=TURN_EVENTS)``): a turn's inner loop
+#: emits the supervisor's iteration events under the turn's run id, and ends with one of these.
+TURN_EVENTS = {
+    "supervisor.iteration.starting": iteration_started,
+    "orchestrator.turn.awaiting-input": run_finished,
+    "orchestrator.turn.failed": run_finished,
+    "orchestrator.turn.cancelled": run_finished,
+}
+
 
 def _key(ctx: ai.PipelineContext) -> str:
     return f"support.model_call.{ctx.trip_index}"
