@@ -695,3 +695,32 @@ def test_64_as_tool_through_an_agent() -> None:
     assert result.error is None
     assert store.load("counter", "user-1").turn_index == 0
     assert store.load("counter", "victim") is None
+
+
+def test_a_memory_that_fails_to_remember_does_not_fail_a_stored_turn() -> None:
+    class Broken(ScopedMemory):
+        def remember(self, item: dict[str, Any]) -> None:
+            raise RuntimeError("vector store down")
+
+    errors: list[Any] = []
+    orch, _ = memory_orchestrator(Broken())
+    result = orch.execute("x", session_id="s", on={"orchestrator.error": errors.append})
+    assert result.error is None and result.report.status == "awaiting-input"
+    assert orch.history("s")[0].turn_index == 0
+    assert errors[0]["phase"] == "memory" and "vector store down" in errors[0]["error"].message
+
+
+def test_a_running_snapshot_of_a_checkpointed_turn_is_removed_not_rerun() -> None:
+    """A process that died after appending the row but before deleting the turn's snapshot
+    leaves a running snapshot of a settled turn: resuming it (what drain does) removes it."""
+    store, snapshots = ai.checkpoint.memory(), ai.snapshot.memory()
+    orch = interrupted_turn(store, snapshots)
+    stale = snapshots.load("s1.unversioned.1")
+    snapshots.save(dataclasses.replace(stale, run_id="s1.unversioned.0"))
+    ran: list[int] = []
+    on = {"supervisor.iteration.starting": lambda e: ran.append(e["iteration"])}
+    assert orch.resume_run("s1.unversioned.0", on=on) is None
+    assert snapshots.load("s1.unversioned.0") is None and ran == []
+    assert [r.turn_index for r in store.history("iter", "s1")] == [0]
+    assert snapshots.load("s1.unversioned.1").status == "running"  # the real one is kept
+    assert orch.resume_run("s1.unversioned.1").turn_index == 1

@@ -351,3 +351,43 @@ def test_ttl_expires_the_session(checkpoint_store, checkpoint_backend):
     assert store.history("support", "ttl-1") == []
     if store.supports_list:
         assert store.list("support") == []
+
+
+# --- append: a turn's row and its prune ----------------------------------------------------
+
+
+def test_append_saves_then_prunes_below_the_kept_turns(checkpoint_store):
+    save_turns(checkpoint_store, range(4))
+    checkpoint_store.append(make_record(4), prune_below=2)
+    assert turns_of(checkpoint_store) == [2, 3, 4]
+    checkpoint_store.append(make_record(5))  # no prune asked
+    assert turns_of(checkpoint_store) == [2, 3, 4, 5]
+    save_turns(checkpoint_store, [0], session_id="other")
+    checkpoint_store.append(make_record(6), prune_below=6)
+    assert turns_of(checkpoint_store) == [6] and turns_of(checkpoint_store, "other") == [0]
+
+
+def test_an_append_of_an_existing_turn_raises_and_prunes_nothing(checkpoint_store):
+    save_turns(checkpoint_store, range(3))
+    with pytest.raises(CheckpointConflictError):
+        checkpoint_store.append(make_record(2, state={"other": True}), prune_below=2)
+    assert turns_of(checkpoint_store) == [0, 1, 2]
+    assert checkpoint_store.load("support", "sess-1").state == make_record(2).state
+
+
+def test_aappend(checkpoint_store):
+    async def main() -> None:
+        try:
+            await checkpoint_store.aappend(make_record(0))
+            await checkpoint_store.aappend(make_record(1), prune_below=1)
+        finally:
+            await sync_to_async(_close_connections)()
+
+    asyncio.run(main())
+    assert turns_of(checkpoint_store) == [1]
+
+
+def _close_connections() -> None:
+    from django.db import connections
+
+    connections.close_all()

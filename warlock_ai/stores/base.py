@@ -13,6 +13,7 @@ answer them natively.
 from __future__ import annotations
 
 import builtins
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -347,6 +348,16 @@ class SnapshotStore(ABC):
         return await sync_to_async(self.delete_runs)(run_ids, statuses)
 
 
+def _prune_failed(record: Any, prune_below: int, exc: BaseException) -> None:
+    logging.getLogger("warlock_ai.orchestrator").warning(
+        "turn %d of session %r is stored, but pruning below turn %d failed: %s",
+        record.turn_index,
+        record.session_id,
+        prune_below,
+        exc,
+    )
+
+
 #: Two threads asking a store for its lock the first time get the same one.
 _session_lock_guard = threading.Lock()
 
@@ -414,6 +425,25 @@ class CheckpointStore(ABC):
         lock, self._session_lock = self._session_lock, None
         if lock is not None:
             lock.close()
+
+    def append(self, record: Any, prune_below: int | None = None) -> None:
+        """Append ``record`` (as ``save``), then drop the session's rows with ``turn_index <
+        prune_below``: what a turn does. A failed prune is logged, never raised (the turn is
+        stored; the next one prunes again). Stores that can do both in one transaction do."""
+        self.save(record)
+        if prune_below is not None:
+            try:
+                self.prune(record.orchestrator_name, record.session_id, prune_below)
+            except Exception as exc:
+                _prune_failed(record, prune_below, exc)
+
+    async def aappend(self, record: Any, prune_below: int | None = None) -> None:
+        await self.asave(record)
+        if prune_below is not None:
+            try:
+                await self.aprune(record.orchestrator_name, record.session_id, prune_below)
+            except Exception as exc:
+                _prune_failed(record, prune_below, exc)
 
     async def aload(self, name: str, session_id: str) -> Any | None:
         return await sync_to_async(self.load)(name, session_id)

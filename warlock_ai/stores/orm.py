@@ -217,23 +217,7 @@ class DatabaseSnapshotStore(SnapshotStore):
         return StoreError(message + hint)
 
     def _unreachable(self, exc: Exception) -> bool:
-        """Whether ``exc`` says the database could not be reached (retrying may work); a
-        broken connection is closed on the way. Inside the caller's own transaction nothing
-        is retried: closing its connection would lose the transaction."""
-        if not isinstance(exc, OperationalError | InterfaceError):
-            return False
-        connection = connections[self.using]
-        if connection.in_atomic_block:
-            return False
-        if connection.vendor == "sqlite":  # one file: only a lock held elsewhere is passing
-            return "locked" in str(exc) or "busy" in str(exc)
-        if connection.connection is not None and connection.is_usable():
-            return False  # the connection works: the statement itself failed
-        try:
-            connection.close()
-        except Exception:  # closing a broken connection may complain; it is gone either way
-            connection.connection = None
-        return True
+        return unreachable(self.using, exc)
 
     def _save_fenced(
         self, connection: Any, run_id: str, row: dict[str, Any], claim: leases.LeaseClaim
@@ -492,3 +476,23 @@ def _with_attempts(rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     for values in rows:
         values["attempts"] = attempt_dicts(values.get("attempts"))
         yield values
+
+
+def unreachable(using: str, exc: Exception) -> bool:
+    """Whether ``exc`` says database ``using`` could not be reached (retrying may work); a
+    broken connection is closed on the way. Inside the caller's own transaction nothing is
+    retried: closing its connection would lose the transaction."""
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    connection = connections[using]
+    if connection.in_atomic_block:
+        return False
+    if connection.vendor == "sqlite":  # one file: only a lock held elsewhere is passing
+        return "locked" in str(exc) or "busy" in str(exc)
+    if connection.connection is not None and connection.is_usable():
+        return False  # the connection works: the statement itself failed
+    try:
+        connection.close()
+    except Exception:  # closing a broken connection may complain; it is gone either way
+        connection.connection = None
+    return True

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 
-from ..core.errors import CheckpointConflictError, StoreError
+from ..core.errors import CheckpointConflictError, StoreError, StoreUnavailableError
 from ..core.orchestrator.checkpoints import CheckpointRecord, conflict_error, valid_threshold
 from ..core.orchestrator.locks import SessionLock
 from .base import CheckpointStore
+from .orm import unreachable
 
 _COLUMNS = (
     "orchestrator_name",
@@ -74,6 +75,10 @@ class DatabaseCheckpointStore(CheckpointStore):
             raise
         except DatabaseError as exc:
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if unreachable(self.using, exc):
+                raise StoreUnavailableError(
+                    f'could not {what} on database "{self.using}": {detail}'
+                ) from exc
             hint = "; has `manage.py migrate` been run?" if "exist" in detail else ""
             raise StoreError(
                 f'could not {what} on database "{self.using}": {detail}{hint}'
@@ -125,6 +130,70 @@ class DatabaseCheckpointStore(CheckpointStore):
                 return cursor.rowcount
 
         if self._run(what, insert) == 0:
+            raise conflict_error(*record.key)
+
+    def _prune_sql(self, connection: Any) -> str:
+        key = "prune:" + connection.vendor
+        sql = self._sql.get(key)
+        if sql is None:
+            meta = _model()._meta
+            qn = connection.ops.quote_name
+            name, session, turn = (
+                qn(meta.get_field(c).column)
+                for c in ("orchestrator_name", "session_id", "turn_index")
+            )
+            sql = (
+                f"DELETE FROM {qn(meta.db_table)} "
+                f"WHERE {name} = %s AND {session} = %s AND {turn} < %s"
+            )
+            self._sql[key] = sql
+        return sql
+
+    def _append_sql(self, connection: Any) -> str:
+        """PostgreSQL: the insert and the prune in one statement (one round trip, one
+        commit); the prune runs only when the insert did. Answers (inserted, pruned)."""
+        key = "append:" + connection.vendor
+        sql = self._sql.get(key)
+        if sql is None:
+            sql = (
+                f"WITH ins AS ({self._insert_sql(connection)} RETURNING 1), "
+                f"del AS ({self._prune_sql(connection)} AND EXISTS (SELECT 1 FROM ins) "
+                "RETURNING 1) SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del)"
+            )
+            self._sql[key] = sql
+        return sql
+
+    def append(self, record: CheckpointRecord, prune_below: int | None = None) -> None:
+        """The turn's row and its prune in one transaction: one commit per turn."""
+        connection = connections[self.using]
+        if (
+            prune_below is None
+            or not valid_threshold(prune_below)
+            or connection.vendor not in _INSERT_VENDORS
+            or connection.in_atomic_block
+        ):
+            super().append(record, prune_below)
+            return
+        what = f'save turn {record.turn_index} of session "{record.session_id}"'
+        params = self._params(record, connection)
+        name, session_id = record.orchestrator_name, record.session_id
+
+        def together() -> int:
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        self._append_sql(connection), [*params, name, session_id, prune_below]
+                    )
+                    inserted: int = cursor.fetchone()[0]
+                    return inserted
+            with transaction.atomic(using=self.using), connection.cursor() as cursor:
+                cursor.execute(self._insert_sql(connection), params)
+                if cursor.rowcount == 0:
+                    return 0
+                cursor.execute(self._prune_sql(connection), [name, session_id, prune_below])
+                return 1
+
+        if self._run(what, together) == 0:
             raise conflict_error(*record.key)
 
     def _save_portable(self, record: CheckpointRecord) -> None:

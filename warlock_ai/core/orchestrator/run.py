@@ -216,7 +216,17 @@ class TurnRun(SupervisorRun):
             return
         item = hooks.item(text, self.plan.session_id)
         store = hooks.store
-        yield CallEither(store.remember, getattr(store, "aremember", None), (item,))
+        try:
+            yield CallEither(store.remember, getattr(store, "aremember", None), (item,))
+        except Exception as exc:  # the turn is stored: it is not failed for its memory
+            error = to_ai_error(exc)
+            self.logger.warning(
+                "turn %d of session %r: remembering it failed: %s",
+                self.plan.turn_index,
+                self.plan.session_id,
+                error.message,
+            )
+            yield from self.emit("orchestrator.error", error=error, phase="memory")
 
     # --- compaction -----------------------------------------------------------------------
 
@@ -268,15 +278,24 @@ class TurnRun(SupervisorRun):
         )
 
     def append(self) -> Effects:
-        """Append the turn's row, retrying while the store cannot be reached; a row that is
-        found stored after a lost answer counts as appended. Raises (the turn fails, nothing
-        is appended) when the store refuses it or stays unreachable."""
+        """Append the turn's row (and prune below the kept turns, in one transaction where
+        the store can), retrying while the store cannot be reached; a row found stored after
+        a lost answer counts as appended. Raises (the turn fails, nothing is appended) when
+        the store refuses it or stays unreachable."""
         store, record = self.plan.checkpoints, self.record()
+        prune_below = self.prune_below()
+        # Looked up on the class: a store that only forwards attributes (a test double, a
+        # wrapper) is given save() and prune() separately, as before append() existed.
+        together = getattr(type(store), "append", None) is not None
+        if together:
+            write = CallEither(store.append, getattr(store, "aappend", None), (record, prune_below))
+        else:
+            write = CallEither(store.save, getattr(store, "asave", None), (record,))
         budget = getattr(store, "write_retry_seconds", WRITE_RETRY_SECONDS)
         delays = retry_delays(budget)
         while True:
             try:
-                yield CallEither(store.save, getattr(store, "asave", None), (record,))
+                yield write
                 break
             except CheckpointConflictError:
                 if (yield from self.appended(record)):
@@ -297,8 +316,13 @@ class TurnRun(SupervisorRun):
                 if (yield from self.appended(record)):
                     break
         self.checkpointed = True
+        # The row is the turn's record now: the turn's snapshot is deleted once the run is
+        # over, so its final write would be thrown away (a crash before the delete leaves a
+        # running snapshot of a checkpointed turn, which resume and drain recognise).
+        self.terminal_written = self.writer is not None
         yield from self.emit("orchestrator.checkpoint.persisted")
-        yield from self.prune()
+        if not together and prune_below is not None:
+            yield from self.prune(prune_below)
 
     def appended(self, record: CheckpointRecord) -> Effects:
         """Whether ``record`` is stored (its answer may have been lost on the way back)."""
@@ -317,14 +341,16 @@ class TurnRun(SupervisorRun):
             and latest.saved_at == record.saved_at
         )
 
-    def prune(self) -> Effects:
+    def prune_below(self) -> int | None:
+        """The turn below which rows go after this one (``keep_snapshots``), or None."""
         keep = self.definition.keep_snapshots
-        store = self.plan.checkpoints
-        if not isinstance(keep, int) or not getattr(store, "supports_prune", True):
-            return  # "all"
+        if not isinstance(keep, int) or not getattr(self.plan.checkpoints, "supports_prune", True):
+            return None  # "all"
         keep_from = self.plan.turn_index - keep + 1
-        if keep_from <= 0:
-            return
+        return keep_from if keep_from > 0 else None
+
+    def prune(self, keep_from: int) -> Effects:
+        store = self.plan.checkpoints
         try:
             yield CallEither(
                 store.prune,
