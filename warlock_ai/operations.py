@@ -52,8 +52,16 @@ from .core.runs.leases import (
     lease_state,
     new_owner_id,
 )
-from .core.runs.snapshots import CANCELLED, RUNNING, TERMINAL_STATUSES, error_dict, now
+from .core.runs.snapshots import (
+    CANCELLED,
+    COMPLETED,
+    RUNNING,
+    TERMINAL_STATUSES,
+    error_dict,
+    now,
+)
 from .runs import (
+    check_startable,
     definition_for,
     execute_flow,
     live_lease,
@@ -69,6 +77,7 @@ __all__ = [
     "NO_WORKER",
     "QUEUE",
     "CancelOutcome",
+    "Drained",
     "MigrationError",
     "Outcome",
     "QueueUnavailableError",
@@ -92,6 +101,7 @@ __all__ = [
     "restart_run",
     "resume_command",
     "resume_run",
+    "resume_turn_command",
     "rq_configured",
     "run_placement",
     "snapshot_store",
@@ -148,6 +158,12 @@ def run_placement(*, enqueue: bool | None = None, inline: bool = False) -> str:
 def resume_command(run_id: str, *, force: bool = False) -> str:
     """The shell command that resumes ``run_id`` (``python manage.py resume_run ...``)."""
     return _manage("resume_run", *_arguments([run_id], ["--force"] if force else []))
+
+
+def resume_turn_command(name: str, session_id: str, *, force: bool = False) -> str:
+    """The shell command that finishes a session's interrupted turn (``resume_turn``)."""
+    options = _option("--session", session_id) + (["--force"] if force else [])
+    return _manage("resume_turn", *_arguments([name], options))
 
 
 def restart_command(run_id: str, flow: str, input: Any) -> str:
@@ -208,7 +224,7 @@ def start_resume(
     if placement == COMMAND:
         command = resume_command(run_id, force=force)
         return Outcome(f'run "{run_id}" not resumed: {NO_WORKER}; run: {command}', command=command)
-    return describe_result(run_id, definition.resume(run_id, force=force))
+    return describe_result(run_id, resume_run(run_id, force=force, store=store))
 
 
 def restart_run(
@@ -226,7 +242,7 @@ def restart_run(
     """
     store = snapshot_store(store)
     snapshot = load_snapshot(run_id, store)
-    definition = definition_for(snapshot, store)
+    definition = check_startable(definition_for(snapshot, store))
     _refuse_live_lease(run_id, store, "restart", snapshot.status)
     flow = f"{definition.kind}:{definition.name}"
     placement = run_placement(enqueue=enqueue, inline=inline)
@@ -264,7 +280,10 @@ def _enqueueing(run_id: str) -> Iterator[None]:
 
 
 def describe_result(run_id: str, result: Any) -> Outcome:
-    """A run's result in one line: its status, duration and error."""
+    """A run's result in one line: its status, duration and error (``None``: what a resume
+    that found nothing left to run gives)."""
+    if result is None:
+        return Outcome(f'run "{run_id}": nothing left to run (it had settled already)')
     report = result.report
     seconds = getattr(report, "duration_ms", 0) / 1000
     text = f'run "{run_id}" {report.status} in {seconds:.1f} s'
@@ -555,20 +574,41 @@ def stale_runs(store: SnapshotStore | None = None) -> list[str]:
     return [info.run_id for info in stale]
 
 
+class Drained(tuple[str, str]):
+    """One run ``drain_runs`` acted on: a ``(run_id, outcome)`` pair, as always, that also says
+    what the run is part of (``about``: a turn's ``session_id`` and ``turn_index``; ``{}``)."""
+
+    about: dict[str, Any]
+
+    def __new__(cls, run_id: str, outcome: str, about: Mapping[str, Any] | None = None) -> Drained:
+        drained = super().__new__(cls, (run_id, outcome))
+        drained.about = dict(about or {})
+        return drained
+
+    @property
+    def run_id(self) -> str:
+        return self[0]
+
+    @property
+    def outcome(self) -> str:
+        return self[1]
+
+
 def drain_runs(
     enqueue: bool = False,
     progress: Progress | None = None,
     store: SnapshotStore | None = None,
     cancel: Any = None,
-) -> list[tuple[str, str]]:
-    """Resume every stale run (inline, or as django-rq jobs with ``enqueue``).
+) -> list[Drained]:
+    """Resume every stale run (inline, or as django-rq jobs with ``enqueue``), each the way
+    its kind resumes (an interrupted orchestrator turn finishes as its session's next turn).
 
     Safe on every worker boot and from several hosts at once: leases decide who runs what,
     and a run another worker took meanwhile is reported as skipped. ``cancel`` (a
     ``CancelToken``) is passed to each resume; once it is cancelled (``drain_runs`` on SIGTERM)
     the run in progress stops at its next check point and no further run is started.
     """
-    outcomes: list[tuple[str, str]] = []
+    outcomes: list[Drained] = []
     if enqueue:
         # Jobs a dead worker took before its run's first snapshot write leave no stale run
         # behind: put them back on their queue first.
@@ -579,24 +619,34 @@ def drain_runs(
     for index, run_id in enumerate(run_ids, start=1):
         if cancel is not None and cancel.cancelled:
             break
-        outcomes.append((run_id, _drain_one(run_id, enqueue, store, cancel)))
+        outcomes.append(_drain_one(run_id, enqueue, store, cancel))
         if progress is not None:
             progress(index, len(run_ids))
     return outcomes
 
 
-def _drain_one(run_id: str, enqueue: bool, store: SnapshotStore | None, cancel: Any) -> str:
+def _drain_one(run_id: str, enqueue: bool, store: SnapshotStore | None, cancel: Any) -> Drained:
+    about: dict[str, Any] = {}
     try:
+        snapshot = load_snapshot(run_id, store)
+        kind = kind_named(snapshot.kind)
+        about = kind.about(snapshot)
         if enqueue:
             from .jobs import enqueue_resume
 
-            return f"enqueued as job {enqueue_resume(run_id).id}"
+            return Drained(run_id, f"enqueued as job {enqueue_resume(run_id).id}", about)
         result = resume_run(run_id, store=store, cancel=cancel)
     except LeaseHeldError as exc:
-        return f"skipped: {exc.message}"
+        return Drained(run_id, f"skipped: {exc.message}", about)
     except AIError as exc:
         logger.warning("drain could not resume run %r: %s", run_id, exc.message)
-        return f"error: {exc.message}"
+        return Drained(run_id, f"error: {exc.message}", about)
+    return Drained(run_id, _drained_outcome(result, kind.settled_status), about)
+
+
+def _drained_outcome(result: Any, settled_status: str) -> str:
+    if result is None:  # a turn checkpointed before its process died: its leftover is gone
+        return "completed: it had settled already; its leftover snapshot was removed"
     report = result.report
     if not getattr(report, "persisted", True):
         last = report.persist_error.message if report.persist_error is not None else "?"
@@ -608,4 +658,6 @@ def _drain_one(run_id: str, enqueue: bool, store: SnapshotStore | None, cancel: 
         return f"interrupted: {result.error.message}"
     if result.error is not None:
         return f"{report.status}: {result.error.message}"
+    if report.status == settled_status != COMPLETED:
+        return f"{COMPLETED}: {report.status}"
     return str(report.status)

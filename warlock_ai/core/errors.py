@@ -25,6 +25,7 @@ __all__ = [
     "MaxStepsExceededError",
     "MigrationError",
     "NotPersistedError",
+    "NotStartableError",
     "OrchestratorCancelledError",
     "OrchestratorConfigError",
     "OrchestratorDriftError",
@@ -48,6 +49,7 @@ __all__ = [
     "ToolExecutionError",
     "UnknownFlowError",
     "UnknownRunError",
+    "UnknownSessionError",
     "UnreadableSnapshotError",
     "WorkflowCancelledError",
     "WorkflowDriftError",
@@ -248,6 +250,13 @@ class UnknownFlowError(WorkflowError, LookupError):
     default_code = "UNKNOWN_FLOW"
 
 
+class NotStartableError(WorkflowError):
+    """The flow is registered, but its runs are not started by name (an orchestrator's turns
+    are started with a session id)."""
+
+    default_code = "NOT_STARTABLE"
+
+
 class RunExistsError(WorkflowError):
     """A run with that id is already stored."""
 
@@ -339,6 +348,13 @@ class SessionBusyError(OrchestratorFailedError):
     default_code = "ORCHESTRATOR_SESSION_BUSY"
     default_category = "busy"
     fields = ("orchestrator_name", "session_id", "waited_seconds", "holder")
+
+
+class UnknownSessionError(OrchestratorFailedError, LookupError):
+    """The orchestrator has no stored session (no checkpoint row, no turn snapshot) by that id."""
+
+    default_code = "UNKNOWN_SESSION"
+    default_category = "validation"
 
 
 class InterruptedTurnError(OrchestratorFailedError):
