@@ -135,6 +135,8 @@ class Project:
             "WARLOCK_TEST_RQ_QUEUE": self.queue,
             "WARLOCK_TEST_RQ_URL": self.redis_url,
             "WARLOCK_TEST_GATE_DIR": str(self.gates),
+            # The orchestrators of tests.turns_app log their calls and hold there.
+            "WARLOCK_TEST_TURN_DIR": str(self.gates),
         }
         self.workers: list[Worker] = []
 
