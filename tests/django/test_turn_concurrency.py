@@ -2,11 +2,12 @@
 
 Each child is a ``manage.py shell`` that waits at a barrier file, then runs
 ``execute_turn turn-counter --session race --input "<tag>-<i>"`` N times through
-``call_command`` (the command itself, without paying a Python start per turn). The turns of
-the two processes interleave on the session; the session's lock (the checkpoint store's
-cross-process lock: a PostgreSQL advisory lock, a file lock beside SQLite) serialises them,
-so the rows are turns 0..2N-1, each input appears once, and each row's state extends the
-previous one.
+``call_command`` (the command itself, without paying a Python start per turn), pausing up to
+30 ms between turns as a client does (the session lock is not fair: a process sending turns
+back to back could keep it). The turns of the two processes interleave on the session; the
+session's lock (the checkpoint store's cross-process lock: a PostgreSQL advisory lock, a file
+lock beside SQLite) serialises them, so the rows are turns 0..2N-1, each input appears once,
+and each row's state extends the previous one.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ TURNS = 15  # per process
 WAIT = 120
 
 CHILD = """
-import json, os, time
+import json, os, random, time
 from pathlib import Path
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -41,6 +42,7 @@ for i in range(int(os.environ["RACE_TURNS"])):
                      "--input", json.dumps(f"{tag}-{i}"), verbosity=0)
     except CommandError as exc:
         failures.append(f"{tag}-{i}: {exc}")
+    time.sleep(random.uniform(0, 0.03))  # a client between two messages
 print(json.dumps(failures))
 """
 
