@@ -128,19 +128,28 @@ def assert_turn_1_finished_once(project: Project, session: str, run_id: str) -> 
 
 @pytest.mark.crash
 @pytest.mark.parametrize("fresh_project_db", ["postgres"], indirect=True)
-def test_a_worker_killed_mid_turn_is_finished_by_drain_runs(project: Project):
+@pytest.mark.parametrize("recovery", ["drain_runs", "resume_turn --enqueue"])
+def test_a_worker_killed_mid_turn_is_finished_by_drain_or_resume_turn(
+    project: Project, recovery: str
+):
     session = project.run_id("drained")
     run_id = kill_mid_turn(project, session)
 
-    assert project.drain() == [
-        {
-            "run_id": run_id,
-            "outcome": "completed: awaiting-input",
-            "session_id": session,
-            "turn_index": 1,
-            "ok": True,
-        }
-    ]
+    if recovery == "drain_runs":
+        assert project.drain() == [
+            {
+                "run_id": run_id,
+                "outcome": "completed: awaiting-input",
+                "session_id": session,
+                "turn_index": 1,
+                "ok": True,
+            }
+        ]
+    else:
+        queued = project.manage("resume_turn", STEPS, "--session", session, "--enqueue", "--json")
+        assert queued.returncode == 0, describe(queued)
+        assert json.loads(queued.stdout)["run_id"] == run_id  # the turn's run's resume job
+        assert project.worker("resumer", burst=True).wait() == 0
     assert len(assert_turn_1_finished_once(project, session, run_id)) == 2
 
     # The dead worker's job, delivered again on the next boot, knows its turn is done.

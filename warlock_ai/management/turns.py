@@ -17,7 +17,8 @@ TURN_EXIT_CODES_HELP = (
     "the session is busy, its next turn is an interrupted one), or the turn failed or was "
     "cancelled (nothing is appended); 3 the turn ended but a snapshot write failed, so what "
     "is stored is behind; 130 (SIGINT) or 143 (SIGTERM) the turn was interrupted (one line "
-    "names resume_turn)."
+    "says how to go on: resume_turn, or for an orchestrator without iterate, run the turn "
+    "again)."
 )
 
 
@@ -77,19 +78,18 @@ def refused(exc: AIError, name: str, session_id: str) -> AIError:
     where = f'session "{session_id}" of orchestrator "{name}"'
     fields = {field: getattr(exc, field, None) for field in exc.fields}
     if isinstance(exc, OrchestratorDriftError):
+        discard = manage_command("discard_session", name, session_id)
         message = (
             f"{where} was saved by another version of the orchestrator (saved signature "
-            f"{fields['saved_signature']}, current {fields['current_signature']}); run the turn "
-            "with "
-            "--force if the change is safe, or discard the session with: "
-            + manage_command("discard_session", name, session_id)
+            f"{fields['saved_signature']}, current {fields['current_signature']}); run the "
+            f"turn with --force if the change is safe, or discard the session with: {discard}"
         )
     elif isinstance(exc, InterruptedTurnError):
+        resume = resume_turn_command(name, session_id)
         message = (
             f"{where} has an interrupted turn {fields['turn_index']} (run {fields['run_id']}); "
-            "finish it "
-            f"with: {resume_turn_command(name, session_id)}, or give --discard-interrupted to "
-            "drop it and run this input instead"
+            f"finish it with: {resume}, or give --discard-interrupted to drop it and run this "
+            "input instead"
         )
     elif isinstance(exc, SessionBusyError):
         holder = f" (held by {fields['holder']})" if fields["holder"] else ""
