@@ -632,6 +632,22 @@ def test_a_signal_stops_the_turn_at_a_check_point_and_names_resume_turn(project,
     assert stored_turns(project, STEPS, "s1")[0]["state"]["steps"] == 3
 
 
+def test_a_turn_a_live_process_is_running_is_listed_and_not_resumed(project):
+    run_id = "live.unversioned.0"
+    process = held_then(project, STEPS, "live", {"hold": 1}, run_id)
+    try:
+        (session,) = json.loads(manage(project, "list_sessions", "--json").stdout)
+        assert session["interrupted_turn"]["in_progress"] is True
+        assert session["interrupted_turn"]["lease_owner"].split(":")[1] == str(process.pid)
+        refused = manage(project, "resume_turn", STEPS, "--session", "live")
+        assert_refused(refused, f'cannot resume run "{run_id}": it is leased by worker')
+    finally:
+        (project["turns"] / f"release-{run_id}").touch()
+        out, err = process.communicate(timeout=WAIT)
+    assert process.returncode == 0, out + err
+    assert turn_calls(project["turns"], run_id) == [0, 1, 2]
+
+
 # --- crashes: SIGKILL --------------------------------------------------------------------------
 
 

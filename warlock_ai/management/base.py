@@ -448,11 +448,13 @@ class ProgressBar:
             self.drawn = False
 
 
-def add_enqueue_arguments(parser: Any, what: str) -> None:
+def add_enqueue_arguments(
+    parser: Any, what: str, prints: str = "the job id and the run id"
+) -> None:
     parser.add_argument(
         "--enqueue",
         action="store_true",
-        help=f"{what} on a django-rq worker instead of here; prints the job id and the run id",
+        help=f"{what} on a django-rq worker instead of here; prints {prints}",
     )
     parser.add_argument(
         "--queue",

@@ -36,7 +36,7 @@ class TurnCommand(RunCommand):
             help="run even though the orchestrator changed since the session was saved (the "
             "new signature is stored with the turn)",
         )
-        add_enqueue_arguments(parser, what)
+        add_enqueue_arguments(parser, what, prints="the job id")
 
     def session(self, options: dict[str, Any]) -> tuple[Any, str]:
         """The registered orchestrator and the checked session id of ``options``."""

@@ -23,7 +23,7 @@ class Command(TurnCommand):
         self.add_session_arguments(parser, "run the turn")
         self.add_json_source_arguments(parser, "input", "the turn's input", required=True)
         self.add_json_source_arguments(
-            parser, "history", "the conversation so far (a JSON array of messages)", False
+            parser, "history", "the conversation so far (an array of messages)", False
         )
         parser.add_argument(
             "--state", default=None, help="a JSON object merged into the session's state"

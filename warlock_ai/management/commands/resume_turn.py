@@ -2,9 +2,11 @@ from typing import Any
 
 from warlock_ai.core.errors import AIError
 from warlock_ai.core.runs.kinds import kind_named
+from warlock_ai.core.runs.leases import held_error
 from warlock_ai.management.base import check_enqueue_options, enqueue, shown
 from warlock_ai.management.interrupts import interruptible, stop_if_interrupted
 from warlock_ai.management.turns import TURN_EXIT_CODES_HELP, TurnCommand, refused
+from warlock_ai.runs import live_lease
 from warlock_ai.sessions import interrupted_turn
 
 
@@ -38,6 +40,10 @@ class Command(TurnCommand):
                 self.report_enqueued(job)
             return
         stored = interrupted_turn(orch, session_id)
+        if stored is not None:
+            lease = live_lease(stored.run_id, orch.store)
+            if lease is not None:  # a live worker is on the turn: it is not interrupted
+                raise held_error(stored.run_id, *lease, doing="resume")
         if stored is not None and self.verbosity >= 1:
             self.progress_out.write(
                 shown(
