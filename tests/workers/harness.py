@@ -157,6 +157,17 @@ class Project:
             check=False,
         )
 
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        """``manage.py *args`` started, its stdout and stderr piped (as text)."""
+        return subprocess.Popen(
+            self.manage_args(*args),
+            cwd=REPO_ROOT,
+            env={**self.env, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
     def migrate(self) -> None:
         check(self.manage("migrate", "--no-input", "-v", "0"))
 

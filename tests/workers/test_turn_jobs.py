@@ -9,13 +9,12 @@ gate directory (``turn_calls``), and an input ``{"hold": N}`` holds iteration N 
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 import pytest
 
 from tests.django.project import stored_turns, turn_calls
-from tests.workers.harness import REPO_ROOT, Project, describe, wait_until
+from tests.workers.harness import Project, describe, wait_until
 
 pytestmark = pytest.mark.services
 
@@ -186,15 +185,8 @@ def test_a_job_whose_session_is_busy_goes_back_on_its_queue(project: Project):
     """Needs the checkpoint store's cross-process session lock (a PostgreSQL advisory lock)."""
     session = project.run_id("busy")
     holder_run = f"{session}.unversioned.0"
-    holder = subprocess.Popen(
-        project.manage_args(
-            "execute_turn", STEPS, "--session", session, "--input", json.dumps({"hold": 1})
-        ),
-        cwd=REPO_ROOT,
-        env=project.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    holder = project.start(
+        "execute_turn", STEPS, "--session", session, "--input", json.dumps({"hold": 1})
     )
     try:
         wait_until(lambda: held(project, holder_run), TIMEOUT, "the holding turn")
