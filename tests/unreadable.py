@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import warlock_ai  # noqa: F401  (registers every kind, as a project importing it does)
+from warlock_ai.core.runs.kinds import kind_names
+
 STATUSES = "running, completed, failed, cancelled, max-iterations"
 PROBLEM = "the stored snapshot cannot be read: "
 
@@ -43,7 +46,8 @@ SHAPES = {
         "fingerprint must be an object or null, got array", {"fingerprint": ["a"]}
     ),
     "unknown-kind": Shape(
-        'kind must be one of supervisor, workflow, got string "pipeline"', {"kind": "pipeline"}
+        f'kind must be one of {", ".join(kind_names())}, got string "pipeline"',
+        {"kind": "pipeline"},
     ),
     "unknown-status": Shape(
         f'status must be one of {STATUSES}, got string "paused"', {"status": "paused"}

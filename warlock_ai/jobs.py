@@ -1,88 +1,85 @@
-"""Background runs on django-rq (the ``rq`` extra): enqueue a flow or a resume, a worker runs it.
+"""Background runs on django-rq (the ``rq`` extra): enqueue a flow, a resume or an
+orchestrator's turn, a worker runs it.
 
-The rq job id is derived from the run id, so one run never has two jobs waiting: enqueueing a
-run whose job is still queued, or running on a live worker, returns that job. Inside a
-transaction the job is pushed when the transaction commits, never before, so a worker cannot
-start a run whose rows the caller has not committed yet (and a rollback enqueues nothing).
-
-Delivery is at least once and the job functions are idempotent: a job delivered again for a
-completed run runs nothing, and a job whose run another worker holds (``LeaseHeldError``)
-steps aside; both end normally with a small summary. The run's own outcome lives in its
-snapshot, not in the rq job. ``requeue_abandoned_jobs`` (for ``drain_runs --enqueue``) puts
-back the jobs of workers that died; it is what recovers a job taken by a worker that died
-before the run wrote its first snapshot, when the run is known to rq only.
+One run (one turn) never has two jobs waiting, and a job is pushed when the caller's
+transaction commits (``job_queue``). Delivery is at least once and the job functions are
+idempotent: a job delivered again for a completed run runs nothing, a turn's job delivered
+again finishes its own turn rather than starting another, and a job whose run another worker
+holds (``LeaseHeldError``) steps aside; each ends normally with a small summary. The run's
+own outcome lives in its snapshot (a turn's in its checkpoint row), not in the rq job.
+``requeue_abandoned_jobs`` (for ``drain_runs --enqueue``) puts back the jobs of workers that
+died; it is what recovers a job taken by a worker that died before the run wrote its first
+snapshot, when the run is known to rq only.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
-
-from django.db import transaction
+from typing import TYPE_CHECKING, Any
 
 from . import runs
 from .conf import warlock_settings
 from .core.errors import (
+    InterruptedTurnError,
     LeaseHeldError,
     LeaseLostError,
+    OrchestratorFailedError,
     RunExistsError,
     RunInterruptedError,
+    SessionBusyError,
     UnknownRunError,
 )
+from .core.orchestrator.snapshot import parse_turn_run_id
 from .core.runs.cancel import CancelToken
 from .core.runs.definition import check_run_id, new_run_id
 from .core.runs.interrupts import stop_on_signals
-from .core.runs.leases import held_error, owner_is_dead
+from .core.runs.leases import held_error
 from .core.runs.serialization import dumps
-from .core.runs.snapshots import COMPLETED, TERMINAL_STATUSES
+from .core.runs.snapshots import COMPLETED, RUNNING, TERMINAL_STATUSES
+from .job_queue import (
+    RETRIES,
+    enqueue_once,
+    get_queue,
+    job_id_for,
+    live_job,
+    requeue_abandoned_jobs,
+    turn_job_id,
+)
 from .registry import registry
+from .sessions import interrupted_turn, orchestrator_named
 
 if TYPE_CHECKING:
-    from redis import Redis
     from rq.job import Job
-    from rq.queue import Queue
 
 __all__ = [
+    "BUSY_RETRIES",
     "RETRIES",
+    "TURN_JOB_TTL",
     "enqueue_execute",
     "enqueue_resume",
+    "enqueue_resume_turn",
+    "enqueue_turn",
     "execute_job",
     "job_id_for",
     "requeue_abandoned_jobs",
     "resume_job",
+    "turn_job",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: How often rq itself re-delivers a job that raised or whose worker died (rq's maintenance
-#: finds those); safe because the job functions are idempotent.
-RETRIES = 3
-#: rq job ids allow only ``[A-Za-z0-9_-]``: such run ids are kept readable, others hashed.
-_PLAIN_PREFIX, _HASHED_PREFIX = "warlock-run-", "warlock-runh-"
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
-#: Job states meaning "this run's job will run"; ``started`` counts only while its worker lives.
-_WAITING = frozenset({"created", "queued", "deferred", "scheduled", "rate_limited"})
-#: A job popped by a worker is in rq's started registry a few milliseconds later; one still
-#: outside it after this long was popped by a worker that died.
-_POP_GRACE_SECONDS = 1.0
-
-
-def job_id_for(run_id: str) -> str:
-    """The rq job id of ``run_id``: ``warlock-run-<run_id>``, or a digest when the run id
-    has characters rq refuses in job ids (the two forms cannot collide)."""
-    if set(run_id) <= _SAFE:
-        return _PLAIN_PREFIX + run_id
-    return _HASHED_PREFIX + hashlib.sha256(run_id.encode()).hexdigest()[:40]
-
-
-def _is_warlock_job(job_id: str) -> bool:
-    return job_id.startswith((_PLAIN_PREFIX, _HASHED_PREFIX))
-
+#: How many times a turn's job whose session stayed busy for its orchestrator's whole
+#: ``lock_timeout`` goes back on its queue (at the back, so other jobs run meanwhile)
+#: before it fails: the job returns ``rq.Retry``, so no rq scheduler is needed.
+BUSY_RETRIES = 20
+#: How long (seconds) rq keeps a turn's finished job: enqueueing the same turn again within
+#: it returns that job instead of running the turn twice.
+TURN_JOB_TTL = 86400
 
 # --- enqueueing ---------------------------------------------------------------------------
 
@@ -101,8 +98,8 @@ def enqueue_execute(
         run_id = new_run_id(definition.descriptor.run_id_prefix)
     check_run_id(run_id)
     dumps(input, path="input")
-    rq_queue = _queue(queue)
-    existing = _live_job(rq_queue, job_id_for(run_id))
+    rq_queue = get_queue(queue)
+    existing = live_job(rq_queue, job_id_for(run_id))
     if existing is not None:
         return existing
     if runs.snapshot_store(definition.store).load(run_id) is not None:
@@ -111,7 +108,14 @@ def enqueue_execute(
         )
     name = f"{definition.kind}:{definition.name}"
     args = (name, input, run_id)
-    return _enqueue(rq_queue, execute_job, args, run_id, f"warlock_ai execute {name} {run_id}")
+    return enqueue_once(
+        rq_queue,
+        execute_job,
+        args,
+        job_id=job_id_for(run_id),
+        meta={"run_id": run_id},
+        description=f"warlock_ai execute {name} {run_id}",
+    )
 
 
 def enqueue_resume(run_id: str, force: bool = False, queue: str | None = None) -> Job:
@@ -124,197 +128,92 @@ def enqueue_resume(run_id: str, force: bool = False, queue: str | None = None) -
     definition = runs.definition_for(snapshot)
     if not force:
         definition.check_drift(snapshot)
-    rq_queue = _queue(queue)
-    existing = _live_job(rq_queue, job_id_for(run_id))
+    rq_queue = get_queue(queue)
+    existing = live_job(rq_queue, job_id_for(run_id))
     if existing is not None:
         return existing
     lease = runs.live_lease(run_id, runs.snapshot_store(definition.store), snapshot.status)
     if lease is not None:
         raise held_error(run_id, *lease)
     args = (run_id, force)
-    return _enqueue(rq_queue, resume_job, args, run_id, f"warlock_ai resume {run_id}")
-
-
-def _queue(name: str | None) -> Queue:
-    import django_rq
-
-    # "auto": the queue pushes at once; _enqueue decides about the transaction itself.
-    return django_rq.get_queue(name or warlock_settings.RQ_QUEUE, commit_mode="auto")
-
-
-def _enqueue(rq_queue: Queue, func: Any, args: tuple, run_id: str, description: str) -> Job:
-    """Push now, or when the current transaction commits (django-rq's ``on_db_commit``).
-
-    django-rq's commit mode is not used as is because the duplicate check must run at
-    commit time, under the same lock as the push; the rule is the same, on the default
-    database: in an atomic block, ``transaction.on_commit``; otherwise at once.
-    """
-    from rq import Retry
-
-    job = rq_queue.create_job(
-        func,
-        args=args,
+    return enqueue_once(
+        rq_queue,
+        resume_job,
+        args,
         job_id=job_id_for(run_id),
-        description=description,
         meta={"run_id": run_id},
-        retry=Retry(max=RETRIES),
+        description=f"warlock_ai resume {run_id}",
     )
-    if transaction.get_connection().in_atomic_block:
-        transaction.on_commit(partial(_push, rq_queue, job))
-        return job
-    return _push(rq_queue, job)
 
 
-def _push(rq_queue: Queue, job: Job) -> Job:
-    """Enqueue ``job`` unless its run has a live job; a finished or abandoned job with the
-    same id is deleted first. A Redis lock makes check-and-push atomic across hosts."""
-    with _lock(rq_queue, job.id):
-        existing = _live_job(rq_queue, job.id)
-        if existing is not None:
-            logger.info("run %r already has job %s", job.meta["run_id"], existing.id)
-            return existing
-        return _replace(rq_queue, job)
+def enqueue_turn(
+    orchestrator_name: str,
+    session_id: str,
+    input: Any,
+    *,
+    history: list[Any] | None = None,
+    state: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+    force: bool = False,
+    turn_key: str | None = None,
+    queue: str | None = None,
+) -> Job:
+    """Run one turn of a session on a worker; returns the rq job.
 
-
-def _replace(rq_queue: Queue, job: Job) -> Job:
-    old = _fetch(rq_queue, job.id)
-    if old is not None:
-        old.delete(remove_from_queue=True)
-        rq_queue.connection.lrem(rq_queue.intermediate_queue_key, 0, job.id)
-    return rq_queue.enqueue_job(job)
-
-
-def _lock(rq_queue: Queue, job_id: str) -> AbstractContextManager[Any]:
-    if not rq_queue.is_async:  # ASYNC=False (tests): the job runs inside enqueue_job
-        return nullcontext()
-    return rq_queue.connection.lock(f"warlock_ai:enqueue-lock:{job_id}", timeout=30)
-
-
-def _fetch(rq_queue: Queue, job_id: str) -> Job | None:
-    from rq.exceptions import NoSuchJobError
-
-    try:
-        return rq_queue.job_class.fetch(
-            job_id, connection=rq_queue.connection, serializer=rq_queue.serializer
-        )
-    except NoSuchJobError:
-        return None
-
-
-def _live_job(rq_queue: Queue, job_id: str) -> Job | None:
-    """The job ``job_id`` when it is waiting, or started by a worker that is still alive."""
-    job = _fetch(rq_queue, job_id)
-    if job is None:
-        return None
-    status = job.get_status(refresh=False)  # a str enum: equal to "queued" etc.
-    if status in _WAITING and (status != "queued" or _in_its_queue(rq_queue, job)):
-        return job
-    if status == "started" and _workers_of(job, alive=True):
-        return job
-    return None
-
-
-def _in_its_queue(rq_queue: Queue, job: Job) -> bool:
-    """A "queued" job whose queue no longer lists it (emptied, flushed) will never run."""
-    key = f"{rq_queue.redis_queue_namespace_prefix}{job.origin}"
-    return rq_queue.connection.lpos(key, job.id) is not None
-
-
-# --- workers that died --------------------------------------------------------------------
-
-
-def requeue_abandoned_jobs(queue: str | None = None) -> list[tuple[str, str]]:
-    """Put back on the queue the warlock jobs whose worker died while it held them.
-
-    A worker on this host that is gone is seen at once, one elsewhere when rq's record of
-    it expires (``worker_ttl``). Returns ``(run_id, outcome)`` pairs, like ``drain_runs``.
+    One job per turn: its id derives from (orchestrator, session, ``turn_key``, by default a
+    digest of the input), so the same turn enqueued twice is one job, while it waits or runs
+    and for ``TURN_JOB_TTL`` seconds after it finished. Bad input (unknown orchestrator, bad
+    session id, values that are not JSON) is refused now, not in the worker.
     """
-    rq_queue = _queue(queue)
-    outcomes = []
-    for job_id in _abandoned_job_ids(rq_queue):
-        with _lock(rq_queue, job_id):
-            job = _fetch(rq_queue, job_id)
-            if job is None:
-                continue
-            status = job.get_status(refresh=False)
-            if status not in ("queued", "started"):
-                continue
-            if status == "started" and _workers_of(job, alive=True):
-                continue
-            _replace(rq_queue, _copy(rq_queue, job))
-        run_id = job.meta.get("run_id", job_id)
-        logger.warning("run %r: its job's worker died; job %s queued again", run_id, job_id)
-        outcomes.append((run_id, "requeued: its worker died"))
-    return outcomes
-
-
-def _abandoned_job_ids(rq_queue: Queue) -> list[str]:
-    """Warlock jobs started by a dead worker, or popped by one (left in rq's intermediate
-    list; a live worker moves a popped job to the started registry within milliseconds)."""
-    started = _started(rq_queue)
-    dead = [job_id for job_id, workers in started.items() if not any(map(_alive, workers))]
-    popped = _popped(rq_queue, started)
-    if popped:
-        time.sleep(_POP_GRACE_SECONDS)
-        popped &= _popped(rq_queue, _started(rq_queue))
-    return sorted(set(dead) | popped)
-
-
-def _started(rq_queue: Queue) -> dict[str, list[Any]]:
-    """Warlock job id -> the workers running it (``None`` for an execution that expired)."""
-    registry_ = rq_queue.started_job_registry
-    found: dict[str, list[Any]] = {}
-    for job_id, execution_id in registry_.get_job_and_execution_ids(cleanup=False):
-        if _is_warlock_job(job_id):
-            found.setdefault(job_id, []).append(_worker(rq_queue.connection, job_id, execution_id))
-    return found
-
-
-def _popped(rq_queue: Queue, started: dict[str, list[Any]]) -> set[str]:
-    # Replies are bytes: rq's connections do not decode responses (rq decodes them itself).
-    ids = cast("list[bytes]", rq_queue.connection.lrange(rq_queue.intermediate_queue_key, 0, -1))
-    return {i.decode() for i in ids if _is_warlock_job(i.decode()) and i.decode() not in started}
-
-
-def _workers_of(job: Job, alive: bool) -> list[Any]:
-    from rq.executions import ExecutionRegistry
-
-    ids = ExecutionRegistry(job_id=job.id, connection=job.connection).get_execution_ids()
-    workers = [_worker(job.connection, job.id, execution_id) for execution_id in ids]
-    return [w for w in workers if _alive(w) == alive]
-
-
-def _worker(connection: Redis, job_id: str, execution_id: str) -> Any:
-    """The rq worker of an execution, or ``None`` when the execution or the worker expired."""
-    from rq.executions import Execution
-    from rq.worker import Worker
-
-    key = Execution(id=execution_id, job_id=job_id, connection=connection).key
-    name = cast("bytes | None", connection.hget(key, "worker_name"))  # not decoded, as above
-    if not name:
-        return None
-    return Worker.find_by_key(Worker.redis_worker_namespace_prefix + name.decode(), connection)
-
-
-def _alive(worker: Any) -> bool:
-    if worker is None:
-        return False
-    # The lease check already knows how to tell a dead process of this host (zombies too).
-    return not owner_is_dead(f"{worker.hostname}:{worker.pid}:rq")
-
-
-def _copy(rq_queue: Queue, job: Job) -> Job:
-    from rq import Retry
-
-    return rq_queue.create_job(
-        cast(str, job.func_name),  # a warlock job always names its function
-        args=job.args,
-        kwargs=job.kwargs,
-        job_id=job.id,
-        description=job.description,
-        meta=job.meta,
-        retry=Retry(max=RETRIES),
+    orch = orchestrator_named(orchestrator_name)
+    sid = orch.check_session_id(session_id)
+    turn = {"history": history, "state": state, "context": context, "force": bool(force)}
+    _check_turn(input, turn)
+    key = turn_key if turn_key is not None else _digest(input)
+    if not isinstance(key, str) or not key:
+        raise OrchestratorFailedError(f"turn_key must be a non-empty string, got {key!r}")
+    return enqueue_once(
+        get_queue(queue),
+        turn_job,
+        (orch.name, sid, input),
+        job_id=turn_job_id(orch.name, sid, key),
+        meta={"orchestrator": orch.name, "session_id": sid, "turn_key": key},
+        description=f"warlock_ai turn of {orch.name} session {sid}",
+        kwargs=turn,
+        result_ttl=TURN_JOB_TTL,
     )
+
+
+def _digest(input: Any) -> str:
+    """The default turn key: the input's JSON (keys sorted) hashed."""
+    text = json.dumps(input, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_turn(input: Any, turn: dict[str, Any]) -> None:
+    dumps(input, path="input")
+    for name in ("state", "context"):
+        if turn[name] is not None and not isinstance(turn[name], dict):
+            raise OrchestratorFailedError(f"{name} must be a dict, got {type(turn[name]).__name__}")
+        dumps(turn[name], path=name)
+    if turn["history"] is not None and not isinstance(turn["history"], list):
+        raise OrchestratorFailedError(
+            f"history must be a list of messages, got {type(turn['history']).__name__}"
+        )
+    dumps(turn["history"], path="history")
+
+
+def enqueue_resume_turn(
+    orchestrator_name: str, session_id: str, force: bool = False, queue: str | None = None
+) -> Job | None:
+    """Finish the session's interrupted turn on a worker; returns the rq job, or None when
+    the session has no interrupted turn. It is the resume job of the turn's run
+    (``enqueue_resume``), so it is one job with what ``drain_runs --enqueue`` queues."""
+    orch = orchestrator_named(orchestrator_name)
+    stored = interrupted_turn(orch, orch.check_session_id(session_id))
+    if stored is None:
+        return None
+    return enqueue_resume(stored.run_id, force=force, queue=queue)
 
 
 # --- the job functions (run by `manage.py rqworker`) --------------------------------------
@@ -344,15 +243,104 @@ def resume_job(run_id: str, force: bool = False) -> dict[str, Any]:
 
 
 def _resume(run_id: str, force: bool, store: Any) -> dict[str, Any]:
-    snapshot = runs.load_snapshot(run_id, store)
+    try:
+        snapshot = runs.load_snapshot(run_id, store)
+    except UnknownRunError:  # a turn finished meanwhile (its snapshot goes), or discarded
+        logger.info("run %r is not stored (any more); nothing to run", run_id)
+        return {"run_id": run_id, "status": None, "outcome": "nothing to run: not stored"}
     if snapshot.status == COMPLETED:
         return _nothing_to_do(snapshot)
     try:
         with _stopping_cleanly() as cancel:
             result = runs.resume_run(run_id, force=force, store=store, cancel=cancel)
+        if result is None:  # a turn that had been checkpointed after all
+            return {"run_id": run_id, "status": None, "outcome": "nothing to run: settled"}
         return _summary(result, "resumed")
     except (LeaseHeldError, LeaseLostError) as exc:
         return _stepped_aside(run_id, exc, store)
+
+
+def turn_job(
+    orchestrator_name: str,
+    session_id: str,
+    input: Any,
+    history: list[Any] | None = None,
+    state: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+    force: bool = False,
+) -> Any:
+    """Run one turn of the session. Delivered again after a crash, it finishes its own
+    turn instead of starting another (see ``_earlier_delivery``); a session busy for the
+    whole ``lock_timeout`` puts the job back on its queue (``BUSY_RETRIES`` times)."""
+    from rq import Retry, get_current_job
+
+    orch = orchestrator_named(orchestrator_name)
+    job = get_current_job()
+    turn = {"history": history, "state": state, "context": context, "force": force}
+    try:
+        earlier = _earlier_delivery(orch, session_id, job, force)
+        if earlier is not None:
+            return earlier
+        with _stopping_cleanly() as cancel:
+            result = _run_turn(orch, session_id, input, turn, cancel, job)
+    except SessionBusyError as exc:
+        logger.info("%s; the job goes back on its queue", exc.message)
+        return Retry(max=BUSY_RETRIES)
+    return _summary(result, "ran")
+
+
+def _run_turn(
+    orch: Any, session_id: str, input: Any, turn: dict[str, Any], cancel: Any, job: Any
+) -> Any:
+    """The turn, noted on the job as it goes; an interrupted turn of the session (another
+    job's, whose worker died) is finished first."""
+    on = {"orchestrator.checkpoint.persisted": partial(_note, job, "turn_checkpointed")}
+    if orch.iterate:  # the turn's first snapshot, written before it starts, holds its input
+        on["orchestrator.turn.starting"] = partial(_note, job, "turn_run_id")
+    try:
+        return orch.execute(input, session_id=session_id, cancel=cancel, on=on, **turn)
+    except InterruptedTurnError as exc:
+        run_id = getattr(exc, "run_id", None)
+        logger.info("session %r: finishing interrupted turn %s first", session_id, run_id)
+        finished = orch.resume_run(run_id, force=turn["force"], cancel=cancel)
+        if finished is not None:
+            _summary(finished, "resumed")  # raises when it did not settle
+        return orch.execute(input, session_id=session_id, cancel=cancel, on=on, **turn)
+
+
+def _note(job: Any, key: str, event: dict[str, Any]) -> None:
+    """Record on the rq job the turn's run id (a delivery again then knows its turn)."""
+    if job is not None:
+        job.meta[key] = event["run_id"]
+        job.save_meta()
+
+
+def _earlier_delivery(orch: Any, session_id: str, job: Any, force: bool) -> Any:
+    """What an earlier delivery of this job left: None when it left nothing (then the turn
+    runs), else the outcome: its turn finished here, or found ended (nothing to run).
+
+    With ``iterate=True`` the turn's first snapshot holds its input before the turn starts,
+    so once ``turn_run_id`` is noted, that turn is this job's, whoever finishes it (this
+    job, ``drain_runs``, the next turn's job). A delivery that died between appending the
+    row and noting ``turn_checkpointed`` (``iterate=False``) runs the turn again.
+    """
+    meta = job.meta if job is not None else {}
+    done, started = meta.get("turn_checkpointed"), meta.get("turn_run_id")
+    if done is None and started is not None:
+        parsed = parse_turn_run_id(started, orch.version)
+        latest = orch.latest(session_id)
+        if parsed is not None and (latest is None or latest.turn_index < parsed[1]):
+            stored = orch.store.load(started) if orch.store is not None else None
+            if stored is not None and stored.status == RUNNING:
+                with _stopping_cleanly() as cancel:
+                    result = orch.resume_run(started, force=force, cancel=cancel)
+                if result is not None:
+                    return _summary(result, "resumed")
+        done = started
+    if done is None:
+        return None
+    logger.info("session %r: turn %s was this job's and has ended", session_id, done)
+    return {"run_id": done, "session_id": session_id, "outcome": "nothing to run"}
 
 
 @contextmanager
@@ -376,6 +364,8 @@ def _summary(result: Any, outcome: str) -> dict[str, Any]:
         raise not_durable
     report = result.report
     summary = {"run_id": report.run_id, "status": report.status, "outcome": outcome}
+    if isinstance(getattr(result, "session_id", None), str):  # a turn
+        summary.update(session_id=result.session_id, turn_index=result.turn_index)
     error = getattr(result, "error", None)
     if error is not None:
         summary["error"] = getattr(error, "message", str(error))

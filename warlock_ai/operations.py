@@ -22,14 +22,13 @@ import json
 import logging
 import shlex
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from .conf import warlock_settings
@@ -38,7 +37,6 @@ from .core.errors import (
     LeaseHeldError,
     LeaseLostError,
     MigrationError,
-    OrchestratorFailedError,
     QueueUnavailableError,
     RunCompletedError,
     RunExistsError,
@@ -50,9 +48,6 @@ from .core.errors import (
     UnknownSessionError,
     UnreadableSnapshotError,
 )
-from .core.orchestrator.checkpoints import CheckpointRecord, check_session_id
-from .core.orchestrator.snapshot import discard_turn_snapshots, turn_run_id
-from .core.runs import config
 from .core.runs.cancel import OPERATOR_CANCEL, CancelRequest
 from .core.runs.heartbeat import heartbeat_interval
 from .core.runs.kinds import kind_named
@@ -64,9 +59,16 @@ from .core.runs.leases import (
     lease_state,
     new_owner_id,
 )
-from .core.runs.snapshots import CANCELLED, RUNNING, TERMINAL_STATUSES, error_dict, now
-from .registry import registry
+from .core.runs.snapshots import (
+    CANCELLED,
+    COMPLETED,
+    RUNNING,
+    TERMINAL_STATUSES,
+    error_dict,
+    now,
+)
 from .runs import (
+    check_startable,
     definition_for,
     execute_flow,
     live_lease,
@@ -74,8 +76,7 @@ from .runs import (
     resume_run,
     snapshot_store,
 )
-from .stores.base import CheckpointStore, RunQuery, SnapshotStore
-from .stores.orm_checkpoints import DatabaseCheckpointStore
+from .stores.base import RunQuery, SnapshotStore
 
 __all__ = [
     "COMMAND",
@@ -83,7 +84,7 @@ __all__ = [
     "NO_WORKER",
     "QUEUE",
     "CancelOutcome",
-    "ForkOutcome",
+    "Drained",
     "MigrationError",
     "Outcome",
     "QueueUnavailableError",
@@ -93,16 +94,12 @@ __all__ = [
     "SessionExistsError",
     "UnknownRunError",
     "UnknownSessionError",
-    "check_new_session_id",
-    "checkpoint_store",
     "current_step_names",
     "definition_for",
     "describe_result",
     "discard_run",
-    "discard_session",
     "drain_runs",
     "execute_flow",
-    "fork_session",
     "live_lease",
     "load_snapshot",
     "migratable_steps",
@@ -119,7 +116,6 @@ __all__ = [
     "snapshot_store",
     "stale_runs",
     "start_resume",
-    "start_resume_turn",
 ]
 
 logger = logging.getLogger("warlock_ai.operations")
@@ -171,6 +167,12 @@ def run_placement(*, enqueue: bool | None = None, inline: bool = False) -> str:
 def resume_command(run_id: str, *, force: bool = False) -> str:
     """The shell command that resumes ``run_id`` (``python manage.py resume_run ...``)."""
     return _manage("resume_run", *_arguments([run_id], ["--force"] if force else []))
+
+
+def resume_turn_command(name: str, session_id: str, *, force: bool = False) -> str:
+    """The shell command that finishes a session's interrupted turn (``resume_turn``)."""
+    options = _option("--session", session_id) + (["--force"] if force else [])
+    return _manage("resume_turn", *_arguments([name], options))
 
 
 def restart_command(run_id: str, flow: str, input: Any) -> str:
@@ -231,7 +233,7 @@ def start_resume(
     if placement == COMMAND:
         command = resume_command(run_id, force=force)
         return Outcome(f'run "{run_id}" not resumed: {NO_WORKER}; run: {command}', command=command)
-    return describe_result(run_id, definition.resume(run_id, force=force))
+    return describe_result(run_id, resume_run(run_id, force=force, store=store))
 
 
 def restart_run(
@@ -249,7 +251,7 @@ def restart_run(
     """
     store = snapshot_store(store)
     snapshot = load_snapshot(run_id, store)
-    definition = definition_for(snapshot, store)
+    definition = check_startable(definition_for(snapshot, store))
     _refuse_live_lease(run_id, store, "restart", snapshot.status)
     flow = f"{definition.kind}:{definition.name}"
     placement = run_placement(enqueue=enqueue, inline=inline)
@@ -287,7 +289,10 @@ def _enqueueing(run_id: str) -> Iterator[None]:
 
 
 def describe_result(run_id: str, result: Any) -> Outcome:
-    """A run's result in one line: its status, duration and error."""
+    """A run's result in one line: its status, duration and error (``None``: what a resume
+    that found nothing left to run gives)."""
+    if result is None:
+        return Outcome(f'run "{run_id}": nothing left to run (it had settled already)')
     report = result.report
     seconds = getattr(report, "duration_ms", 0) / 1000
     text = f'run "{run_id}" {report.status} in {seconds:.1f} s'
@@ -578,20 +583,41 @@ def stale_runs(store: SnapshotStore | None = None) -> list[str]:
     return [info.run_id for info in stale]
 
 
+class Drained(tuple[str, str]):
+    """One run ``drain_runs`` acted on: a ``(run_id, outcome)`` pair, as always, that also says
+    what the run is part of (``about``: a turn's ``session_id`` and ``turn_index``; ``{}``)."""
+
+    about: dict[str, Any]
+
+    def __new__(cls, run_id: str, outcome: str, about: Mapping[str, Any] | None = None) -> Drained:
+        drained = super().__new__(cls, (run_id, outcome))
+        drained.about = dict(about or {})
+        return drained
+
+    @property
+    def run_id(self) -> str:
+        return self[0]
+
+    @property
+    def outcome(self) -> str:
+        return self[1]
+
+
 def drain_runs(
     enqueue: bool = False,
     progress: Progress | None = None,
     store: SnapshotStore | None = None,
     cancel: Any = None,
-) -> list[tuple[str, str]]:
-    """Resume every stale run (inline, or as django-rq jobs with ``enqueue``).
+) -> list[Drained]:
+    """Resume every stale run (inline, or as django-rq jobs with ``enqueue``), each the way
+    its kind resumes (an interrupted orchestrator turn finishes as its session's next turn).
 
     Safe on every worker boot and from several hosts at once: leases decide who runs what,
     and a run another worker took meanwhile is reported as skipped. ``cancel`` (a
     ``CancelToken``) is passed to each resume; once it is cancelled (``drain_runs`` on SIGTERM)
     the run in progress stops at its next check point and no further run is started.
     """
-    outcomes: list[tuple[str, str]] = []
+    outcomes: list[Drained] = []
     if enqueue:
         # Jobs a dead worker took before its run's first snapshot write leave no stale run
         # behind: put them back on their queue first.
@@ -602,24 +628,34 @@ def drain_runs(
     for index, run_id in enumerate(run_ids, start=1):
         if cancel is not None and cancel.cancelled:
             break
-        outcomes.append((run_id, _drain_one(run_id, enqueue, store, cancel)))
+        outcomes.append(_drain_one(run_id, enqueue, store, cancel))
         if progress is not None:
             progress(index, len(run_ids))
     return outcomes
 
 
-def _drain_one(run_id: str, enqueue: bool, store: SnapshotStore | None, cancel: Any) -> str:
+def _drain_one(run_id: str, enqueue: bool, store: SnapshotStore | None, cancel: Any) -> Drained:
+    about: dict[str, Any] = {}
     try:
+        snapshot = load_snapshot(run_id, store)
+        kind = kind_named(snapshot.kind)
+        about = kind.about(snapshot)
         if enqueue:
             from .jobs import enqueue_resume
 
-            return f"enqueued as job {enqueue_resume(run_id).id}"
+            return Drained(run_id, f"enqueued as job {enqueue_resume(run_id).id}", about)
         result = resume_run(run_id, store=store, cancel=cancel)
     except LeaseHeldError as exc:
-        return f"skipped: {exc.message}"
+        return Drained(run_id, f"skipped: {exc.message}", about)
     except AIError as exc:
         logger.warning("drain could not resume run %r: %s", run_id, exc.message)
-        return f"error: {exc.message}"
+        return Drained(run_id, f"error: {exc.message}", about)
+    return Drained(run_id, _drained_outcome(result, kind.settled_status), about)
+
+
+def _drained_outcome(result: Any, settled_status: str) -> str:
+    if result is None:  # a turn checkpointed before its process died: its leftover is gone
+        return "completed: it had settled already; its leftover snapshot was removed"
     report = result.report
     if not getattr(report, "persisted", True):
         last = report.persist_error.message if report.persist_error is not None else "?"
@@ -631,242 +667,6 @@ def _drain_one(run_id: str, enqueue: bool, store: SnapshotStore | None, cancel: 
         return f"interrupted: {result.error.message}"
     if result.error is not None:
         return f"{report.status}: {result.error.message}"
+    if report.status == settled_status != COMPLETED:
+        return f"{COMPLETED}: {report.status}"
     return str(report.status)
-
-
-# --- sessions -------------------------------------------------------------------------------
-
-
-def checkpoint_store(name: str, store: CheckpointStore | None = None) -> CheckpointStore:
-    """``store``, else orchestrator ``name``'s checkpoint store when it is registered, else
-    the configured one; ``StoreError`` when there is none."""
-    orchestrator = registry.lookup("orchestrator", name)
-    resolved: CheckpointStore | None = store or (
-        orchestrator.checkpoints
-        if orchestrator is not None
-        else config.resolve("default_checkpoint_store")
-    )
-    if resolved is None:
-        raise StoreError(
-            "no checkpoint store is configured: set WARLOCK_AI['CHECKPOINT_STORE'] or "
-            "ai.config(default_checkpoint_store=...)"
-        )
-    return resolved
-
-
-def _same_store(one: Any, other: Any) -> bool:
-    """Two handles on the same rows: the same object, or ORM stores on the same database."""
-    if one is other:
-        return True
-    orm = DatabaseCheckpointStore
-    return isinstance(one, orm) and isinstance(other, orm) and one.using == other.using
-
-
-def discard_session(name: str, session_id: str, store: CheckpointStore | None = None) -> int:
-    """Delete a session: every checkpoint row and every turn snapshot (an interrupted or
-    failed turn); returns how many of both were removed.
-
-    With orchestrator ``name`` registered (and writing to ``store``) this is its
-    ``discard``, under the session lock; otherwise the rows and the configured snapshot
-    store's turn snapshots are deleted directly.
-    """
-    sid = check_session_id(session_id)
-    checkpoints = checkpoint_store(name, store)
-    orchestrator = registry.lookup("orchestrator", name)
-    if orchestrator is not None and _same_store(checkpoints, orchestrator.checkpoints):
-        return int(orchestrator.discard(sid))
-    removed = checkpoints.delete(name, sid)
-    snapshots = config.resolve("default_snapshot_store")
-    if snapshots is not None:
-        removed += discard_turn_snapshots(snapshots, name, sid)
-    return int(removed)
-
-
-@dataclass(frozen=True)
-class ForkOutcome(Outcome):
-    """What :func:`fork_session` did: ``turns`` copied, from ``first_turn`` (above 0 when the
-    source's earlier turns were pruned) to ``turn_index``."""
-
-    orchestrator_name: str = ""
-    session_id: str = ""
-    new_session_id: str = ""
-    turn_index: int = 0
-    first_turn: int = 0
-    turns: int = 0
-
-
-def fork_session(
-    name: str,
-    session_id: str,
-    turn_index: int,
-    new_session_id: str,
-    store: CheckpointStore | None = None,
-) -> ForkOutcome:
-    """Copy turns up to ``turn_index`` of a session into the new session ``new_session_id``:
-    same turn indexes, state, route, signature, version and summary mark, saved now.
-
-    Only the turns still stored are copied (a pruned source gives a fork that starts where
-    the source does). The source is never changed. Refused, with nothing written: an unknown
-    session, a turn the session does not have, a bad or already stored new id. On the
-    database store the copy is one transaction; on the others a copy that fails midway is
-    deleted again.
-    """
-    checkpoints = checkpoint_store(name, store)
-    sid = check_session_id(session_id)
-    new_sid = check_new_session_id(name, new_session_id, checkpoints)
-    rows = _rows_to_fork(name, sid, turn_index, checkpoints)
-    at = now()
-    copies = [
-        dataclasses.replace(
-            row, session_id=new_sid, saved_at=at, lock_acquired_at=None, lock_expires_at=None
-        )
-        for row in rows
-    ]
-    with _all_or_nothing(checkpoints, name, new_sid):
-        for copy in copies:
-            checkpoints.save(copy)
-    first = rows[0].turn_index
-    message = (
-        f'session "{sid}" of orchestrator "{name}" forked at turn {turn_index} into '
-        f'"{new_sid}": {_turns(len(rows))} copied ({_span(first, turn_index)})'
-    )
-    if first > 0:
-        message += (
-            f"; turns {_span(0, first - 1)} were pruned from the source, so the fork "
-            f"starts at turn {first}"
-        )
-    return ForkOutcome(
-        message,
-        orchestrator_name=name,
-        session_id=sid,
-        new_session_id=new_sid,
-        turn_index=turn_index,
-        first_turn=first,
-        turns=len(rows),
-    )
-
-
-def check_new_session_id(name: str, value: Any, store: CheckpointStore | None = None) -> str:
-    """``value`` if it can name a new session of orchestrator ``name``: a valid session id
-    (for the registered orchestrator, if any) that no stored session uses yet."""
-    checkpoints = checkpoint_store(name, store)
-    orchestrator = registry.lookup("orchestrator", name)
-    # A registered orchestrator knows its own limits too (an iterating one's run ids).
-    check = orchestrator.check_session_id if orchestrator is not None else check_session_id
-    new_sid: str = check(value)
-    if checkpoints.load(name, new_sid) is not None:
-        raise SessionExistsError(
-            f'session "{new_sid}" of orchestrator "{name}" already exists; choose another id',
-            orchestrator_name=name,
-            session_id=new_sid,
-        )
-    return new_sid
-
-
-def _rows_to_fork(
-    name: str, sid: str, turn_index: Any, checkpoints: CheckpointStore
-) -> list[CheckpointRecord]:
-    if isinstance(turn_index, bool) or not isinstance(turn_index, int) or turn_index < 0:
-        raise OrchestratorFailedError(
-            f"turn_index must be a turn number (an integer >= 0), got {turn_index!r}"
-        )
-    history = checkpoints.history(name, sid)
-    if not history:
-        raise UnknownSessionError(
-            f'no session "{sid}" of orchestrator "{name}" is stored',
-            orchestrator_name=name,
-            session_id=sid,
-        )
-    first, last = history[0].turn_index, history[-1].turn_index
-    if not first <= turn_index <= last:
-        pruned = f" (turns {_span(0, first - 1)} were pruned)" if first > 0 else ""
-        raise OrchestratorFailedError(
-            f'session "{sid}" of orchestrator "{name}" has no turn {turn_index} to fork from: '
-            f"its stored turns are {_span(first, last)}{pruned}"
-        )
-    return [row for row in history if row.turn_index <= turn_index]
-
-
-@contextmanager
-def _all_or_nothing(checkpoints: CheckpointStore, name: str, session_id: str) -> Iterator[None]:
-    """One transaction on the database store; elsewhere, a failure deletes what was written
-    (the new session had no rows: ``fork_session`` checked)."""
-    atomic: AbstractContextManager[Any] = nullcontext()
-    if isinstance(checkpoints, DatabaseCheckpointStore):
-        atomic = transaction.atomic(using=checkpoints.using)
-    try:
-        with atomic:
-            yield
-    except BaseException:
-        if not isinstance(checkpoints, DatabaseCheckpointStore):
-            try:
-                checkpoints.delete(name, session_id)
-            except AIError as exc:
-                logger.warning("could not remove the half-written fork %r: %s", session_id, exc)
-        raise
-
-
-def _span(first: int, last: int) -> str:
-    return str(first) if first == last else f"{first}-{last}"
-
-
-def _turns(count: int) -> str:
-    return "1 turn" if count == 1 else f"{count} turns"
-
-
-def resume_turn_command(name: str, session_id: str, *, force: bool = False) -> str:
-    """The shell command that finishes the session's interrupted turn
-    (``python manage.py resume_turn <name> --session <id>``)."""
-    options = _option("--session", session_id) + (["--force"] if force else [])
-    return _manage("resume_turn", *_arguments([name], options))
-
-
-def start_resume_turn(
-    name: str,
-    session_id: str,
-    *,
-    force: bool = False,
-    enqueue: bool | None = None,
-    inline: bool = False,
-) -> Outcome:
-    """Finish the session's interrupted turn with the registered orchestrator ``name``,
-    where ``run_placement(enqueue=, inline=)`` says: on a django-rq worker (the turn's run
-    id is resumed), in this process, or nowhere (the outcome carries the command).
-
-    Refused with an ``AIError`` before anything runs, is enqueued or a command is offered:
-    an unknown orchestrator, a session without an interrupted turn, a drifted orchestrator
-    (unless ``force``), a turn a live worker is running.
-    """
-    orchestrator = registry.get("orchestrator", name)
-    sid = orchestrator.check_session_id(session_id)
-    record = checkpoint_store(name).load(name, sid)
-    turn = record.turn_index + 1 if record is not None else 0
-    run_id = turn_run_id(sid, orchestrator.version, turn)
-    store: SnapshotStore | None = orchestrator.store if orchestrator.iterate else None
-    snapshot = store.load(run_id) if store is not None else None
-    what = f'turn {turn} of session "{sid}"'
-    if store is None or snapshot is None or snapshot.status != RUNNING:
-        raise OrchestratorFailedError(
-            f'session "{sid}" of orchestrator "{name}" has no interrupted turn: nothing to resume',
-            code="ORCHESTRATOR_NOTHING_TO_RESUME",
-        )
-    if not force:
-        orchestrator.check_turn_drift(sid, record.signature if record else snapshot.signature)
-    _refuse_live_lease(run_id, store, "resume", snapshot.status)
-    placement = run_placement(enqueue=enqueue, inline=inline)
-    if placement == QUEUE:
-        from .jobs import enqueue_resume
-
-        with _enqueueing(run_id):
-            job = enqueue_resume(run_id, force=force)
-        message = f'{what} (run "{run_id}") enqueued as job {job.id}: a worker finishes it'
-        return Outcome(message, job_id=job.id)
-    if placement == COMMAND:
-        command = resume_turn_command(name, sid, force=force)
-        return Outcome(f"{what} not resumed: {NO_WORKER}; run: {command}", command=command)
-    result = orchestrator.resume_run(run_id, force=force)
-    if result is None:
-        return Outcome(f"{what} was settled meanwhile: there was nothing left to finish")
-    if result.error is not None:
-        return Outcome(f"{what} {result.report.status}: {result.error.message}", ok=False)
-    return Outcome(f"{what} finished: {result.report.status}")

@@ -9,7 +9,13 @@ from typing import Any
 
 from django.utils import timezone
 
-from .core.errors import NotPersistedError, RunExistsError, StoreError, UnknownRunError
+from .core.errors import (
+    NotPersistedError,
+    NotStartableError,
+    RunExistsError,
+    StoreError,
+    UnknownRunError,
+)
 from .core.runs import config
 from .core.runs.definition import check_run_id
 from .core.runs.kinds import kind_named
@@ -55,7 +61,7 @@ def execute_flow(name: str, input: Any = None, *, run_id: str | None = None, **o
 
     An existing run is never overwritten by a new one: a stored ``run_id`` is refused.
     """
-    definition = registry.find(name)
+    definition = startable(name)
     if run_id is not None:
         existing = snapshot_store(definition.store).load(check_run_id(run_id))
         if existing is not None:
@@ -66,12 +72,31 @@ def execute_flow(name: str, input: Any = None, *, run_id: str | None = None, **o
     return definition.execute(input, run_id=run_id, **options)
 
 
+def startable(name: str) -> Any:
+    """The registered flow ``name``, when its runs are started by name."""
+    return check_startable(registry.find(name))
+
+
+def check_startable(definition: Any) -> Any:
+    """``definition``, unless its runs are not started by name (an orchestrator's turns
+    start with a session id): then ``NotStartableError`` says how they start."""
+    advice = kind_named(definition.kind).start_advice
+    if advice is not None:
+        raise NotStartableError(
+            f'{definition.kind} "{definition.name}" does not start runs by name: {advice}'
+        )
+    return definition
+
+
 def resume_run(
     run_id: str, *, force: bool = False, store: SnapshotStore | None = None, **options: Any
 ) -> Any:
-    """Resume a stored run with its registered definition (drift checked unless ``force``)."""
+    """Resume a stored run with its registered definition (drift checked unless ``force``),
+    the way its kind resumes (a turn: as its session's next turn). None when there was
+    nothing left to run (a turn that had been checkpointed already)."""
     snapshot = load_snapshot(run_id, store)
-    return definition_for(snapshot, store).resume(run_id, force=force, **options)
+    definition = definition_for(snapshot, store)
+    return kind_named(snapshot.kind).resume_stored(definition, run_id, force=force, **options)
 
 
 def live_lease(

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = "example_project.settings"
 FLOW = "catalog-import"
+#: The settings of children that run the orchestrators of tests/turns_app (and django-rq).
+TURN_SETTINGS = "tests.workers.settings"
 FEED = REPO_ROOT / "example_project" / "catalog" / "data" / "vendor_feed.json"
 COMMAND_TIMEOUT = 60  # seconds any one manage.py command may take
 
@@ -32,8 +34,10 @@ _JSON_COLUMNS = ("input", "state", "steps", "usage", "error", "fingerprint", "at
 
 
 def project_env(db: dict[str, Any], **extra: str) -> dict[str, str]:
-    """``db["env"]`` for a ``manage.py`` child: example settings, unbuffered, no model delay."""
-    env = {**db["env"], "DJANGO_SETTINGS_MODULE": SETTINGS, "PYTHONUNBUFFERED": "1"}
+    """``db["env"]`` for a ``manage.py`` child: example settings (``db["settings"]`` when
+    given), unbuffered, no model delay."""
+    settings = db.get("settings", SETTINGS)
+    env = {**db["env"], "DJANGO_SETTINGS_MODULE": settings, "PYTHONUNBUFFERED": "1"}
     env["WARLOCK_DEMO_WRITE_DELAY"] = "0"
     env.pop("CATALOG_IMPORT_VERSION", None)  # version 1 unless a test says otherwise
     env.update(extra)
@@ -194,6 +198,28 @@ def step_counts(db: dict[str, Any], run_id: str) -> Counter[str]:
         (run_id,),
     )
     return Counter({row["step"]: row["n"] for row in rows})
+
+
+def stored_turns(db: dict[str, Any], name: str, session_id: str) -> list[dict[str, Any]]:
+    """The ``warlock_ai_checkpoint`` rows of a session, oldest first, ``state`` decoded."""
+    found = query(
+        db,
+        "SELECT turn_index, state FROM warlock_ai_checkpoint WHERE orchestrator_name = ? "
+        "AND session_id = ? ORDER BY turn_index",
+        (name, session_id),
+    )
+    for row in found:
+        if isinstance(row["state"], str):
+            row["state"] = json.loads(row["state"])
+    return found
+
+
+def turn_calls(turn_dir: Path, run_id: str) -> list[int]:
+    """The iterations of ``run_id`` whose intent was called, in call order, as the
+    orchestrators of tests/turns_app log them in ``turn_dir``."""
+    log = turn_dir / "calls.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [int(line.split()[1]) for line in lines if line.split()[0] == run_id]
 
 
 def step_execution_total(db: dict[str, Any]) -> int:

@@ -40,7 +40,7 @@ from tests.django.project import (
     sqlite_project,
     step_execution_total,
 )
-from tests.services import _free_port, _stop_process, _wait_for_redis
+from tests.services import _stop_process
 from warlock_ai.core.errors import StoreError
 from warlock_ai.management.base import (
     EXIT_NOT_DURABLE,
@@ -553,26 +553,6 @@ def test_drain_runs_exits_1_when_a_resumed_run_fails(project):
 
 
 # --- exit code 3 through a real store that fails -----------------------------------------------
-
-
-@pytest.fixture
-def throwaway_redis(tmp_path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A private redis-server on a free port, which a test may stop mid-run."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is needed (make services installs it)"
-    port = _free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
-    process = subprocess.Popen(
-        [*args, "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    assert _wait_for_redis(url, process), "the throwaway redis-server did not start"
-    try:
-        yield url, process
-    finally:
-        _stop_process(process)
 
 
 @pytest.mark.django_db

@@ -135,6 +135,8 @@ class Project:
             "WARLOCK_TEST_RQ_QUEUE": self.queue,
             "WARLOCK_TEST_RQ_URL": self.redis_url,
             "WARLOCK_TEST_GATE_DIR": str(self.gates),
+            # The orchestrators of tests.turns_app log their calls and hold there.
+            "WARLOCK_TEST_TURN_DIR": str(self.gates),
         }
         self.workers: list[Worker] = []
 
@@ -153,6 +155,17 @@ class Project:
             text=True,
             timeout=timeout,
             check=False,
+        )
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        """``manage.py *args`` started, its stdout and stderr piped (as text)."""
+        return subprocess.Popen(
+            self.manage_args(*args),
+            cwd=REPO_ROOT,
+            env={**self.env, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def migrate(self) -> None:

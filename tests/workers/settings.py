@@ -1,8 +1,9 @@
 """Settings of the ``manage.py`` children of the rq worker tests and of the rq benchmark.
 
-The example project (database from ``$WARLOCK_DB_URL``) plus django-rq and a small app of test
-flows (``flows_app``). Each test run has its own queue, ``$WARLOCK_TEST_RQ_QUEUE``, on the
-Redis of ``$WARLOCK_TEST_RQ_URL``.
+The example project (database from ``$WARLOCK_DB_URL``) plus django-rq, a small app of test
+flows (``flows_app``) and the orchestrators of the turn tests (``tests.turns_app``). Each
+test run has its own queue, ``$WARLOCK_TEST_RQ_QUEUE``, on the Redis of
+``$WARLOCK_TEST_RQ_URL``.
 """
 
 import os
@@ -10,7 +11,7 @@ import os
 from example_project.settings import *  # noqa: F403
 from example_project.settings import INSTALLED_APPS
 
-INSTALLED_APPS = [*INSTALLED_APPS, "django_rq", "tests.workers.flows_app"]
+INSTALLED_APPS = [*INSTALLED_APPS, "django_rq", "tests.workers.flows_app", "tests.turns_app"]
 
 RQ_QUEUE = os.environ.get("WARLOCK_TEST_RQ_QUEUE", "default")
 RQ_QUEUES = {

@@ -7,27 +7,15 @@ Each execution is an attempt kept with the snapshot, a SIGKILLed one ``crashed``
 from __future__ import annotations
 
 import signal
-import subprocess
 
 import pytest
 
-from tests.workers.harness import REPO_ROOT, describe, wait_until
+from tests.workers.harness import describe, wait_until
 
 pytestmark = pytest.mark.services
 
 TIMEOUT = 60
 WORKER_CLASS = "warlock_ai.worker.Worker"
-
-
-def start(project, *args: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        project.manage_args(*args),
-        cwd=REPO_ROOT,
-        env={**project.env, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def in_gate(project, run_id: str) -> None:
@@ -37,7 +25,7 @@ def in_gate(project, run_id: str) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_execute_run_at_the_next_check_point(project, sig):
     run_id = project.run_id(f"sig{int(sig)}")
-    child = start(project, "execute_run", "worker-gate", "--run-id", run_id)
+    child = project.start("execute_run", "worker-gate", "--run-id", run_id)
     try:
         in_gate(project, run_id)
         child.send_signal(sig)
@@ -69,8 +57,8 @@ def test_a_signal_stops_execute_run_at_the_next_check_point(project, sig):
 
 def test_a_step_still_running_after_the_grace_period_is_interrupted(project):
     run_id = project.run_id("hard")
-    child = start(
-        project, "execute_run", "worker-gate", "--run-id", run_id, WARLOCK_TEST_SHUTDOWN_GRACE="1"
+    child = project.start(
+        "execute_run", "worker-gate", "--run-id", run_id, WARLOCK_TEST_SHUTDOWN_GRACE="1"
     )
     try:
         in_gate(project, run_id)
@@ -100,7 +88,7 @@ def test_a_step_still_running_after_the_grace_period_is_interrupted(project):
 
 def test_a_sigkilled_run_is_recorded_as_crashed_by_its_resume(project):
     run_id = project.run_id("killed")
-    child = start(project, "execute_run", "worker-gate", "--run-id", run_id)
+    child = project.start("execute_run", "worker-gate", "--run-id", run_id)
     try:
         in_gate(project, run_id)
         child.kill()
@@ -147,7 +135,7 @@ def test_drain_runs_stops_cleanly_on_sigterm_and_starts_no_further_run(project):
     stale = []
     for name in ("drain-a", "drain-b"):  # two runs whose worker died in their gate step
         run_id = project.run_id(name)
-        child = start(project, "execute_run", "worker-gate", "--run-id", run_id)
+        child = project.start("execute_run", "worker-gate", "--run-id", run_id)
         try:
             in_gate(project, run_id)
         finally:
@@ -155,7 +143,7 @@ def test_drain_runs_stops_cleanly_on_sigterm_and_starts_no_further_run(project):
             child.wait(TIMEOUT)
         stale.append(run_id)
 
-    drain = start(project, "drain_runs")
+    drain = project.start("drain_runs")
     try:
         first = wait_until(
             lambda: next((r for r in stale if project.step_counts(r)["gate"] == 2), None),

@@ -1,7 +1,7 @@
 """The sessions admin's three actions: resume an interrupted turn, fork a session, discard a
 session. Each needs its own permission, changes data on POST only (behind Django's CSRF
 check), answers with a message, never a server error, and is written to ``LogEntry``. The
-work itself is in ``warlock_ai.operations``, shared with the commands and the API.
+work itself is in ``warlock_ai.sessions``, shared with the commands and the API.
 
 ==============  ===================================  ======================================
 action          permission                           what it does
@@ -35,6 +35,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .. import operations
+from .. import sessions as session_ops
 from ..core.errors import AIError, SessionExistsError
 from ..models import Checkpoint, Snapshot
 from ..registry import registry
@@ -155,7 +156,7 @@ class SessionActions(_ModelAdmin):
             self.message_user(request, message % {"session": session_id}, messages.WARNING)
             return back
         try:
-            outcome = operations.start_resume_turn(name, session_id, inline=runs_inline())
+            outcome = session_ops.start_resume_turn(name, session_id, inline=runs_inline())
         except AIError as exc:
             self.message_user(request, f"Resume: {exc.message}", messages.ERROR)
             return back
@@ -231,12 +232,12 @@ class SessionActions(_ModelAdmin):
 
     def fork(
         self, request: HttpRequest, name: str, session_id: str, form: ForkForm
-    ) -> operations.ForkOutcome | None:
+    ) -> session_ops.ForkOutcome | None:
         """Copy the turns; a refusal (the new id was taken meanwhile, ...) becomes a form
         error and None."""
         new_session_id, turn = form.cleaned_data["new_session_id"], form.cleaned_data["turn"]
         try:
-            outcome = operations.fork_session(
+            outcome = session_ops.fork_session(
                 name, session_id, turn, new_session_id, store=form.store
             )
         except SessionExistsError as exc:
@@ -312,7 +313,7 @@ class SessionActions(_ModelAdmin):
         for session in sessions:
             name, session_id = session.orchestrator_name, session.session_id
             try:
-                removed = operations.discard_session(name, session_id, store=admin_checkpoints())
+                removed = session_ops.discard_session(name, session_id, store=admin_checkpoints())
             except AIError as exc:
                 self.message_user(request, f"{name} / {session_id}: {exc.message}", messages.ERROR)
                 continue

@@ -25,6 +25,7 @@ __all__ = [
     "MaxStepsExceededError",
     "MigrationError",
     "NotPersistedError",
+    "NotStartableError",
     "OrchestratorCancelledError",
     "OrchestratorConfigError",
     "OrchestratorDriftError",
@@ -250,6 +251,13 @@ class UnknownFlowError(WorkflowError, LookupError):
     default_code = "UNKNOWN_FLOW"
 
 
+class NotStartableError(WorkflowError):
+    """The flow is registered, but its runs are not started by name (an orchestrator's turns
+    are started with a session id)."""
+
+    default_code = "NOT_STARTABLE"
+
+
 class RunExistsError(WorkflowError):
     """A run with that id is already stored."""
 
@@ -353,7 +361,7 @@ class InterruptedTurnError(OrchestratorFailedError):
 
 
 class UnknownSessionError(OrchestratorFailedError, LookupError):
-    """No checkpoint row of that session is stored."""
+    """The orchestrator has no stored session (no checkpoint row, no turn snapshot) by that id."""
 
     default_code = "ORCHESTRATOR_UNKNOWN_SESSION"
     default_category = "validation"

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ..core.errors import AIError
 from ..core.runs.kinds import kind_named
-from ..core.runs.snapshots import COMPLETED, error_dict
+from ..core.runs.snapshots import error_dict
 from ..core.runs.usage import Usage
 from ..runs import not_durable_line, stored_run
 
@@ -173,6 +173,47 @@ class RunCommand(BaseCommand):
             raise CommandError(f"{option} must be a JSON object, got {type(value).__name__}")
         return value
 
+    def read_json_source(self, option: str, text: str | None, path: str | None) -> Any:
+        """The JSON of ``option`` (``--input``): ``--input JSON``, ``--input -`` or
+        ``--input-file -`` from stdin, or ``--input-file PATH`` (None when neither is given);
+        an unreadable source is one line naming it."""
+        if text == "-" or path == "-":
+            try:
+                content = self.stdin.read()
+            except UnicodeDecodeError as exc:
+                raise CommandError(f"{option} from stdin is not UTF-8 text: {exc}") from None
+            return self.parse_json(f"{option} from stdin", content)
+        if path is None:
+            return self.parse_json(option, text)
+        where = f"{option}-file {shown(path)}"
+        try:
+            with open(path, encoding="utf-8") as fh:
+                content = fh.read()
+        except FileNotFoundError:
+            raise CommandError(f"{where}: no such file") from None
+        except IsADirectoryError:
+            raise CommandError(f"{where} is a directory, not a file") from None
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"{where} is not UTF-8 text: {exc}") from None
+        except OSError as exc:
+            raise CommandError(f"{where} cannot be read: {exc.strerror or exc}") from None
+        return self.parse_json(where, content)
+
+    @staticmethod
+    def add_json_source_arguments(parser: Any, option: str, what: str, required: bool) -> None:
+        """``--<option> JSON`` (``-`` for stdin) and ``--<option>-file PATH``, exclusive."""
+        source = parser.add_mutually_exclusive_group(required=required)
+        source.add_argument(
+            f"--{option}", default=None, help=f"{what} as JSON; - reads it from stdin"
+        )
+        source.add_argument(
+            f"--{option}-file",
+            default=None,
+            metavar="PATH",
+            help=f"read {what} (JSON, UTF-8) from the file PATH (- for stdin); for values too "
+            "big for the command line",
+        )
+
     def progress_handlers(self, kind: str = "workflow") -> dict[str, Any]:
         """Per-call event handlers printing each step or iteration as it starts and settles
         (with ``--json`` on stderr, so stdout keeps one JSON document); none with ``-v 0``."""
@@ -198,19 +239,21 @@ class RunCommand(BaseCommand):
         """Where lines about a run in progress go: stdout, or stderr with ``--json``."""
         return self.stderr if getattr(self, "json_output", False) else self.stdout
 
-    def report(self, result: Any) -> None:
-        """Print a run's outcome (a line, or with ``--json`` the result document) and end with
-        its exit code: 0 completed and durable, 1 the run did not complete, 3 a snapshot
-        write failed (one line says what the stored run now says)."""
+    def report(
+        self, result: Any, headline: str | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
+        """Print a run's outcome (a line, or with ``--json`` the result document, with
+        ``extra`` members) and end with its exit code: 0 completed and durable, 1 the run did
+        not complete, 3 a snapshot write failed (one line says what the stored run now says).
+        ``headline`` names the run in its line (default ``run <run_id>``)."""
         report = result.report
         code = exit_code(result)
         stored = None if report.persisted else stored_run(report)
         if self.json_output:
-            self.write_json(result_json(result, code, stored))
+            self.write_json({**result_json(result, code, stored), **(extra or {})})
         else:
-            line = (
-                f"run {shown(report.run_id)}: {report.status} in {report.duration_ms / 1000:.2f} s"
-            )
+            what = headline or f"run {report.run_id}"
+            line = f"{shown(what)}: {report.status} in {report.duration_ms / 1000:.2f} s"
             ok = code == EXIT_OK
             self.stdout.write(self.style.SUCCESS(line) if ok else line)
             if result.error is not None:
@@ -249,6 +292,15 @@ class RunCommand(BaseCommand):
         """``value`` as indented JSON on stdout (datetimes as ISO 8601)."""
         self.stdout.write(json.dumps(value, indent=2, default=_json_default), style_func=_plain)
 
+    def write_table(self, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """``rows`` under ``header`` in aligned columns; a stored id or name in a cell is
+        never printed raw (``shown``: no escape sequences reach the terminal)."""
+        table = [header] + [tuple(shown(cell) for cell in row) for row in rows]
+        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+        for line in table:
+            cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+            self.stdout.write("  ".join(cells).rstrip())
+
     def progress_bar(self, label: str) -> ProgressBar | None:
         """A ``progress(done, total)`` callback drawing on stderr, or ``None`` when stderr is
         not a terminal or verbosity is 0 (so scripts and logs never see it)."""
@@ -262,11 +314,12 @@ class RunCommand(BaseCommand):
 
 def exit_code(result: Any) -> int:
     """``EXIT_NOT_DURABLE`` when a snapshot write failed (whatever the status: the stored run
-    is behind), else ``EXIT_FAILED`` when the run did not complete, else ``EXIT_OK``."""
+    is behind), else ``EXIT_FAILED`` when the run did not end cleanly (completed; a turn
+    awaiting input), else ``EXIT_OK``."""
     report = result.report
     if not getattr(report, "persisted", True):
         return EXIT_NOT_DURABLE
-    if result.error is not None or report.status != COMPLETED:
+    if result.error is not None or report.status != kind_named(report.type).settled_status:
         return EXIT_FAILED
     return EXIT_OK
 
@@ -395,11 +448,13 @@ class ProgressBar:
             self.drawn = False
 
 
-def add_enqueue_arguments(parser: Any, what: str) -> None:
+def add_enqueue_arguments(
+    parser: Any, what: str, prints: str = "the job id and the run id"
+) -> None:
     parser.add_argument(
         "--enqueue",
         action="store_true",
-        help=f"{what} on a django-rq worker instead of here; prints the job id and the run id",
+        help=f"{what} on a django-rq worker instead of here; prints {prints}",
     )
     parser.add_argument(
         "--queue",
@@ -435,16 +490,25 @@ def check_enqueue_options(options: dict[str, Any]) -> None:
 
 
 def enqueued_line(job: Any) -> str:
-    status = job.get_status(refresh=False)
-    return shown(
-        f"run {job.meta['run_id']}: job {job.id} {getattr(status, 'value', status)} on {job.origin}"
-    )
+    document = enqueued_json(job)
+    if "run_id" in document:
+        what = f"run {document['run_id']}"
+    else:
+        what = f"turn of session {document['session_id']} of {document['orchestrator']}"
+    return shown(f"{what}: job {job.id} {document['job_status']} on {job.origin}")
 
 
 def enqueued_json(job: Any) -> dict[str, Any]:
+    """The job a run (``run_id``) or a turn (``orchestrator``, ``session_id``, ``turn_key``)
+    went to."""
     status = job.get_status(refresh=False)
+    meta = job.meta
+    if "run_id" in meta:
+        what = {"run_id": meta["run_id"]}
+    else:
+        what = {key: meta.get(key) for key in ("orchestrator", "session_id", "turn_key")}
     return {
-        "run_id": job.meta["run_id"],
+        **what,
         "job_id": job.id,
         "job_status": getattr(status, "value", status),
         "queue": job.origin,

@@ -557,6 +557,10 @@ class Orchestrator(Supervisor):
             self._require_checkpoints().history(self.name, self.check_session_id(session_id))
         )
 
+    def latest(self, session_id: str) -> Any:
+        """The session's latest checkpoint row (its live state), or None."""
+        return self._require_checkpoints().load(self.name, self.check_session_id(session_id))
+
     def sessions(self, prefix: str = "") -> list[str]:
         return list(self._require_checkpoints().list(self.name, prefix))
 

@@ -8,8 +8,10 @@ from typing import Any
 
 from ..errors import SupervisorCancelledError
 from ..runs.kinds import RunKind, register_kind
+from ..runs.routing import END
 from ..supervisor.drift import diff_supervisors
 from ..supervisor.kind import SUPERVISOR
+from .results import AWAITING_INPUT
 from .snapshot import TurnSnapshot
 
 
@@ -19,8 +21,20 @@ def _progress(snapshot: TurnSnapshot) -> str:
     return f"{where}iterations settled: {settled}; next: iteration {settled}"
 
 
+def _resume_turn(definition: Any, run_id: str, **options: Any) -> Any:
+    """The turn stored as ``run_id`` finished as its session's next turn (None: it had been
+    checkpointed already, or was not interrupted)."""
+    return definition.resume_run(run_id, **options)
+
+
+def _about(snapshot: TurnSnapshot) -> dict[str, Any]:
+    return {"session_id": snapshot.session_id, "turn_index": snapshot.turn_index}
+
+
 def _turn(event: Mapping[str, Any]) -> str:
     route = event.get("raw")
+    if route == END:
+        return f"  turn {event['turn_index']:<3} ended by the route"
     return f"  turn {event['turn_index']:<3} routed to {route}"
 
 
@@ -42,5 +56,10 @@ ORCHESTRATOR = register_kind(
         report_summary=SUPERVISOR.report_summary,
         migratable=False,
         cancelled_error=SupervisorCancelledError,
+        resume_stored=_resume_turn,
+        about=_about,
+        settled_status=AWAITING_INPUT,
+        start_advice="a turn of a session is started with execute_turn NAME --session ID "
+        "--input JSON (Orchestrator.execute(input, session_id=...) from Python)",
     )
 )

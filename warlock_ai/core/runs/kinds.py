@@ -22,6 +22,14 @@ if TYPE_CHECKING:
 ProgressLine = Callable[[Mapping[str, Any]], str]
 
 
+def _resume_by_run_id(definition: Any, run_id: str, **options: Any) -> Any:
+    return definition.resume(run_id, **options)
+
+
+def _nothing_more(snapshot: Any) -> dict[str, Any]:
+    return {}
+
+
 @dataclass(frozen=True)
 class RunKind:
     """What the rest of the package needs to know about one kind of run."""
@@ -52,6 +60,19 @@ class RunKind:
     #: The error a cancelled run of this kind stores (its ``Run.cancelled_class``): what an
     #: operator's cancel of a run no live worker holds writes.
     cancelled_error: type[AIError] | None = None
+    #: Finish the stored run ``run_id`` with its registered definition:
+    #: ``resume_stored(definition, run_id, force=, context=, cancel=, on=)`` -> its result, or
+    #: None when there was nothing left to run. What ``resume_run``, ``drain_runs`` and the
+    #: resume jobs call, whatever the kind resumes by (a run id, or a turn of a session).
+    resume_stored: Callable[..., Any] = _resume_by_run_id
+    #: What a stored run is part of, for the commands' lines and ``--json`` (a turn: its
+    #: ``session_id`` and ``turn_index``); ``{}`` for a run that stands alone.
+    about: Callable[[Any], dict[str, Any]] = _nothing_more
+    #: The report status of a run that ended cleanly (a turn: ``awaiting-input``).
+    settled_status: str = "completed"
+    #: How a run of this kind is started when ``execute_run`` cannot start one (a turn is
+    #: ``execute_turn``); None when ``execute_run`` / ``execute_flow`` start it.
+    start_advice: str | None = None
 
 
 _lock = threading.Lock()

@@ -1,7 +1,5 @@
 from typing import Any
 
-from django.core.management.base import CommandError
-
 from warlock_ai.management.base import (
     EXIT_CODES_HELP,
     RunCommand,
@@ -12,7 +10,7 @@ from warlock_ai.management.base import (
 )
 from warlock_ai.management.interrupts import interruptible, stop_if_interrupted
 from warlock_ai.operations import execute_flow
-from warlock_ai.registry import registry
+from warlock_ai.runs import startable
 
 
 class Command(RunCommand):
@@ -27,25 +25,15 @@ class Command(RunCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("flow", help="registered flow name (kind:name when two kinds share it)")
-        source = parser.add_mutually_exclusive_group()
-        source.add_argument(
-            "--input", default=None, help="the run's input as JSON; - reads it from stdin"
-        )
-        source.add_argument(
-            "--input-file",
-            default=None,
-            metavar="PATH",
-            help="read the run's input (JSON, UTF-8) from the file PATH (- for stdin); for "
-            "inputs too big for the command line",
-        )
+        self.add_json_source_arguments(parser, "input", "the run's input", required=False)
         parser.add_argument("--run-id", default=None, help="run id to use (default: generated)")
         parser.add_argument("--context", default=None, help="per-call context as a JSON object")
         add_enqueue_arguments(parser, "run it")
         self.add_json_argument(parser, "the run's result (or the enqueued job)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        definition = registry.find(options["flow"])
-        payload = self.read_input(options)
+        definition = startable(options["flow"])
+        payload = self.read_json_source("--input", options["input"], options["input_file"])
         context = self.parse_json("--context", options["context"], want_object=True)
         check_enqueue_options(options)
         if options["enqueue"]:
@@ -79,33 +67,6 @@ class Command(RunCommand):
             )
         stop_if_interrupted(self, result)
         self.report(result)
-
-    def read_input(self, options: dict[str, Any]) -> Any:
-        """The run's input: ``--input`` JSON, ``--input -`` or ``--input-file -`` from stdin,
-        or ``--input-file PATH``; an unreadable source is one line naming it."""
-        text, path = options["input"], options["input_file"]
-        if text == "-" or path == "-":
-            try:
-                content = self.stdin.read()
-            except UnicodeDecodeError as exc:
-                raise CommandError(f"--input from stdin is not UTF-8 text: {exc}") from None
-            return self.parse_json("--input from stdin", content)
-        if path is None:
-            return self.parse_json("--input", text)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                content = fh.read()
-        except FileNotFoundError:
-            raise CommandError(f"--input-file {shown(path)}: no such file") from None
-        except IsADirectoryError:
-            raise CommandError(f"--input-file {shown(path)} is a directory, not a file") from None
-        except UnicodeDecodeError as exc:
-            raise CommandError(f"--input-file {shown(path)} is not UTF-8 text: {exc}") from None
-        except OSError as exc:
-            raise CommandError(
-                f"--input-file {shown(path)} cannot be read: {exc.strerror or exc}"
-            ) from None
-        return self.parse_json(f"--input-file {shown(path)}", content)
 
 
 def _also(handlers: dict[str, Any], event: str, handler: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from django.utils import timezone
 from warlock_ai.core.runs.kinds import kind_names
 from warlock_ai.core.runs.leases import LeaseState, lease_state
 from warlock_ai.core.runs.snapshots import COMPLETED, STATUSES
-from warlock_ai.management.base import RunCommand, int_option, shown
+from warlock_ai.management.base import RunCommand, int_option
 from warlock_ai.operations import snapshot_store
 from warlock_ai.registry import registry
 from warlock_ai.stores.base import RunInfo, RunQuery, SnapshotStore
@@ -79,7 +79,7 @@ class Command(RunCommand):
             if self.verbosity >= 1:
                 self.stdout.write("no runs match")
             return
-        self.write_table(rows)
+        self.write_runs(rows)
         # Counted only when the page is full: otherwise what is shown is all there is.
         total = store.count(query) if limit and len(rows) == limit else len(rows)
         if len(rows) < total:
@@ -126,7 +126,7 @@ class Command(RunCommand):
             "attempts": list(info.attempts) if info.attempts is not None else None,
         }
 
-    def write_table(self, rows: list[dict[str, Any]]) -> None:
+    def write_runs(self, rows: list[dict[str, Any]]) -> None:
         header = (
             "RUN ID",
             "FLOW",
@@ -138,10 +138,10 @@ class Command(RunCommand):
             "DRIFTED",
             "LEASE",
         )
-        table = [header] + [
-            tuple(
-                shown(cell)  # a stored id or name is never printed raw (no escape sequences)
-                for cell in (
+        self.write_table(
+            header,
+            [
+                (
                     r["run_id"],
                     r["flow"],
                     r["status"]
@@ -154,13 +154,9 @@ class Command(RunCommand):
                     {True: "yes", False: "no", None: "-"}[r["drifted"]],
                     format_lease(r["lease_owner"], r["lease_expires_at"], r["status"]),
                 )
-            )
-            for r in rows
-        ]
-        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-        for line in table:
-            cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
-            self.stdout.write("  ".join(cells).rstrip())
+                for r in rows
+            ],
+        )
 
 
 def drifted(info: RunInfo) -> bool | None:

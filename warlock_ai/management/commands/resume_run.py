@@ -20,7 +20,9 @@ class Command(RunCommand):
     help = (
         "Continue a stored run where it stopped, with its registered definition; finished "
         "steps do not run again; each step left prints as it starts and ends (duration, "
-        "attempts, retries; none with -v 0). A run whose definition changed since it started "
+        "attempts, retries; none with -v 0). An interrupted orchestrator turn is finished as "
+        "its session's next turn (as resume_turn does); one that had been checkpointed "
+        "already runs nothing (exit 0). A run whose definition changed since it started "
         "is refused unless --force is given. With --enqueue a django-rq worker resumes it "
         "instead, and the command prints its job id and run id. " + EXIT_CODES_HELP
     )
@@ -75,6 +77,13 @@ class Command(RunCommand):
                 )
         except DriftError as exc:
             raise CommandError(drift_message(run_id, snapshot, exc)) from exc
+        if result is None:  # a turn that had settled (or was not interrupted) after all
+            line = f"run {run_id} ({progress(snapshot)}): nothing left to run"
+            if self.json_output:
+                self.write_json({"run_id": run_id, "resumed": False, "message": line})
+            elif self.verbosity >= 1:
+                self.stdout.write(shown(line))
+            return
         stop_if_interrupted(self, result)
         self.report(result)
 
