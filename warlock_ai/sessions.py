@@ -8,58 +8,37 @@ session's next turn, found through the snapshot store contract (``runs``, ``load
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from .core.errors import (
-    AIError,
-    OrchestratorFailedError,
-    SessionExistsError,
     StoreError,
     UnknownFlowError,
     UnknownSessionError,
 )
 from .core.orchestrator import TurnSnapshot, turn_run_id
-from .core.orchestrator.checkpoints import CheckpointRecord, check_session_id
+from .core.orchestrator.checkpoints import check_session_id
 from .core.orchestrator.snapshot import discard_turn_snapshots, parse_turn_run_id
 from .core.runs import config
-from .core.runs.snapshots import RUNNING, now
-from .operations import (
-    COMMAND,
-    NO_WORKER,
-    QUEUE,
-    Outcome,
-    _enqueueing,
-    _refuse_live_lease,
-    resume_turn_command,
-    run_placement,
-)
+from .core.runs.snapshots import RUNNING
 from .registry import registry
-from .stores.base import CheckpointStore, RunInfo, RunQuery, SnapshotStore
+from .stores.base import CheckpointStore, RunInfo, RunQuery
 from .stores.orm_checkpoints import DatabaseCheckpointStore
 
 __all__ = [
-    "ForkOutcome",
     "InterruptedTurn",
     "SessionInfo",
-    "check_new_session_id",
     "checkpoint_store",
     "discard_session",
     "find_session",
-    "fork_session",
     "interrupted_turn",
     "list_sessions",
     "orchestrator_named",
     "orchestrators",
-    "start_resume_turn",
 ]
 
 KIND = "orchestrator"
@@ -262,186 +241,3 @@ def discard_session(
     if snapshots is not None:
         removed += discard_turn_snapshots(snapshots, name, sid)
     return int(removed)
-
-
-@dataclass(frozen=True)
-class ForkOutcome(Outcome):
-    """What :func:`fork_session` did: ``turns`` copied, from ``first_turn`` (above 0 when the
-    source's earlier turns were pruned) to ``turn_index``."""
-
-    orchestrator_name: str = ""
-    session_id: str = ""
-    new_session_id: str = ""
-    turn_index: int = 0
-    first_turn: int = 0
-    turns: int = 0
-
-
-def fork_session(
-    name: str,
-    session_id: str,
-    turn_index: int,
-    new_session_id: str,
-    store: CheckpointStore | None = None,
-) -> ForkOutcome:
-    """Copy turns up to ``turn_index`` of a session into the new session ``new_session_id``:
-    same turn indexes, state, route, signature, version and summary mark, saved now.
-
-    Only the turns still stored are copied (a pruned source gives a fork that starts where
-    the source does). The source is never changed. Refused, with nothing written: an unknown
-    session, a turn the session does not have, a bad or already stored new id. On the
-    database store the copy is one transaction; on the others a copy that fails midway is
-    deleted again.
-    """
-    checkpoints = checkpoint_store(name, store)
-    sid = check_session_id(session_id)
-    new_sid = check_new_session_id(name, new_session_id, checkpoints)
-    rows = _rows_to_fork(name, sid, turn_index, checkpoints)
-    at = now()
-    copies = [
-        dataclasses.replace(
-            row, session_id=new_sid, saved_at=at, lock_acquired_at=None, lock_expires_at=None
-        )
-        for row in rows
-    ]
-    with _all_or_nothing(checkpoints, name, new_sid):
-        for copy in copies:
-            checkpoints.save(copy)
-    first = rows[0].turn_index
-    message = (
-        f'session "{sid}" of orchestrator "{name}" forked at turn {turn_index} into '
-        f'"{new_sid}": {_turns(len(rows))} copied ({_span(first, turn_index)})'
-    )
-    if first > 0:
-        message += (
-            f"; turns {_span(0, first - 1)} were pruned from the source, so the fork "
-            f"starts at turn {first}"
-        )
-    return ForkOutcome(
-        message,
-        orchestrator_name=name,
-        session_id=sid,
-        new_session_id=new_sid,
-        turn_index=turn_index,
-        first_turn=first,
-        turns=len(rows),
-    )
-
-
-def check_new_session_id(name: str, value: Any, store: CheckpointStore | None = None) -> str:
-    """``value`` if it can name a new session of orchestrator ``name``: a valid session id
-    (for the registered orchestrator, if any) that no stored session uses yet."""
-    checkpoints = checkpoint_store(name, store)
-    orchestrator = registry.lookup("orchestrator", name)
-    # A registered orchestrator knows its own limits too (an iterating one's run ids).
-    check = orchestrator.check_session_id if orchestrator is not None else check_session_id
-    new_sid: str = check(value)
-    if checkpoints.load(name, new_sid) is not None:
-        raise SessionExistsError(
-            f'session "{new_sid}" of orchestrator "{name}" already exists; choose another id',
-            orchestrator_name=name,
-            session_id=new_sid,
-        )
-    return new_sid
-
-
-def _rows_to_fork(
-    name: str, sid: str, turn_index: Any, checkpoints: CheckpointStore
-) -> list[CheckpointRecord]:
-    if isinstance(turn_index, bool) or not isinstance(turn_index, int) or turn_index < 0:
-        raise OrchestratorFailedError(
-            f"turn_index must be a turn number (an integer >= 0), got {turn_index!r}"
-        )
-    history = checkpoints.history(name, sid)
-    if not history:
-        raise UnknownSessionError(
-            f'no session "{sid}" of orchestrator "{name}" is stored',
-            orchestrator_name=name,
-            session_id=sid,
-        )
-    first, last = history[0].turn_index, history[-1].turn_index
-    if not first <= turn_index <= last:
-        pruned = f" (turns {_span(0, first - 1)} were pruned)" if first > 0 else ""
-        raise OrchestratorFailedError(
-            f'session "{sid}" of orchestrator "{name}" has no turn {turn_index} to fork from: '
-            f"its stored turns are {_span(first, last)}{pruned}"
-        )
-    return [row for row in history if row.turn_index <= turn_index]
-
-
-@contextmanager
-def _all_or_nothing(checkpoints: CheckpointStore, name: str, session_id: str) -> Iterator[None]:
-    """One transaction on the database store; elsewhere, a failure deletes what was written
-    (the new session had no rows: ``fork_session`` checked)."""
-    atomic: AbstractContextManager[Any] = nullcontext()
-    if isinstance(checkpoints, DatabaseCheckpointStore):
-        atomic = transaction.atomic(using=checkpoints.using)
-    try:
-        with atomic:
-            yield
-    except BaseException:
-        if not isinstance(checkpoints, DatabaseCheckpointStore):
-            try:
-                checkpoints.delete(name, session_id)
-            except AIError as exc:
-                logger.warning("could not remove the half-written fork %r: %s", session_id, exc)
-        raise
-
-
-def _span(first: int, last: int) -> str:
-    return str(first) if first == last else f"{first}-{last}"
-
-
-def _turns(count: int) -> str:
-    return "1 turn" if count == 1 else f"{count} turns"
-
-
-def start_resume_turn(
-    name: str,
-    session_id: str,
-    *,
-    force: bool = False,
-    enqueue: bool | None = None,
-    inline: bool = False,
-) -> Outcome:
-    """Finish the session's interrupted turn with the registered orchestrator ``name``,
-    where ``run_placement(enqueue=, inline=)`` says: on a django-rq worker (the turn's run
-    id is resumed), in this process, or nowhere (the outcome carries the command).
-
-    Refused with an ``AIError`` before anything runs, is enqueued or a command is offered:
-    an unknown orchestrator, a session without an interrupted turn, a drifted orchestrator
-    (unless ``force``), a turn a live worker is running.
-    """
-    orchestrator = registry.get("orchestrator", name)
-    sid = orchestrator.check_session_id(session_id)
-    record = checkpoint_store(name).load(name, sid)
-    turn = record.turn_index + 1 if record is not None else 0
-    run_id = turn_run_id(sid, orchestrator.version, turn)
-    store: SnapshotStore | None = orchestrator.store if orchestrator.iterate else None
-    snapshot = store.load(run_id) if store is not None else None
-    what = f'turn {turn} of session "{sid}"'
-    if store is None or snapshot is None or snapshot.status != RUNNING:
-        raise OrchestratorFailedError(
-            f'session "{sid}" of orchestrator "{name}" has no interrupted turn: nothing to resume',
-            code="ORCHESTRATOR_NOTHING_TO_RESUME",
-        )
-    if not force:
-        orchestrator.check_turn_drift(sid, record.signature if record else snapshot.signature)
-    _refuse_live_lease(run_id, store, "resume", snapshot.status)
-    placement = run_placement(enqueue=enqueue, inline=inline)
-    if placement == QUEUE:
-        from .jobs import enqueue_resume
-
-        with _enqueueing(run_id):
-            job = enqueue_resume(run_id, force=force)
-        message = f'{what} (run "{run_id}") enqueued as job {job.id}: a worker finishes it'
-        return Outcome(message, job_id=job.id)
-    if placement == COMMAND:
-        command = resume_turn_command(name, sid, force=force)
-        return Outcome(f"{what} not resumed: {NO_WORKER}; run: {command}", command=command)
-    result = orchestrator.resume_run(run_id, force=force)
-    if result is None:
-        return Outcome(f"{what} was settled meanwhile: there was nothing left to finish")
-    if result.error is not None:
-        return Outcome(f"{what} {result.report.status}: {result.error.message}", ok=False)
-    return Outcome(f"{what} finished: {result.report.status}")

@@ -1,7 +1,7 @@
 """Orchestrator sessions for the sessions admin tests, made by the real engine on the ORM
 stores (checkpoints and turn snapshots in the test database).
 
-``support-chat`` (``iterate=True``) is registered: each turn notes its input (iteration 0),
+``desk-chat`` (``iterate=True``) is registered: each turn notes its input (iteration 0),
 then replies (iteration 1), then ends. ``SessionFactory.interrupted`` leaves a session whose
 next turn stopped after its first iteration, as a process killed mid-turn leaves it.
 """
@@ -20,7 +20,7 @@ from warlock_ai import END
 from warlock_ai.models import Checkpoint, Snapshot
 from warlock_ai.registry import registry
 
-NAME = "support-chat"
+NAME = "desk-chat"
 CALLS: Counter[str] = Counter()
 GATE = {"crash": False}
 

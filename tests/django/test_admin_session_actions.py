@@ -188,7 +188,7 @@ def test_resume_without_a_worker_shows_the_command_and_changes_nothing(chat_sess
     turn = chat_sessions.interrupted("s-1", "hello")
     client = client_with("view_checkpoint", "resume_snapshot")
     page = client.get(SESSION, key()).content.decode()
-    command = "python manage.py resume_turn support-chat --session s-1"
+    command = "python manage.py resume_turn desk-chat --session s-1"
     assert 'id="resume-turn"' in page and command in page
     calls = dict(CALLS)
     response = client.post(RESUME, key(), follow=True)
@@ -246,14 +246,14 @@ def test_resume_refuses_a_drifted_or_unregistered_orchestrator(chat_sessions, ad
     chat_sessions.drift()
     page = text_of(client.get(SESSION, key()).content.decode())
     assert "changed since this session was saved" in page
-    assert "python manage.py resume_turn support-chat --session s-1 --force on a server" in page
+    assert "python manage.py resume_turn desk-chat --session s-1 --force on a server" in page
     (message,) = messages_of(client.post(RESUME, key(), follow=True))
-    assert message.startswith('Resume: orchestrator "support-chat" changed since session "s-1"')
+    assert message.startswith('Resume: orchestrator "desk-chat" changed since session "s-1"')
     registry.unregister("orchestrator", NAME)
     page = text_of(client.get(SESSION, key()).content.decode())
-    assert 'orchestrator "support-chat" is not registered in this project' in page
+    assert 'orchestrator "desk-chat" is not registered in this project' in page
     (message,) = messages_of(client.post(RESUME, key(), follow=True))
-    assert message.startswith('Resume: unknown orchestrator "support-chat"; registered flows:')
+    assert message.startswith('Resume: unknown orchestrator "desk-chat"; registered flows:')
     assert len(rows()) == 1 and not LogEntry.objects.exists()
 
 
@@ -282,7 +282,7 @@ def test_fork_copies_the_turns_up_to_n_into_a_new_session(chat_sessions):
     response = client.post(FORK, {**key(), "turn": "1", "new_session_id": "s-1/b"}, follow=True)
     assert response.redirect_chain[-1][0] == f"{SESSION}?orchestrator={NAME}&session=s-1%2Fb"
     assert messages_of(response) == [
-        'Fork: session "s-1" of orchestrator "support-chat" forked at turn 1 into "s-1/b": '
+        'Fork: session "s-1" of orchestrator "desk-chat" forked at turn 1 into "s-1/b": '
         "2 turns copied (0-1)"
     ]
     copies = list(Checkpoint.objects.for_session(NAME, "s-1/b").order_by("turn_index"))
@@ -314,7 +314,7 @@ def test_fork_copies_the_turns_up_to_n_into_a_new_session(chat_sessions):
         ("bad\x07id", "session_id 'bad\\x07id' contains an unprintable character (U+0007 at "),
         ("x" * 256, "session_id is 256 characters long; the limit is 255"),
         ("x" * 250, "session_id is too long for iterate=True"),
-        ("s-2", 'session "s-2" of orchestrator "support-chat" already exists; choose another id'),
+        ("s-2", 'session "s-2" of orchestrator "desk-chat" already exists; choose another id'),
     ],
 )
 def test_bad_fork_input_is_one_line_on_the_form_and_writes_nothing(chat_sessions, new_id, error):
@@ -346,7 +346,7 @@ def test_fork_of_a_pruned_session_copies_what_is_stored_and_says_so(admin_client
     assert "Turns before turn 3 were pruned from this session" in form
     response = admin_client.post(FORK, {**key(), "turn": "4", "new_session_id": "s-2"}, follow=True)
     assert messages_of(response) == [
-        'Fork: session "s-1" of orchestrator "support-chat" forked at turn 4 into "s-2": '
+        'Fork: session "s-1" of orchestrator "desk-chat" forked at turn 4 into "s-2": '
         "2 turns copied (3-4); turns 0-2 were pruned from the source, so the fork starts at "
         "turn 3"
     ]
@@ -396,7 +396,7 @@ def test_discard_removes_the_rows_and_the_interrupted_turn(chat_sessions):
     entry = LogEntry.objects.get()
     assert entry.action_flag == DELETION
     assert entry.change_message == (
-        "Discarded session “s-1” of orchestrator “support-chat”: 2 turns, 1 turn snapshot."
+        "Discarded session “s-1” of orchestrator “desk-chat”: 2 turns, 1 turn snapshot."
     )
 
 

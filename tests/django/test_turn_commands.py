@@ -335,7 +335,8 @@ def test_discard_session_asks_first(turns):
 BAD_INPUT = {
     "unknown-orchestrator": (
         ["execute_turn", "nope", "--session", "s", "--input", "1"],
-        'unknown orchestrator "nope"; registered orchestrators: turn-counter, turn-steps',
+        'unknown orchestrator "nope"; registered orchestrators: support-chat, turn-counter, '
+        "turn-steps",
     ),
     "missing-session": (["execute_turn", COUNTER, "--input", "1"], "--session"),
     "missing-input": (["execute_turn", COUNTER, "--session", "s"], "--input"),
@@ -358,7 +359,7 @@ BAD_INPUT = {
     ),
     "resume-unknown-orchestrator": (
         ["resume_turn", "nope", "--session", "s"],
-        "registered orchestrators: turn-counter, turn-steps",
+        "registered orchestrators: support-chat, turn-counter, turn-steps",
     ),
     "list-unknown-orchestrator": (["list_sessions", "nope"], "registered orchestrators"),
     "discard-unknown-orchestrator": (
@@ -566,7 +567,7 @@ def test_exit_codes_of_real_commands(project):
 REFUSED = {
     "unknown-orchestrator": (
         ["execute_turn", "nope", "--session", "s", "--input", "1"],
-        ["registered orchestrators: turn-counter, turn-steps"],
+        ["registered orchestrators: support-chat, turn-counter, turn-steps"],
     ),
     "missing-session": (
         ["execute_turn", COUNTER, "--input", "1"],

@@ -172,7 +172,7 @@ def test_operator_resumes_an_interrupted_turn(
     page.click("text=chat-41")
     panel = page.locator("#interrupted-turn")
     expect(panel).to_contain_text("Turn 1 was interrupted")
-    command = "python manage.py resume_turn support-chat --session chat-41"
+    command = "python manage.py resume_turn desk-chat --session chat-41"
     expect(page.locator("#resume-command")).to_have_text(command)
     screenshot(page, "session-interrupted")
     page.click("#interrupted-run")  # the turn's run page, in the runs admin

@@ -14,7 +14,7 @@ from django.db import connections
 
 import warlock_ai as ai
 from tests.stores.worker import make_record
-from warlock_ai import END, sessions
+from warlock_ai import END, operations, sessions
 from warlock_ai.core.errors import (
     OrchestratorFailedError,
     SessionExistsError,
@@ -50,7 +50,7 @@ def fields(records: list[Any]) -> list[tuple[Any, ...]]:
 
 def test_fork_copies_turns_up_to_n_and_leaves_the_source_alone(checkpoint_store):
     source = save_session(checkpoint_store, "s-1", range(4))
-    outcome = sessions.fork_session("support", "s-1", 2, "s-1 ☀ fork", store=checkpoint_store)
+    outcome = operations.fork_session("support", "s-1", 2, "s-1 ☀ fork", store=checkpoint_store)
     assert outcome.message == (
         'session "s-1" of orchestrator "support" forked at turn 2 into "s-1 ☀ fork": '
         "3 turns copied (0-2)"
@@ -67,13 +67,13 @@ def test_fork_copies_turns_up_to_n_and_leaves_the_source_alone(checkpoint_store)
 def test_fork_of_a_pruned_session_starts_where_the_source_does(checkpoint_store):
     save_session(checkpoint_store, "s-1", range(6))
     checkpoint_store.prune("support", "s-1", 3)
-    outcome = sessions.fork_session("support", "s-1", 4, "s-2", store=checkpoint_store)
+    outcome = operations.fork_session("support", "s-1", 4, "s-2", store=checkpoint_store)
     assert outcome.message.endswith(
         "2 turns copied (3-4); turns 0-2 were pruned from the source, so the fork starts at turn 3"
     )
     assert [r.turn_index for r in checkpoint_store.history("support", "s-2")] == [3, 4]
     with pytest.raises(OrchestratorFailedError) as info:
-        sessions.fork_session("support", "s-1", 1, "s-3", store=checkpoint_store)
+        operations.fork_session("support", "s-1", 1, "s-3", store=checkpoint_store)
     assert info.value.message == (
         'session "s-1" of orchestrator "support" has no turn 1 to fork from: its stored turns '
         "are 3-5 (turns 0-2 were pruned)"
@@ -100,7 +100,7 @@ def test_bad_fork_input_is_refused_and_writes_nothing(
     save_session(checkpoint_store, "s-1", range(3))
     save_session(checkpoint_store, "s-2", range(1))
     with pytest.raises(error) as info:
-        sessions.fork_session("support", session_id, turn, new_id, store=checkpoint_store)
+        operations.fork_session("support", session_id, turn, new_id, store=checkpoint_store)
     assert message in info.value.message and "\n" not in info.value.message
     assert checkpoint_store.list("support") == ["s-1", "s-2"]
     assert [r.turn_index for r in checkpoint_store.history("support", "s-2")] == [0]
@@ -126,7 +126,7 @@ def test_a_fork_that_fails_midway_leaves_no_half_session_without_transactions():
     store = LinkLostAfterFirstWrite()
     save_session(store, "s-1", range(3))
     with pytest.raises(StoreError):
-        sessions.fork_session("support", "s-1", 2, "s-2", store=store)
+        operations.fork_session("support", "s-1", 2, "s-2", store=store)
     assert store.writes == 2 and store.list("support") == ["s-1"]
 
 
@@ -142,7 +142,7 @@ def test_a_fork_that_fails_midway_is_rolled_back_on_the_database(alias):
     store = ai.checkpoint.db(using=alias)
     save_session(store, "s-1", range(3))
     with refusing_second_fork_row(alias), pytest.raises(StoreError) as info:
-        sessions.fork_session("support", "s-1", 2, "s-2", store=store)
+        operations.fork_session("support", "s-1", 2, "s-2", store=store)
     assert "no room for turn 1" in info.value.message
     assert store.list("support") == ["s-1"] and len(store.history("support", "s-1")) == 3
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from .. import sessions
+from .. import operations
 from ..core.errors import AIError
 
 DROP = "__drop__"
@@ -125,6 +125,6 @@ class ForkForm(forms.Form):
     def clean_new_session_id(self) -> str:
         value = self.cleaned_data["new_session_id"]
         try:
-            return sessions.check_new_session_id(self.orchestrator_name, value, self.store)
+            return operations.check_new_session_id(self.orchestrator_name, value, self.store)
         except AIError as exc:
             raise forms.ValidationError(exc.message) from None

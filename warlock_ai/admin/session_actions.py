@@ -156,7 +156,7 @@ class SessionActions(_ModelAdmin):
             self.message_user(request, message % {"session": session_id}, messages.WARNING)
             return back
         try:
-            outcome = session_ops.start_resume_turn(name, session_id, inline=runs_inline())
+            outcome = operations.start_resume_turn(name, session_id, inline=runs_inline())
         except AIError as exc:
             self.message_user(request, f"Resume: {exc.message}", messages.ERROR)
             return back
@@ -232,12 +232,12 @@ class SessionActions(_ModelAdmin):
 
     def fork(
         self, request: HttpRequest, name: str, session_id: str, form: ForkForm
-    ) -> session_ops.ForkOutcome | None:
+    ) -> operations.ForkOutcome | None:
         """Copy the turns; a refusal (the new id was taken meanwhile, ...) becomes a form
         error and None."""
         new_session_id, turn = form.cleaned_data["new_session_id"], form.cleaned_data["turn"]
         try:
-            outcome = session_ops.fork_session(
+            outcome = operations.fork_session(
                 name, session_id, turn, new_session_id, store=form.store
             )
         except SessionExistsError as exc:
