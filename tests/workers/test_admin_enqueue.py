@@ -9,6 +9,7 @@ from django.contrib.admin.models import LogEntry
 from django.test import Client
 
 from tests.django.admin_runs import CALLS
+from tests.django.admin_sessions import NAME
 from tests.users import make_staff_user
 from warlock_ai import jobs, operations
 from warlock_ai.models import Snapshot
@@ -139,7 +140,7 @@ def test_resuming_an_interrupted_turn_enqueues_its_run(
     import django_rq
 
     turn = chat_sessions.interrupted("s-1", "hello")
-    key = {"orchestrator": "support-chat", "session": "s-1"}
+    key = {"orchestrator": NAME, "session": "s-1"}
     page = rq_sessions_admin.get(SESSION, key).content.decode()
     assert 'id="resume-turn"' in page and "manage.py resume_turn" not in page
     response = rq_sessions_admin.post(RESUME_TURN, key, follow=True)
@@ -157,7 +158,7 @@ def test_resuming_an_interrupted_turn_enqueues_its_run(
 def test_an_unreachable_queue_refuses_a_turn_resume(chat_sessions, rq_sessions_admin, settings):
     settings.RQ_QUEUES = {settings.WARLOCK_AI["RQ_QUEUE"]: {"URL": "redis://127.0.0.1:1/0"}}
     turn = chat_sessions.interrupted("s-1", "hello")
-    key = {"orchestrator": "support-chat", "session": "s-1"}
+    key = {"orchestrator": NAME, "session": "s-1"}
     (message,) = messages_of(rq_sessions_admin.post(RESUME_TURN, key, follow=True))
     assert message.startswith(f'Resume: could not enqueue run "{turn.run_id}" on the django-rq')
     unchanged(turn)

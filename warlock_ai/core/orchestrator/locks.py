@@ -24,13 +24,14 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import OrchestratorCancelledError, SessionBusyError
 from ..runs.cancel import CancelToken
+from ..runs.effects import Call, CallEither, Sleep, run_async, run_sync
 from ..runs.snapshots import now
 
 __all__ = [
@@ -264,26 +265,7 @@ class SessionLock:
         once; a ``cancel`` token cancelled during the wait raises
         ``OrchestratorCancelledError`` (a free lock is taken even when cancelled). Give it
         back with :meth:`let_go` (or use :meth:`hold`)."""
-        key = LockKey(name, session_id)
-        start, delay, warned = time.monotonic(), _FIRST_POLL, False
-        while (token := self._try(key)) is None:
-            if not warned:
-                warned = True
-                if on_wait is not None:
-                    on_wait()
-            if cancel is not None and cancel.cancelled:
-                raise self._cancelled(key, cancel)
-            left = None if timeout is None else timeout - (time.monotonic() - start)
-            if left is not None and left <= 0:
-                raise self._busy(key, timeout or 0.0)
-            pause = delay if left is None else min(delay, left)
-            if cancel is not None:
-                cancel.wait(pause)
-            else:
-                time.sleep(pause)
-            delay = min(delay * 2, _MAX_POLL)
-        held = Held(key, token, round(time.monotonic() - start, 6))
-        self._start_renewing(held)
+        held: Held = run_sync(self._acquiring(name, session_id, timeout, cancel, on_wait))
         return held
 
     async def aacquire(
@@ -296,28 +278,32 @@ class SessionLock:
         on_wait: Callable[[], Any] | None = None,
     ) -> Held:
         """Async twin of :meth:`acquire`: waits without blocking the event loop."""
+        waiting = self._acquiring(name, session_id, timeout, cancel, on_wait)
+        held: Held = await run_async(waiting)
+        return held
+
+    def _acquiring(
+        self,
+        name: str,
+        session_id: str,
+        timeout: float | None,
+        cancel: CancelToken | None,
+        on_wait: Callable[[], Any] | None,
+    ) -> Generator[Any, Any, Held]:
+        """The wait, written once as effects (the sync and async drivers perform them)."""
         key = LockKey(name, session_id)
         start, delay, warned = time.monotonic(), _FIRST_POLL, False
-        while True:
-            token = await self._atry(key)
-            if token is not None:
-                break
+        while (token := (yield CallEither(self._try, self._atry, (key,)))) is None:
             if not warned:
                 warned = True
                 if on_wait is not None:
-                    waiting = on_wait()
-                    if asyncio.iscoroutine(waiting):
-                        await waiting
+                    yield Call(on_wait)
             if cancel is not None and cancel.cancelled:
                 raise self._cancelled(key, cancel)
             left = None if timeout is None else timeout - (time.monotonic() - start)
             if left is not None and left <= 0:
-                raise await self._abusy(key, timeout or 0.0)
-            pause = delay if left is None else min(delay, left)
-            if cancel is not None:
-                await cancel.async_wait(pause)
-            else:
-                await asyncio.sleep(pause)
+                raise (yield CallEither(self._busy, self._abusy, (key, timeout or 0.0)))
+            yield Sleep(delay if left is None else min(delay, left), cancel)
             delay = min(delay * 2, _MAX_POLL)
         held = Held(key, token, round(time.monotonic() - start, 6))
         self._start_renewing(held)
