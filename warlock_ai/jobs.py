@@ -34,7 +34,7 @@ from .core.errors import (
     SessionBusyError,
     UnknownRunError,
 )
-from .core.orchestrator.snapshot import parse_turn_run_id
+from .core.orchestrator.snapshot import parse_turn_run_id, turn_run_id
 from .core.runs.cancel import CancelToken
 from .core.runs.definition import check_run_id, new_run_id
 from .core.runs.interrupts import stop_on_signals
@@ -295,6 +295,8 @@ def _run_turn(
     """The turn, noted on the job as it goes; an interrupted turn of the session (another
     job's, whose worker died) is finished first."""
     on = {"orchestrator.checkpoint.persisted": partial(_note, job, "turn_checkpointed")}
+    if job is not None:  # the row names its job: a delivery again finds its turn landed
+        turn = {**turn, "turn_key": job.id}
     if orch.iterate:  # the turn's first snapshot, written before it starts, holds its input
         on["orchestrator.turn.starting"] = partial(_note, job, "turn_run_id")
     try:
@@ -319,13 +321,18 @@ def _earlier_delivery(orch: Any, session_id: str, job: Any, force: bool) -> Any:
     """What an earlier delivery of this job left: None when it left nothing (then the turn
     runs), else the outcome: its turn finished here, or found ended (nothing to run).
 
+    The turn's row carries the job's id (``turn_key``): a delivery that died between
+    appending the row and noting ``turn_checkpointed`` finds its turn there and runs nothing.
     With ``iterate=True`` the turn's first snapshot holds its input before the turn starts,
     so once ``turn_run_id`` is noted, that turn is this job's, whoever finishes it (this
-    job, ``drain_runs``, the next turn's job). A delivery that died between appending the
-    row and noting ``turn_checkpointed`` (``iterate=False``) runs the turn again.
+    job, ``drain_runs``, the next turn's job).
     """
     meta = job.meta if job is not None else {}
     done, started = meta.get("turn_checkpointed"), meta.get("turn_run_id")
+    if done is None and job is not None:
+        landed = orch.find_turn(session_id, job.id)
+        if landed is not None:  # appended, then the worker died before noting it
+            done = turn_run_id(session_id, orch.version, landed.turn_index)
     if done is None and started is not None:
         parsed = parse_turn_run_id(started, orch.version)
         latest = orch.latest(session_id)

@@ -242,6 +242,7 @@ class Checkpoint(models.Model):
     signature = models.CharField(_("signature"), max_length=64)
     version = models.CharField(_("version"), max_length=100, null=True, blank=True)
     summarized_through = models.IntegerField(_("summarized through"), null=True, blank=True)
+    turn_key = models.CharField(_("turn key"), max_length=255, null=True, blank=True)
     lock_acquired_at = models.DateTimeField(_("lock acquired at"), null=True, blank=True)
     lock_expires_at = models.DateTimeField(_("lock expires at"), null=True, blank=True)
     saved_at = models.DateTimeField(_("saved at"), default=timezone.now)
@@ -302,6 +303,7 @@ class Checkpoint(models.Model):
             signature=self.signature,
             version=self.version,
             summarized_through=self.summarized_through,
+            turn_key=self.turn_key,
             lock_acquired_at=self.lock_acquired_at,
             lock_expires_at=self.lock_expires_at,
             saved_at=self.saved_at,

@@ -724,3 +724,17 @@ def test_a_running_snapshot_of_a_checkpointed_turn_is_removed_not_rerun() -> Non
     assert [r.turn_index for r in store.history("iter", "s1")] == [0]
     assert snapshots.load("s1.unversioned.1").status == "running"  # the real one is kept
     assert orch.resume_run("s1.unversioned.1").turn_index == 1
+
+
+def test_a_turn_key_is_stored_with_the_turn_and_found_again() -> None:
+    store = ai.checkpoint.memory()
+    orch = counter(store)
+    orch.execute("a", session_id="s", turn_key="job-1")
+    orch.execute("b", session_id="s")
+    assert orch.find_turn("s", "job-1").turn_index == 0
+    assert orch.find_turn("s", "job-2") is None
+    assert store.load("counter", "s").turn_key is None
+    for bad in ("", "x" * 256, "a\nb", 5):
+        with pytest.raises(OrchestratorFailedError):
+            orch.execute("c", session_id="s", turn_key=bad)
+    assert len(store.history("counter", "s")) == 2

@@ -204,7 +204,7 @@ def stored_turns(db: dict[str, Any], name: str, session_id: str) -> list[dict[st
     """The ``warlock_ai_checkpoint`` rows of a session, oldest first, ``state`` decoded."""
     found = query(
         db,
-        "SELECT turn_index, state FROM warlock_ai_checkpoint WHERE orchestrator_name = ? "
+        "SELECT turn_index, state, turn_key FROM warlock_ai_checkpoint WHERE orchestrator_name = ? "
         "AND session_id = ? ORDER BY turn_index",
         (name, session_id),
     )

@@ -50,6 +50,7 @@ def test_round_trip_gives_an_equal_record(checkpoint_store):
         summarized_through=3,
         lock_acquired_at=moment,
         lock_expires_at=moment + timedelta(seconds=30),
+        turn_key="rq:job:0f3a ☀",
     )
     checkpoint_store.save(record)
     assert checkpoint_store.load("support", "sess-1") == record

@@ -14,6 +14,9 @@ that directory, then waits until ``release-<run_id>`` exists or ``ctx.cancel`` i
 most ``HOLD_TIMEOUT``); only the first time: a call that finds ``held-<run_id>`` goes on at
 once, so a resumed or retried turn does not hold again. ``{"fail": true}`` fails the turn.
 
+A file ``hold-after-append-<session>`` there holds ``turn-counter``'s turns of that session
+just after their row is appended (``hold_after_append``).
+
 ``$WARLOCK_TEST_TURN_EXTRA=1`` adds an intent to ``turn-counter`` (a changed definition: its
 sessions drift); ``$WARLOCK_TEST_TURN_LOCK_TIMEOUT`` sets both lock timeouts (default 30 s).
 """
@@ -82,6 +85,22 @@ def step(ctx: Any) -> dict[str, Any]:
     return {"steps": ctx.state.get("steps", 0) + 1, "last_input": ctx.input}
 
 
+def hold_after_append(event: dict[str, Any]) -> None:
+    """While ``hold-after-append-<session>`` exists in the turn directory, a turn whose row
+    was just appended creates ``appended-<session>`` and waits (a worker killed here has
+    stored its turn but not yet noted it on its job)."""
+    where = turn_dir()
+    if where is None:
+        return
+    hold = where / f"hold-after-append-{event['session_id']}"
+    if not hold.exists():
+        return
+    (where / f"appended-{event['session_id']}").touch()
+    deadline = time.monotonic() + HOLD_TIMEOUT
+    while hold.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def steps_route(ctx: Any) -> Any:
     return "step" if ctx.iteration < 3 else END
 
@@ -99,6 +118,7 @@ turn_counter = ai.orchestrator(
     intents=counter_intents,
     route=lambda ctx: "count",
     lock_timeout=LOCK_TIMEOUT,
+    on={"orchestrator.checkpoint.persisted": hold_after_append},
 )
 turn_steps = ai.orchestrator(
     name="turn-steps",

@@ -210,3 +210,31 @@ def test_a_job_whose_session_is_busy_goes_back_on_its_queue(project: Project):
         (1, "waiting"),
     ]
     assert job(project, job_id).return_value()["turn_index"] == 1
+
+
+@pytest.mark.crash
+def test_a_worker_killed_after_appending_does_not_run_its_turn_again(project: Project):
+    """iterate=False: the worker dies after the turn's row is appended but before its job
+    noted it; delivered again, the job finds its turn by the row's turn_key and runs nothing."""
+    session = project.run_id("appended")
+    hold = project.gates / f"hold-after-append-{session}"
+    hold.touch()
+    (job_id,) = enqueue_turns(project, (COUNTER, session, "only once"))
+    worker = project.worker("doomed-after-append")
+    wait_until(
+        lambda: (project.gates / f"appended-{session}").exists(), TIMEOUT, "the turn's append"
+    )
+    assert worker.kill(), "no work horse was running the turn"
+    hold.unlink()
+    rows = stored_turns(project.db, COUNTER, session)
+    assert [(r["turn_index"], r["turn_key"]) for r in rows] == [(0, job_id)]
+
+    recovered = project.boot_recovery()
+    assert {"outcome": "requeued: its worker died"} in [
+        {"outcome": o["outcome"]} for o in recovered
+    ]
+    assert project.worker("after-boot", burst=True).wait() == 0
+    rows = stored_turns(project.db, COUNTER, session)
+    assert [r["turn_index"] for r in rows] == [0]
+    assert rows[0]["state"]["inputs"] == ["only once"]
+    assert job(project, job_id).return_value()["outcome"] == "nothing to run"

@@ -30,6 +30,7 @@ _COLUMNS = (
     "lock_acquired_at",
     "lock_expires_at",
     "saved_at",
+    "turn_key",
 )
 _JSON_COLUMNS = frozenset({"state", "last_route"})
 _INSERT_VENDORS = frozenset({"postgresql", "sqlite"})
@@ -114,6 +115,7 @@ class DatabaseCheckpointStore(CheckpointStore):
             adapt(record.lock_acquired_at) if record.lock_acquired_at else None,
             adapt(record.lock_expires_at) if record.lock_expires_at else None,
             adapt(record.saved_at),
+            record.turn_key,
         ]
 
     def save(self, record: CheckpointRecord) -> None:

@@ -43,6 +43,9 @@ class CheckpointRecord:
     lock_acquired_at: datetime | None = None
     lock_expires_at: datetime | None = None
     saved_at: datetime = field(default_factory=now)
+    #: What the caller named this turn (``execute(turn_key=...)``: an rq job's id, a client's
+    #: idempotency key): a turn delivered again can tell whether it already landed.
+    turn_key: str | None = None
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -62,6 +65,7 @@ class CheckpointRecord:
             "lock_acquired_at": iso(self.lock_acquired_at),
             "lock_expires_at": iso(self.lock_expires_at),
             "saved_at": iso(self.saved_at),
+            "turn_key": self.turn_key,
         }
 
     def json_parts(self) -> dict[str, str]:
@@ -95,6 +99,7 @@ class CheckpointRecord:
             lock_acquired_at=parse_iso(data.get("lock_acquired_at")),
             lock_expires_at=parse_iso(data.get("lock_expires_at")),
             saved_at=parse_iso(data.get("saved_at")) or now(),
+            turn_key=data.get("turn_key"),
         )
 
 

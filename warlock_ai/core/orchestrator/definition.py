@@ -62,6 +62,17 @@ DEFAULT_KEEP_SNAPSHOTS = 100
 _CHECKPOINT_METHODS = ("load", "save", "delete", "list", "prune", "history")
 
 
+def check_storable_key(turn_key: Any) -> str:
+    """A ``turn_key``: a non-empty printable string of at most 255 characters."""
+    if not isinstance(turn_key, str) or not turn_key or len(turn_key) > 255:
+        raise OrchestratorFailedError(
+            f"turn_key must be a non-empty string of at most 255 characters, got {turn_key!r}"
+        )
+    if not turn_key.isprintable():
+        raise OrchestratorFailedError(f"turn_key {turn_key!r} contains an unprintable character")
+    return turn_key
+
+
 def checkpoint_store_problem(value: Any) -> str | None:
     if value is None:
         return None
@@ -320,6 +331,7 @@ class Orchestrator(Supervisor):
         cancel: CancelToken | None = None,
         on: HandlerMap | None = None,
         discard_interrupted: bool = False,
+        turn_key: str | None = None,
     ) -> OrchestratorResult:
         """Run one turn of ``session_id``. Never raises for a failing turn (see
         ``result.error``; nothing is appended). Raises before anything runs:
@@ -327,7 +339,16 @@ class Orchestrator(Supervisor):
         ``InterruptedTurnError`` (the session's next turn was interrupted: ``resume`` it, or
         pass ``discard_interrupted=True``), ``OrchestratorConfigError``, a bad option."""
         turn = self.turn(
-            input, session_id, history, state, context, force, cancel, on, discard_interrupted
+            input,
+            session_id,
+            history,
+            state,
+            context,
+            force,
+            cancel,
+            on,
+            discard_interrupted,
+            turn_key=turn_key,
         )
         result: OrchestratorResult = run_sync(turn)
         return result
@@ -344,10 +365,20 @@ class Orchestrator(Supervisor):
         cancel: CancelToken | None = None,
         on: HandlerMap | None = None,
         discard_interrupted: bool = False,
+        turn_key: str | None = None,
     ) -> OrchestratorResult:
         """Async twin of :meth:`execute`."""
         turn = self.turn(
-            input, session_id, history, state, context, force, cancel, on, discard_interrupted
+            input,
+            session_id,
+            history,
+            state,
+            context,
+            force,
+            cancel,
+            on,
+            discard_interrupted,
+            turn_key=turn_key,
         )
         result: OrchestratorResult = await run_async(turn)
         return result
@@ -423,9 +454,12 @@ class Orchestrator(Supervisor):
         discard_interrupted: bool = False,
         resume: bool = False,
         run_id: str | None = None,
+        turn_key: str | None = None,
     ) -> Effects:
         """One turn as a generator of effects: take the lock, run, give the lock back."""
         sid = self.check_session_id(session_id)
+        if turn_key is not None:
+            check_storable_key(turn_key)
         checkpoints = self._require_checkpoints()
         history_list, patch = self._check_history(history), self._check_patch(state)
         options = RunOptions(context, cancel, on, sid)
@@ -452,6 +486,7 @@ class Orchestrator(Supervisor):
                     discard_interrupted,
                     resume,
                     run_id,
+                    turn_key,
                 )
             )
         finally:
@@ -469,6 +504,7 @@ class Orchestrator(Supervisor):
         discard_interrupted: bool,
         resume: bool,
         stored_run_id: str | None,
+        turn_key: str | None = None,
     ) -> Effects:
         record = yield CallEither(
             checkpoints.load, getattr(checkpoints, "aload", None), (self.name, sid)
@@ -516,7 +552,7 @@ class Orchestrator(Supervisor):
             return None
         base = record.state if record is not None else self.initial_state
         seed = {**loads(dumps(base, path="state")), **patch}
-        plan = TurnPlan(sid, turn_index, record, checkpoints, seed, history, drifted)
+        plan = TurnPlan(sid, turn_index, record, checkpoints, seed, history, drifted, turn_key)
         run = TurnRun(
             self,
             plan=plan,
@@ -560,6 +596,12 @@ class Orchestrator(Supervisor):
     def latest(self, session_id: str) -> Any:
         """The session's latest checkpoint row (its live state), or None."""
         return self._require_checkpoints().load(self.name, self.check_session_id(session_id))
+
+    def find_turn(self, session_id: str, turn_key: str) -> Any | None:
+        """The stored row of the session's turn run with ``turn_key`` (newest first), or None:
+        whether a turn delivered again already landed."""
+        rows = self._require_checkpoints().history(self.name, self.check_session_id(session_id))
+        return next((row for row in reversed(rows) if row.turn_key == turn_key), None)
 
     def sessions(self, prefix: str = "") -> list[str]:
         return list(self._require_checkpoints().list(self.name, prefix))

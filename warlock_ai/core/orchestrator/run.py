@@ -94,6 +94,7 @@ class TurnPlan:
     seed: dict[str, Any] = field(default_factory=dict)
     history: list[Any] = field(default_factory=list)
     drifted: bool = False
+    turn_key: str | None = None
 
 
 class TurnRun(SupervisorRun):
@@ -275,6 +276,7 @@ class TurnRun(SupervisorRun):
             version=orch.version,
             summarized_through=self.summarized_through,
             saved_at=now(),
+            turn_key=self.plan.turn_key,
         )
 
     def append(self) -> Effects:
