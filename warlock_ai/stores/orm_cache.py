@@ -1,0 +1,196 @@
+"""``DatabaseCacheDriver``: cache entries as ``CacheEntry`` rows on any Django database.
+
+Similarity search is pgvector's cosine distance (``<=>``, served by the HNSW index) where the
+embedding column is a ``vector``, and exact search in Python elsewhere (SQLite, PostgreSQL
+without pgvector). A ``get`` or ``similar`` hit adds one to the entry's ``hits``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import connections
+from django.db.models import F
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+from .. import vector as pgvector
+from ..core.cache.base import (
+    DEFAULT_NAMESPACE,
+    CacheDriver,
+    CacheHit,
+    check_top_k,
+    check_ttl,
+    encode_value,
+    rank,
+)
+from ..core.runs.serialization import loads
+
+__all__ = ["DatabaseCacheDriver"]
+
+
+class DatabaseCacheDriver(CacheDriver):
+    """The ORM cache on database alias ``using``; ``dimensions`` defaults to
+    ``WARLOCK_AI["CACHE"]["OPTIONS"]["dimensions"]`` (else 1536), the column's size."""
+
+    supports_similarity = True
+    uses_pgvector = True  # read by the system checks (W003/W004)
+
+    def __init__(self, using: str = "default", dimensions: int | None = None) -> None:
+        self.using = using
+        self.dimensions = dimensions if dimensions is not None else pgvector.dimensions()
+
+    def _entries(self, namespace: str, scope: str | None) -> Any:
+        from ..models import CacheEntry
+
+        found = CacheEntry.objects.using(self.using).for_namespace(namespace).live()
+        return found.filter(scope__isnull=True) if scope is None else found.filter(scope=scope)
+
+    def get(self, key: str, *, namespace: str = DEFAULT_NAMESPACE, scope: str | None = None) -> Any:
+        row = self._entries(namespace, scope).filter(key=key).values_list("pk", "value").first()
+        if row is None:
+            return None
+        self._count_hits(pk=row[0])
+        return row[1]
+
+    def set(
+        self,
+        key: str,
+        value: Any,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        vector: Sequence[float] | None = None,
+        ttl: float | None = None,
+        scope: str | None = None,
+    ) -> None:
+        from ..models import CacheEntry
+
+        stored = loads(encode_value(value))
+        floats = self.check_vector(vector)
+        seconds = check_ttl(ttl)
+        now = timezone.now()
+        entry = CacheEntry(
+            namespace=namespace,
+            key=key,
+            scope=scope,
+            value=stored,
+            embedding=None if floats is None else list(floats),
+            expires_at=None if seconds is None else now + timedelta(seconds=seconds),
+            hits=0,
+            created_at=now,
+        )
+        # One statement: an upsert on (namespace, key) on every backend.
+        CacheEntry.objects.using(self.using).bulk_create(
+            [entry],
+            update_conflicts=True,
+            unique_fields=["namespace", "key"],
+            update_fields=["scope", "value", "embedding", "expires_at", "hits", "created_at"],
+        )
+
+    def delete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> None:
+        from ..models import CacheEntry
+
+        CacheEntry.objects.using(self.using).filter(namespace=namespace, key=key).delete()
+
+    def remove_namespace(self, namespace: str) -> None:
+        from ..models import CacheEntry
+
+        CacheEntry.objects.using(self.using).for_namespace(namespace).delete()
+
+    def similar(
+        self,
+        vector: Sequence[float],
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        top_k: int = 5,
+        threshold: float = 0.0,
+        scope: str | None = None,
+    ) -> list[CacheHit]:
+        query = self.check_vector(vector, stored=False)
+        assert query is not None
+        check_top_k(top_k)
+        rows = self._entries(namespace, scope).filter(embedding__isnull=False)
+        if pgvector.pgvector_installed(connections[self.using]):
+            hits = self._nearest(rows, query, top_k, threshold)
+        else:
+            candidates = rows.values_list("key", "value", "scope", "embedding")
+            hits = rank(query, candidates.iterator(), top_k, threshold)
+        if hits:
+            self._count_hits(namespace=namespace, key__in=[hit.key for hit in hits])
+        return hits
+
+    @staticmethod
+    def _nearest(rows: Any, query: Sequence[float], top_k: int, threshold: float) -> list[CacheHit]:
+        text = "[" + ",".join(repr(x) for x in query) + "]"
+        distance = RawSQL("embedding <=> %s::vector", [text])
+        nearest = rows.annotate(distance=distance).order_by("distance")[:top_k]
+        hits = []
+        for key, value, scope, found in nearest.values_list("key", "value", "scope", "distance"):
+            score = 1.0 - found
+            if score >= threshold:
+                hits.append(CacheHit(key, value, score, scope))
+        return hits
+
+    def _count_hits(self, **lookup: Any) -> None:
+        from ..models import CacheEntry
+
+        CacheEntry.objects.using(self.using).filter(**lookup).update(hits=F("hits") + 1)
+
+    def schema(self) -> str:
+        """The SQL that creating ``CacheEntry`` runs on this database (like ``sqlmigrate``),
+        with pgvector's HNSW index where the column is a ``vector``."""
+        from ..models import CacheEntry
+
+        connection = connections[self.using]
+        with connection.schema_editor(collect_sql=True, atomic=False) as editor:
+            editor.create_model(CacheEntry)
+        statements = list(editor.collected_sql)
+        if pgvector.pgvector_installed(connection):
+            qn = connection.ops.quote_name
+            statements.insert(0, "CREATE EXTENSION IF NOT EXISTS vector;")
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {qn('warlock_cache_embed_hnsw')} ON "
+                f'{qn(CacheEntry._meta.db_table)} USING hnsw ("embedding" vector_cosine_ops);'
+            )
+        return "\n".join(statements)
+
+    async def aget(
+        self, key: str, *, namespace: str = DEFAULT_NAMESPACE, scope: str | None = None
+    ) -> Any:
+        return await sync_to_async(self.get)(key, namespace=namespace, scope=scope)
+
+    async def aset(
+        self,
+        key: str,
+        value: Any,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        vector: Sequence[float] | None = None,
+        ttl: float | None = None,
+        scope: str | None = None,
+    ) -> None:
+        await sync_to_async(self.set)(
+            key, value, namespace=namespace, vector=vector, ttl=ttl, scope=scope
+        )
+
+    async def adelete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> None:
+        await sync_to_async(self.delete)(key, namespace=namespace)
+
+    async def aremove_namespace(self, namespace: str) -> None:
+        await sync_to_async(self.remove_namespace)(namespace)
+
+    async def asimilar(
+        self,
+        vector: Sequence[float],
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        top_k: int = 5,
+        threshold: float = 0.0,
+        scope: str | None = None,
+    ) -> list[CacheHit]:
+        return await sync_to_async(self.similar)(
+            vector, namespace=namespace, top_k=top_k, threshold=threshold, scope=scope
+        )
