@@ -1,14 +1,14 @@
 """warlock_ai: durable AI runs for Django.
 
 ``import warlock_ai as ai`` gives the whole public API: ``ai.workflow``, ``ai.step``,
-``ai.parallel``, ``ai.Retry``, ``ai.END``, ``ai.snapshot.memory()``, ``ai.session_lock.db()``,
-``ai.config``, the errors. Importing this package does not import Django.
+``ai.parallel``, ``ai.Retry``, ``ai.END``, ``ai.snapshot.memory()``, ``ai.cache.db()``,
+``ai.session_lock.db()``, ``ai.config``, the errors. Importing this package does not import Django.
 """
 
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from . import checkpoint, session_lock, snapshot
+from . import cache, checkpoint, session_lock, snapshot
 from .core.agents.agent import Agent, AgentReport, AgentResult, TripRecord, agent
 from .core.agents.messages import Embedding, Embeddings, Message, ModelResponse, Price, ToolCall
 from .core.agents.middleware import Hooks, Middleware, PipelineContext
@@ -176,6 +176,7 @@ __all__ = [
     "WorkflowSnapshot",
     "__version__",
     "agent",
+    "cache",
     "checkpoint",
     "config",
     "get_config",

@@ -12,6 +12,7 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from ..conf import warlock_settings
+from ..core.runs.config import is_cache_driver
 
 _lock = threading.Lock()
 _built: dict[str, Any] = {}
@@ -27,11 +28,18 @@ def build(key: str, config: dict[str, Any]) -> Any:
             f'settings.WARLOCK_AI["{key}"]["BACKEND"] = {path!r} cannot be imported: {exc}'
         ) from exc
     try:
-        return cls(**config["OPTIONS"])
+        store = cls(**config["OPTIONS"])
     except TypeError as exc:
         raise ImproperlyConfigured(
             f'settings.WARLOCK_AI["{key}"]["OPTIONS"] do not fit {path}: {exc}'
         ) from exc
+    if key == "CACHE" and not is_cache_driver(store):
+        raise ImproperlyConfigured(
+            f'settings.WARLOCK_AI["CACHE"]["BACKEND"] = {path!r} is not a cache driver '
+            "(a warlock_ai.cache.CacheDriver such as warlock_ai.stores.orm_cache."
+            "DatabaseCacheDriver)"
+        )
+    return store
 
 
 def get_store(key: str) -> Any:
@@ -54,6 +62,11 @@ def get_snapshot_store() -> Any:
 
 def get_checkpoint_store() -> Any:
     return get_store("CHECKPOINT_STORE")
+
+
+def get_cache_driver() -> Any:
+    """The driver built from ``WARLOCK_AI["CACHE"]``, or ``None`` when none is configured."""
+    return get_store("CACHE")
 
 
 def reset() -> None:

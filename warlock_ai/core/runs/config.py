@@ -40,6 +40,12 @@ def config(**values: Any) -> dict[str, Any]:
                 f"ai.config(): {key} must be a store (ai.snapshot.db(), ai.checkpoint.db(), "
                 f"...), got {value!r}"
             )
+    store = values.get("default_store")
+    if store is not None and not is_cache_driver(store):
+        raise TypeError(
+            "ai.config(): default_store must be a cache driver (ai.cache.db(), "
+            f"ai.cache.memory(), ...), got {store!r}"
+        )
     with _lock:
         for key, value in values.items():
             if value is None:
@@ -54,6 +60,13 @@ def config(**values: Any) -> dict[str, Any]:
         except Exception:
             logger.exception("ai.config listener failed")
     return snapshot
+
+
+def is_cache_driver(value: Any) -> bool:
+    """Whether ``value`` keeps the cache driver contract (``warlock_ai.core.cache``)."""
+    from ..cache.base import CacheDriver
+
+    return isinstance(value, CacheDriver)
 
 
 def get_config() -> dict[str, Any]:
