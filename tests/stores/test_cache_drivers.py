@@ -77,6 +77,18 @@ def test_db_counts_hits_on_get_and_similar(kind):
     assert rows.get(key="k").hits == 0
 
 
+@pytest.mark.services
+@pytest.mark.django_db(databases=["pg"], transaction=True)
+def test_db_refuses_vectors_sized_otherwise_than_its_pgvector_column():
+    from warlock_ai.core.errors import CacheConfigurationError
+
+    cache = ai.cache.db(using="pg", dimensions=4)  # the test column is vector(1536)
+    with pytest.raises(CacheConfigurationError, match=r"vector\(1536\)"):
+        cache.set("k", 1, vector=[1.0, 0.0, 0.0, 0.0])
+    cache.set("k", 1)  # entries without a vector are unaffected
+    assert cache.get("k") == 1
+
+
 # --- resolution ---------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from ..core.cache.base import (
     encode_value,
     rank,
 )
+from ..core.errors import CacheConfigurationError
 from ..core.runs.serialization import loads
 
 __all__ = ["DatabaseCacheDriver"]
@@ -42,6 +43,31 @@ class DatabaseCacheDriver(CacheDriver):
     def __init__(self, using: str = "default", dimensions: int | None = None) -> None:
         self.using = using
         self.dimensions = dimensions if dimensions is not None else pgvector.dimensions()
+        self._column_checked = False
+
+    def check_vector(
+        self, vector: Sequence[float] | None, *, stored: bool = True
+    ) -> tuple[float, ...] | None:
+        floats = super().check_vector(vector, stored=stored)
+        if floats is not None and not self._column_checked:
+            self._check_column()
+        return floats
+
+    def _check_column(self) -> None:
+        """A pgvector column sized otherwise would fail every write with a database error."""
+        from ..models import CacheEntry
+
+        connection = connections[self.using]
+        if pgvector.pgvector_installed(connection):
+            meta = CacheEntry._meta
+            found = pgvector.column_type(connection, meta.db_table, "embedding")
+            if found is not None and found[0] == "vector" and found[1] != self.dimensions:
+                raise CacheConfigurationError(
+                    f"{meta.db_table}.embedding on database {self.using!r} is vector({found[1]}), "
+                    f"but the cache driver was given dimensions={self.dimensions}; use the "
+                    "embedder the column was migrated for, or convert the column"
+                )
+        self._column_checked = True
 
     def _entries(self, namespace: str, scope: str | None) -> Any:
         from ..models import CacheEntry
