@@ -738,3 +738,23 @@ def test_a_turn_key_is_stored_with_the_turn_and_found_again() -> None:
         with pytest.raises(OrchestratorFailedError):
             orch.execute("c", session_id="s", turn_key=bad)
     assert len(store.history("counter", "s")) == 2
+
+
+def test_lock_waiting_handlers_may_be_coroutines_under_execute_and_aexecute() -> None:
+    lock, seen = ProcessSessionLock(), []
+
+    async def handler(event: dict[str, Any]) -> None:
+        await asyncio.sleep(0)
+        seen.append(event["session_id"])
+
+    orch = counter(session_lock=lock, on={"orchestrator.lock.waiting": handler})
+    for run in (
+        lambda: orch.execute("x", session_id="s"),
+        lambda: asyncio.run(orch.aexecute("y", session_id="s")),
+    ):
+        held = lock.acquire("counter", "s", timeout=0)
+        releaser = threading.Timer(0.1, lock.let_go, (held,))
+        releaser.start()
+        assert run().error is None
+        releaser.join()
+    assert seen == ["s", "s"]

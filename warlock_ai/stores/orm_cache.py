@@ -22,9 +22,6 @@ from ..core.cache.base import (
     DEFAULT_NAMESPACE,
     CacheDriver,
     CacheHit,
-    check_top_k,
-    check_ttl,
-    encode_value,
     rank,
 )
 from ..core.errors import CacheConfigurationError
@@ -82,29 +79,27 @@ class DatabaseCacheDriver(CacheDriver):
         self._count_hits(pk=row[0])
         return row[1]
 
-    def set(
+    def _store(
         self,
         key: str,
-        value: Any,
+        text: str,
         *,
-        namespace: str = DEFAULT_NAMESPACE,
-        vector: Sequence[float] | None = None,
-        ttl: float | None = None,
-        scope: str | None = None,
+        namespace: str,
+        vector: tuple[float, ...] | None,
+        ttl: float | None,
+        scope: str | None,
     ) -> None:
         from ..models import CacheEntry
 
-        stored = loads(encode_value(value))
-        floats = self.check_vector(vector)
-        seconds = check_ttl(ttl)
+        stored = loads(text)
         now = timezone.now()
         entry = CacheEntry(
             namespace=namespace,
             key=key,
             scope=scope,
             value=stored,
-            embedding=None if floats is None else list(floats),
-            expires_at=None if seconds is None else now + timedelta(seconds=seconds),
+            embedding=None if vector is None else list(vector),
+            expires_at=None if ttl is None else now + timedelta(seconds=ttl),
             hits=0,
             created_at=now,
         )
@@ -126,18 +121,15 @@ class DatabaseCacheDriver(CacheDriver):
 
         CacheEntry.objects.using(self.using).for_namespace(namespace).delete()
 
-    def similar(
+    def _search(
         self,
-        vector: Sequence[float],
+        query: tuple[float, ...],
         *,
-        namespace: str = DEFAULT_NAMESPACE,
-        top_k: int = 5,
-        threshold: float = 0.0,
-        scope: str | None = None,
+        namespace: str,
+        top_k: int,
+        threshold: float,
+        scope: str | None,
     ) -> list[CacheHit]:
-        query = self.check_vector(vector, stored=False)
-        assert query is not None
-        check_top_k(top_k)
         rows = self._entries(namespace, scope).filter(embedding__isnull=False)
         if pgvector.pgvector_installed(connections[self.using]):
             hits = self._nearest(rows, query, top_k, threshold)

@@ -8,10 +8,9 @@ Keys are ``<prefix><len(namespace)>:<namespace>:<key>``: the length prefix keeps
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
 
-from ..core.cache.base import DEFAULT_NAMESPACE, CacheDriver, check_ttl, encode_value
+from ..core.cache.base import DEFAULT_NAMESPACE, CacheDriver, encode_value
 from ..core.runs.serialization import loads
 from .redis_connection import Connection
 
@@ -52,22 +51,19 @@ class RedisCacheDriver(CacheDriver):
         entry = loads(raw)
         return entry["value"] if entry.get("scope") == scope else None
 
-    def set(
+    def _store(
         self,
         key: str,
-        value: Any,
+        text: str,
         *,
-        namespace: str = DEFAULT_NAMESPACE,
-        vector: Sequence[float] | None = None,
-        ttl: float | None = None,
-        scope: str | None = None,
+        namespace: str,
+        vector: tuple[float, ...] | None,
+        ttl: float | None,
+        scope: str | None,
     ) -> None:
-        text = encode_value(value)
-        self.check_vector(vector)
-        seconds = check_ttl(ttl)
         head = encode_value({"scope": scope})
         name = self.key(key, namespace)
-        px = None if seconds is None else max(1, round(seconds * 1000))
+        px = None if ttl is None else max(1, round(ttl * 1000))
         with self._conn.errors("SET", name):
             self._conn.client.set(name, f'{head[:-1]},"value":{text}}}', px=px)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -38,12 +38,13 @@ class CacheDriver(ABC):
     supports_ttl: ClassVar[bool] = True
     #: The vector size this driver accepts; ``None`` until the first vector fixes it.
     dimensions: int | None = None
+    #: The driver does blocking I/O: its async twins run it in a worker thread.
+    blocking_io: ClassVar[bool] = True
 
     @abstractmethod
     def get(self, key: str, *, namespace: str = DEFAULT_NAMESPACE, scope: str | None = None) -> Any:
         """The value under ``key``, or ``None`` when absent, expired or of another scope."""
 
-    @abstractmethod
     def set(
         self,
         key: str,
@@ -54,7 +55,24 @@ class CacheDriver(ABC):
         ttl: float | None = None,
         scope: str | None = None,
     ) -> None:
-        """Store ``value`` (JSON) under ``key``, replacing what was there."""
+        """Store ``value`` (JSON) under ``key``, replacing what was there; ``ttl`` in seconds."""
+        text = encode_value(value)
+        floats = self.check_vector(vector)
+        seconds = check_ttl(ttl)
+        self._store(key, text, namespace=namespace, vector=floats, ttl=seconds, scope=scope)
+
+    @abstractmethod
+    def _store(
+        self,
+        key: str,
+        text: str,
+        *,
+        namespace: str,
+        vector: tuple[float, ...] | None,
+        ttl: float | None,
+        scope: str | None,
+    ) -> None:
+        """Write an entry whose value (``text``, JSON), vector and ttl are already checked."""
 
     @abstractmethod
     def delete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> None:
@@ -74,7 +92,26 @@ class CacheDriver(ABC):
         scope: str | None = None,
     ) -> list[CacheHit]:
         """Up to ``top_k`` entries stored with a vector, by cosine score descending, none
-        below ``threshold``."""
+        below ``threshold``; ``CacheUnsupportedError`` from a driver without similarity."""
+        if not self.supports_similarity:
+            raise self.unsupported("similar()")
+        query = self.check_vector(vector, stored=False)
+        assert query is not None
+        check_top_k(top_k)
+        return self._search(
+            query, namespace=namespace, top_k=top_k, threshold=threshold, scope=scope
+        )
+
+    def _search(
+        self,
+        query: tuple[float, ...],
+        *,
+        namespace: str,
+        top_k: int,
+        threshold: float,
+        scope: str | None,
+    ) -> list[CacheHit]:
+        """The search itself, on a checked query vector (drivers with similarity)."""
         raise self.unsupported("similar()")
 
     def schema(self) -> str:
@@ -84,7 +121,7 @@ class CacheDriver(ABC):
     async def aget(
         self, key: str, *, namespace: str = DEFAULT_NAMESPACE, scope: str | None = None
     ) -> Any:
-        return await asyncio.to_thread(self.get, key, namespace=namespace, scope=scope)
+        return await self._async(self.get, key, namespace=namespace, scope=scope)
 
     async def aset(
         self,
@@ -96,15 +133,15 @@ class CacheDriver(ABC):
         ttl: float | None = None,
         scope: str | None = None,
     ) -> None:
-        await asyncio.to_thread(
+        await self._async(
             self.set, key, value, namespace=namespace, vector=vector, ttl=ttl, scope=scope
         )
 
     async def adelete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> None:
-        await asyncio.to_thread(self.delete, key, namespace=namespace)
+        await self._async(self.delete, key, namespace=namespace)
 
     async def aremove_namespace(self, namespace: str) -> None:
-        await asyncio.to_thread(self.remove_namespace, namespace)
+        await self._async(self.remove_namespace, namespace)
 
     async def asimilar(
         self,
@@ -115,7 +152,7 @@ class CacheDriver(ABC):
         threshold: float = 0.0,
         scope: str | None = None,
     ) -> list[CacheHit]:
-        return await asyncio.to_thread(
+        hits: list[CacheHit] = await self._async(
             self.similar,
             vector,
             namespace=namespace,
@@ -123,6 +160,13 @@ class CacheDriver(ABC):
             threshold=threshold,
             scope=scope,
         )
+        return hits
+
+    async def _async(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A sync method under ``await``: in a worker thread when it does I/O, else here."""
+        if self.blocking_io:
+            return await asyncio.to_thread(method, *args, **kwargs)
+        return method(*args, **kwargs)
 
     # --- shared checks ------------------------------------------------------------------
 

@@ -9,12 +9,11 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..runs.serialization import loads
-from .base import DEFAULT_NAMESPACE, CacheDriver, check_ttl, encode_value
+from .base import DEFAULT_NAMESPACE, CacheDriver
 
 
 def _name(text: str) -> str:
@@ -48,25 +47,22 @@ class FileCacheDriver(CacheDriver):
             return None
         return entry["value"] if entry.get("scope") == scope else None
 
-    def set(
+    def _store(
         self,
         key: str,
-        value: Any,
+        text: str,
         *,
-        namespace: str = DEFAULT_NAMESPACE,
-        vector: Sequence[float] | None = None,
-        ttl: float | None = None,
-        scope: str | None = None,
+        namespace: str,
+        vector: tuple[float, ...] | None,
+        ttl: float | None,
+        scope: str | None,
     ) -> None:
-        text = encode_value(value)
-        self.check_vector(vector)
-        seconds = check_ttl(ttl)
         head = json.dumps(
             {
                 "namespace": namespace,
                 "key": key,
                 "scope": scope,
-                "expires_at": None if seconds is None else time.time() + seconds,
+                "expires_at": None if ttl is None else time.time() + ttl,
             },
             ensure_ascii=False,
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +14,6 @@ from .base import (
     DEFAULT_NAMESPACE,
     CacheDriver,
     CacheHit,
-    check_top_k,
-    check_ttl,
-    encode_value,
     rank,
 )
 
@@ -37,6 +33,7 @@ class MemoryCacheDriver(CacheDriver):
     """A process-local cache for development and tests; it does not survive a restart."""
 
     supports_similarity = True
+    blocking_io = False  # the async twins run in place: no I/O to wait for
 
     def __init__(self, dimensions: int | None = None) -> None:
         self.dimensions = dimensions
@@ -51,22 +48,19 @@ class MemoryCacheDriver(CacheDriver):
             self._touch((namespace, key))
         return loads(entry.text)
 
-    def set(
+    def _store(
         self,
         key: str,
-        value: Any,
+        text: str,
         *,
-        namespace: str = DEFAULT_NAMESPACE,
-        vector: Sequence[float] | None = None,
-        ttl: float | None = None,
-        scope: str | None = None,
+        namespace: str,
+        vector: tuple[float, ...] | None,
+        ttl: float | None,
+        scope: str | None,
     ) -> None:
-        text = encode_value(value)
-        floats = self.check_vector(vector)
-        seconds = check_ttl(ttl)
-        expires_at = None if seconds is None else time.monotonic() + seconds
+        expires_at = None if ttl is None else time.monotonic() + ttl
         with self._lock:
-            self._entries[(namespace, key)] = _Entry(text, scope, floats, expires_at)
+            self._entries[(namespace, key)] = _Entry(text, scope, vector, expires_at)
             self._touch((namespace, key))
             self._evict()
 
@@ -79,18 +73,15 @@ class MemoryCacheDriver(CacheDriver):
             for found in [k for k in self._entries if k[0] == namespace]:
                 del self._entries[found]
 
-    def similar(
+    def _search(
         self,
-        vector: Sequence[float],
+        query: tuple[float, ...],
         *,
-        namespace: str = DEFAULT_NAMESPACE,
-        top_k: int = 5,
-        threshold: float = 0.0,
-        scope: str | None = None,
+        namespace: str,
+        top_k: int,
+        threshold: float,
+        scope: str | None,
     ) -> list[CacheHit]:
-        query = self.check_vector(vector, stored=False)
-        assert query is not None
-        check_top_k(top_k)
         now = time.monotonic()
         with self._lock:
             candidates = [
@@ -105,43 +96,6 @@ class MemoryCacheDriver(CacheDriver):
             for hit in hits:
                 self._touch((namespace, hit.key))
         return [CacheHit(h.key, loads(h.value), h.score, h.scope) for h in hits]
-
-    # Sync work without I/O: the twins run it in place rather than in a thread.
-    async def aget(
-        self, key: str, *, namespace: str = DEFAULT_NAMESPACE, scope: str | None = None
-    ) -> Any:
-        return self.get(key, namespace=namespace, scope=scope)
-
-    async def aset(
-        self,
-        key: str,
-        value: Any,
-        *,
-        namespace: str = DEFAULT_NAMESPACE,
-        vector: Sequence[float] | None = None,
-        ttl: float | None = None,
-        scope: str | None = None,
-    ) -> None:
-        self.set(key, value, namespace=namespace, vector=vector, ttl=ttl, scope=scope)
-
-    async def adelete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> None:
-        self.delete(key, namespace=namespace)
-
-    async def aremove_namespace(self, namespace: str) -> None:
-        self.remove_namespace(namespace)
-
-    async def asimilar(
-        self,
-        vector: Sequence[float],
-        *,
-        namespace: str = DEFAULT_NAMESPACE,
-        top_k: int = 5,
-        threshold: float = 0.0,
-        scope: str | None = None,
-    ) -> list[CacheHit]:
-        return self.similar(
-            vector, namespace=namespace, top_k=top_k, threshold=threshold, scope=scope
-        )
 
     def __len__(self) -> int:
         with self._lock:

@@ -97,33 +97,19 @@ def orchestrator_fingerprint(
     return fingerprint
 
 
-def _fire(handlers: Sequence[Callable[[dict[str, Any]], Any]], payload: dict[str, Any]) -> Any:
-    """Run handlers outside a run (``lock.waiting``): an awaitable they return is awaited
-    (returned for the async driver, run here otherwise)."""
-    pending = []
+async def _fire(
+    handlers: Sequence[Callable[[dict[str, Any]], Any]], payload: dict[str, Any]
+) -> None:
+    """Run handlers outside a run (``lock.waiting``), in order, awaiting what they return; a
+    failing handler is logged and swallowed, as in a run. (The lock's wait performs it as a
+    ``Call``, which the sync driver runs on its own loop.)"""
     for handler in handlers:
         try:
             result = handler(payload)
             if inspect.isawaitable(result):
-                pending.append(result)
+                await result
         except Exception:
             logger.exception("event handler for %s failed", payload.get("event"))
-    if not pending:
-        return None
-
-    async def wait_all() -> None:
-        for awaitable in pending:
-            try:
-                await awaitable
-            except Exception:
-                logger.exception("event handler for %s failed", payload.get("event"))
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(wait_all())
-        return None
-    return wait_all()
 
 
 class Orchestrator(Supervisor):
