@@ -30,7 +30,9 @@ from .core.runs.usage import Usage
 
 __all__ = ["FakeEmbedder", "FakeModel", "scripted_agent"]
 
-_RESPONSE_KEYS = frozenset({"content", "finish_reason", "usage", "tool_calls", "delay", "error"})
+_RESPONSE_KEYS = frozenset(
+    {"content", "finish_reason", "usage", "tool_calls", "delay", "error", "refusal"}
+)
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,11 @@ class FakeModel:
 
     Each response is a string (the reply text), a ``ModelResponse`` (served as-is) or a dict
     with ``content``, ``finish_reason`` (``"stop"``, or ``"tool_calls"`` when ``tool_calls``
-    are given), ``usage`` (a dict or ``Usage``; ``total`` is recomputed as input + output,
-    input defaults to 10 and output to ``ceil(len(content) / 4)``), ``tool_calls`` (dicts
-    ``{id?, name, arguments}``), ``delay`` (seconds to wait first) and ``error`` (an exception
-    to raise, or a message raised as ``ModelCallError``). With no responses it replies "ok".
+    are given), ``refusal`` (the model declined: its text), ``usage`` (a dict or ``Usage``;
+    ``total`` is recomputed as input + output, input defaults to 10 and output to
+    ``ceil(len(content) / 4)``), ``tool_calls`` (dicts ``{id?, name, arguments}``),
+    ``delay`` (seconds to wait first) and ``error`` (an exception to raise, or a message
+    raised as ``ModelCallError``). With no responses it replies "ok".
 
     ``call_count`` and ``call_history`` (``(messages, options)`` pairs) are safe to read
     while other threads call the model. With ``price``, each reply's usage carries its cost.
@@ -131,7 +134,8 @@ class FakeModel:
         )
         finish = item.get("finish_reason") or ("tool_calls" if calls else "stop")
         usage = self._usage(item.get("usage"), content)
-        return ModelResponse(content, finish, usage, calls, model=self.name)
+        refusal = item.get("refusal")
+        return ModelResponse(content, finish, usage, calls, model=self.name, refusal=refusal)
 
     def _usage(self, given: Usage | Mapping[str, Any] | None, content: str) -> Usage:
         """Defaults filled in, ``total`` recomputed, cost from ``price`` when there is one."""

@@ -16,6 +16,7 @@ from warlock_ai.core.agents.middleware import (
 )
 from warlock_ai.core.agents.tools import tool
 from warlock_ai.core.errors import ModelCallError
+from warlock_ai.core.runs.effects import CallEither
 from warlock_ai.testing import scripted_agent
 
 MODES = ["sync", "async"]
@@ -195,6 +196,35 @@ def test_any_non_none_value_short_circuits_even_falsy_ones(mode):
     assert log == ["a.before"]
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_hook_may_return_a_generator_of_effects_which_the_pipeline_drives(mode):
+    """Built-in middleware is written once for both drivers: a hook returning a generator of
+    effects (``CallEither``) gets the sync function under ``execute`` and the async one under
+    ``aexecute``, and its return value is the hook's."""
+    called = []
+
+    def lookup_sync(key):
+        called.append(("sync", key))
+        return None
+
+    async def lookup_async(key):
+        called.append(("async", key))
+        return "from cache"
+
+    def before(ctx):
+        found = yield CallEither(lookup_sync, lookup_async, ("k",))
+        return found
+
+    def after(ctx, result):
+        yield CallEither(lambda: None, None)
+        return f"{result}."
+
+    middleware = Middleware("m", execute=Hooks(before=before, after=after))
+    result = drive(mode, [middleware], "execute", new_ctx(), inner_returning([], "inner"))
+    assert called == [(mode, "k")]
+    assert result == ("inner." if mode == "sync" else "from cache")
+
+
 def test_async_hooks_and_async_inner_are_awaited():
     async def before(ctx):
         await asyncio.sleep(0)
@@ -287,7 +317,12 @@ def test_agent_levels_see_their_context_and_share_one_state_per_execute(mode):
     assert len({s["state_id"] for s in seen}) == 1
     assert [s["hooks"] for s in seen] == [1, 2, 3, 4]
     assert all(s["session_id"] == "s-1" for s in seen)
-    assert seen[0]["agent"] == {"name": "scripted", "is_anonymous": False}
+    assert seen[0]["agent"] == {
+        "name": "scripted",
+        "is_anonymous": False,
+        "signature": agent.signature,
+        "version": None,
+    }
     assert seen[0]["model"] == {"name": "fake-model", "provider": "fake"}
 
 

@@ -116,6 +116,7 @@ class OpenAIModel(Endpoint):
             tool_calls=tool_calls,
             model=data.get("model") or self.name,
             raw=data,
+            refusal=message.get("refusal") or None,
         )
 
     def _tool_call(self, raw: dict[str, Any]) -> ToolCall:

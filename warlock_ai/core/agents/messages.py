@@ -72,7 +72,12 @@ class Message:
 
 @dataclass(frozen=True)
 class ModelResponse:
-    """One model reply: text, or tool calls (``finish_reason == "tool_calls"``)."""
+    """One model reply: text, or tool calls (``finish_reason == "tool_calls"``).
+
+    ``refusal`` is the model's refusal text when it declined to answer (OpenAI's
+    ``message.refusal``); ``cached`` says where a reply served by the semantic cache came from
+    (``{"tier": "exact" | "vector", "score", "key"}``), None for a real model call.
+    """
 
     content: str = ""
     finish_reason: str = "stop"
@@ -80,6 +85,8 @@ class ModelResponse:
     tool_calls: tuple[ToolCall, ...] = ()
     model: str | None = None
     raw: Any = field(default=None, compare=False, repr=False)
+    refusal: str | None = None
+    cached: dict[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,16 @@ Four levels (``execute``, ``trip``, ``tool``, ``supervisor``); each middleware g
 - ``after(ctx, result)`` runs bottom-up; a non-None return replaces the result.
 - A hook that raises aborts the pipeline with its exception.
 
-Hooks may be plain functions or coroutines. The pipeline is written once as an effects
-generator (:func:`pipeline_effects`) so engines built on :mod:`.effects` nest it with
-``yield from``; :func:`run_pipeline` and :func:`arun_pipeline` drive it for plain callers.
+Hooks may be plain functions or coroutines. A hook may also return a generator of effects
+(:mod:`..runs.effects`), which the pipeline drives to its return value: that is how built-in
+middleware (the semantic cache) is written once for both drivers. The pipeline is itself
+an effects generator (:func:`pipeline_effects`), so engines built on :mod:`.effects` nest it
+with ``yield from``; :func:`run_pipeline` and :func:`arun_pipeline` drive it for plain callers.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +119,8 @@ def pipeline_effects(
     for hooks in layers(middlewares, level):
         if hooks.before is not None:
             early = yield Call(hooks.before, (ctx,))
+            if inspect.isgenerator(early):
+                early = yield from early
             if early is not None:
                 result, short_circuited = early, True
                 break
@@ -125,6 +130,8 @@ def pipeline_effects(
     for hooks in reversed(entered):
         if hooks.after is not None:
             replaced = yield Call(hooks.after, (ctx, result))
+            if inspect.isgenerator(replaced):
+                replaced = yield from replaced
             if replaced is not None:
                 result = replaced
     return result
@@ -141,6 +148,8 @@ def _guarded(entered: list[Hooks], ctx: Any, inner: Callable[[], Engine]) -> Eng
             if on_error is None:
                 continue
             recovered = yield Call(on_error, (ctx, err))
+            if inspect.isgenerator(recovered):
+                recovered = yield from recovered
             if recovered is not None:
                 return recovered, entered[: depth + 1]
         raise

@@ -14,7 +14,9 @@ from .messages import Message
 
 @dataclass(frozen=True)
 class TripRecord:
-    """One model call and the tools it asked for; ``errors`` are the tools that failed."""
+    """One model call and the tools it asked for; ``errors`` are the tools that failed;
+    ``cached`` says the semantic cache answered instead of the model (``{"tier", "score",
+    "key", "usage"}``, ``usage`` being what the original call cost)."""
 
     index: int
     usage: Usage
@@ -22,9 +24,10 @@ class TripRecord:
     finish_reason: str | None
     tool_calls: tuple[str, ...] = ()
     errors: tuple[AIError, ...] = ()
+    cached: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "index": self.index,
             "usage": self.usage.to_dict(),
             "duration_ms": self.duration_ms,
@@ -32,6 +35,9 @@ class TripRecord:
             "tool_calls": list(self.tool_calls),
             "errors": [error_dict(e) for e in self.errors],
         }
+        if self.cached is not None:
+            data["cached"] = dict(self.cached)
+        return data
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,12 @@ class AgentRun:
         options = {"session_id": session_id, "cancel": cancel, "context": context, **extra}
         self.ctx = PipelineContext(
             level="execute",
-            agent={"name": agent.name, "is_anonymous": agent.is_anonymous},
+            agent={
+                "name": agent.name,
+                "is_anonymous": agent.is_anonymous,
+                "signature": agent.signature,
+                "version": agent.version,
+            },
             model=dict(self.model_info),
             input=text,
             options=options,
@@ -226,6 +231,7 @@ class AgentRun:
                 finish_reason=reply.finish_reason,
                 tool_calls=tuple(c.name for c in reply.tool_calls),
                 errors=errors,
+                cached=reply.cached,
             )
         )
 
