@@ -8,7 +8,7 @@
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from . import cache, checkpoint, session_lock, snapshot
+from . import cache, checkpoint, middleware, session_lock, snapshot
 from .core.agents.agent import Agent, AgentReport, AgentResult, TripRecord, agent
 from .core.agents.messages import Embedding, Embeddings, Message, ModelResponse, Price, ToolCall
 from .core.agents.middleware import Hooks, Middleware, PipelineContext
@@ -51,6 +51,7 @@ from .core.errors import (
     WorkflowDriftError,
     WorkflowError,
 )
+from .core.memory import Memory, MemoryItem, memory
 from .core.orchestrator import (
     Compaction,
     Orchestrator,
@@ -123,6 +124,8 @@ __all__ = [
     "LeaseLostError",
     "MaxIterationsError",
     "MaxStepsExceededError",
+    "Memory",
+    "MemoryItem",
     "Message",
     "Middleware",
     "ModelCallError",
@@ -181,6 +184,8 @@ __all__ = [
     "config",
     "get_config",
     "intent",
+    "memory",
+    "middleware",
     "orchestrator",
     "parallel",
     "reset_config",

@@ -198,7 +198,7 @@ class TurnRun(SupervisorRun):
         options = hooks.recall_options(self.plan.session_id)
         store = hooks.store
         found = yield CallEither(store.recall, getattr(store, "arecall", None), (query,), options)
-        found = list(found or [])
+        found = [_plain(item) for item in found or ()]
         yield from self.emit("orchestrator.memory.recalled", count=len(found))
         if found:
             from types import MappingProxyType
@@ -428,3 +428,10 @@ class TurnRun(SupervisorRun):
             "ended_at": now(),
             "usage": self.usage.to_dict(),
         }
+
+
+def _plain(item: Any) -> Any:
+    """A recalled item as JSON (``ai.memory`` returns ``MemoryItem``s), so the context
+    handed to intents stays plain data."""
+    to_dict = getattr(item, "to_dict", None)
+    return to_dict() if callable(to_dict) else item
