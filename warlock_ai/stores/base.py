@@ -224,6 +224,11 @@ class SnapshotStore(ABC):
     #: (the store could not be reached), waiting longer each time; 0 retries nothing.
     write_retry_seconds: float = 15.0
 
+    def schema(self) -> str:
+        """The DDL this store's migrations create, to read or to run through another
+        migration tool ("" for stores that need no tables: memory, Redis)."""
+        return ""
+
     @abstractmethod
     def load(self, run_id: str) -> RunSnapshot | None:
         """The snapshot of ``run_id``, or ``None``."""
@@ -376,6 +381,10 @@ class CheckpointStore(ABC):
     supports_ttl: ClassVar[bool] = False
 
     _session_lock: SessionLock | None = None
+
+    def schema(self) -> str:
+        """The DDL this store's migrations create ("" for memory and Redis)."""
+        return ""
 
     @abstractmethod
     def load(self, name: str, session_id: str) -> Any | None:

@@ -81,6 +81,14 @@ _UPSERT_VENDORS = frozenset({"postgresql", "sqlite"})
 _RELEASE_RUNNING = "release-running"
 
 
+def model_ddl(using: str, model: Any) -> list[str]:
+    """The statements creating ``model``'s table, indexes and constraints on database
+    ``using`` (what ``sqlmigrate`` shows for a ``CreateModel``), without running them."""
+    with connections[using].schema_editor(collect_sql=True, atomic=False) as editor:
+        editor.create_model(model)
+    return list(editor.collected_sql)
+
+
 def _model():
     from ..models import Snapshot
 
@@ -92,6 +100,10 @@ class DatabaseSnapshotStore(SnapshotStore):
 
     supports_leases = True
     supports_cancel = True
+
+    def schema(self) -> str:
+        """The SQL creating the ``Snapshot`` table on this store's database."""
+        return "\n".join(model_ddl(self.using, _model()))
 
     def __init__(
         self,

@@ -26,6 +26,7 @@ from ..core.cache.base import (
 )
 from ..core.errors import CacheConfigurationError
 from ..core.runs.serialization import loads
+from .orm import model_ddl
 
 __all__ = ["DatabaseCacheDriver"]
 
@@ -163,9 +164,7 @@ class DatabaseCacheDriver(CacheDriver):
         from ..models import CacheEntry
 
         connection = connections[self.using]
-        with connection.schema_editor(collect_sql=True, atomic=False) as editor:
-            editor.create_model(CacheEntry)
-        statements = list(editor.collected_sql)
+        statements = model_ddl(self.using, CacheEntry)
         if pgvector.pgvector_installed(connection):
             qn = connection.ops.quote_name
             statements.insert(0, "CREATE EXTENSION IF NOT EXISTS vector;")

@@ -16,7 +16,7 @@ from ..core.errors import CheckpointConflictError, StoreError, StoreUnavailableE
 from ..core.orchestrator.checkpoints import CheckpointRecord, conflict_error, valid_threshold
 from ..core.orchestrator.locks import SessionLock
 from .base import CheckpointStore
-from .orm import unreachable
+from .orm import model_ddl, unreachable
 
 _COLUMNS = (
     "orchestrator_name",
@@ -44,6 +44,10 @@ def _model():
 
 class DatabaseCheckpointStore(CheckpointStore):
     """Checkpoints as rows of ``warlock_ai.models.Checkpoint`` on the database alias ``using``."""
+
+    def schema(self) -> str:
+        """The SQL creating the ``Checkpoint`` table on this store's database."""
+        return "\n".join(model_ddl(self.using, _model()))
 
     def __init__(self, using: str = "default") -> None:
         if using not in connections:
