@@ -63,9 +63,16 @@ def test_list_orders_by_namespace_and_key_and_marks_expired_entries(admin_client
     assert listed(admin_client) == sorted(keys_left())
     html = admin_client.get(CHANGELIST).content.decode()
     assert html.count('class="warlock-badge warlock-expired"') == 3
-    for header in ("Namespace", "Key", "Scope", "Hits", "Expires at", "Created at"):
+    for header in ("Namespace", "Key", "Scope", "Hits", "Age", "Expires at"):
         assert f">{header}</a>" in html
     assert "never" in html and "user:1" in html
+
+
+def test_list_shows_each_entrys_age(admin_client):
+    add("answers", "week-old", created_at=timezone.now() - timedelta(days=7, hours=3))
+    add("answers", "fresh", created_at=timezone.now() - timedelta(minutes=5))
+    html = admin_client.get(CHANGELIST).content.decode()
+    assert ">1\xa0week</span>" in html and ">5\xa0minutes</span>" in html
 
 
 def test_list_filters_by_namespace_and_expiry_and_searches_key_and_scope(admin_client, entries):

@@ -22,6 +22,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods
 
@@ -95,7 +96,7 @@ class CacheEntryChangeList(ChangeList):
 
 @admin.register(CacheEntry)
 class CacheEntryAdmin(RefuseMalformedSelection, admin.ModelAdmin):
-    list_display = ("namespace", "key", "scope", "hits", "expiry", "created")
+    list_display = ("namespace", "key", "scope", "hits", "age", "expiry")
     list_display_links = ("key",)
     list_filter = ("namespace", ExpiredFilter)
     search_fields = ("key", "scope")
@@ -145,9 +146,15 @@ class CacheEntryAdmin(RefuseMalformedSelection, admin.ModelAdmin):
             return format_html(badge, short_datetime(obj.expires_at), _("expired"))
         return short_datetime(obj.expires_at)
 
-    @admin.display(description=_("created at"), ordering="created_at")
-    def created(self, obj: CacheEntry) -> str:
-        return formats.date_format(timezone.localtime(obj.created_at), "SHORT_DATETIME_FORMAT")
+    @admin.display(description=_("age"), ordering="created_at")
+    def age(self, obj: CacheEntry) -> str:
+        """How long ago the entry was written ("3 hours, 5 minutes"), its date on hover."""
+        written = formats.date_format(timezone.localtime(obj.created_at), "SHORT_DATETIME_FORMAT")
+        return format_html(
+            '<span class="warlock-nowrap" title="{}">{}</span>',
+            written,
+            timesince(obj.created_at, depth=1),
+        )
 
     @admin.display(description=_("value"))
     def formatted_value(self, obj: CacheEntry) -> str:
