@@ -9,6 +9,7 @@ test: nothing here is skipped for a missing server.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -275,3 +276,18 @@ def writers(subprocess_env: dict[str, str]) -> Iterator[Writers]:
     pool = Writers(env)
     yield pool
     pool.close()
+
+
+def run_async(coroutine: Any) -> Any:
+    """``asyncio.run``, then close the database connection of asgiref's thread."""
+
+    async def main() -> Any:
+        from asgiref.sync import sync_to_async
+        from django.db import connections
+
+        try:
+            return await coroutine
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    return asyncio.run(main())

@@ -4,7 +4,6 @@ with pgvector and PostgreSQL 15 without it."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 import uuid
@@ -15,7 +14,7 @@ import pytest
 
 import warlock_ai as ai
 from tests import services
-from tests.stores.conftest import DB_ALIASES
+from tests.stores.conftest import DB_ALIASES, run_async
 from warlock_ai.core.errors import (
     CacheConfigurationError,
     CacheUnsupportedError,
@@ -218,21 +217,6 @@ def test_dimension_mismatch_raises(cache):
 
 
 # --- async twins --------------------------------------------------------------------------
-
-
-def run_async(coroutine: Any) -> Any:
-    """``asyncio.run``, then close the database connection of asgiref's thread."""
-
-    async def main() -> Any:
-        from asgiref.sync import sync_to_async
-        from django.db import connections
-
-        try:
-            return await coroutine
-        finally:
-            await sync_to_async(connections.close_all)()
-
-    return asyncio.run(main())
 
 
 def test_async_twins(cache):

@@ -5,14 +5,13 @@ hooks using it."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
 import warlock_ai as ai
 from tests.embedders import TopicEmbedder
-from tests.stores.conftest import DB_ALIASES
+from tests.stores.conftest import DB_ALIASES, run_async
 from warlock_ai import END
 from warlock_ai.core.errors import CacheConfigurationError, CacheUnsupportedError
 
@@ -232,7 +231,7 @@ def test_async_twins(store, embedder) -> None:
         await memory.aclear("semantic")
         return texts(found) + texts(await memory.arecall("refund", scope="a"))
 
-    assert asyncio.run(scenario()) == ["refunds take five days"]
+    assert run_async(scenario()) == ["refunds take five days"]
 
 
 # --- the orchestrator ----------------------------------------------------------------------

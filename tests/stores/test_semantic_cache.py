@@ -5,7 +5,6 @@ in ``call_count``."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 
 import warlock_ai as ai
 from tests.embedders import TopicEmbedder
-from tests.stores.conftest import DB_ALIASES
+from tests.stores.conftest import DB_ALIASES, run_async
 from warlock_ai.core.errors import CacheConfigurationError, CacheUnsupportedError
 from warlock_ai.testing import FakeModel
 
@@ -304,9 +303,9 @@ def test_the_negation_guard_rejects_opposite_polarity(store, embedder) -> None:
 
 def test_async_execution_shares_the_cache(store, embedder) -> None:
     agent, model = cached_agent(store, embedder)
-    first = asyncio.run(agent.aexecute("How do I get a refund?", session_id="s"))
+    first = run_async(agent.aexecute("How do I get a refund?", session_id="s"))
     second = agent.execute("refund money", session_id="s")
-    third = asyncio.run(agent.aexecute("How do I get a refund?", session_id="s"))
+    third = run_async(agent.aexecute("How do I get a refund?", session_id="s"))
     assert first.text == second.text == third.text == "answer 1"
     assert (tier(second), tier(third)) == ("vector", "exact") and model.call_count == 1
 
