@@ -179,7 +179,8 @@ def pause_if_asked(ctx: ai.SupervisorContext) -> None:
 
 
 class ChatMemory:
-    """A small scoped memory for the chat until ``ai.memory`` arrives: each note is a row of
+    """A small scoped memory that needs no embedder (``ai.memory`` recalls by meaning and needs
+    one): the customer's latest notes, newest first. Each note is a row of
     warlock_ai's ``CacheEntry`` table (namespace ``MEMORY_NAMESPACE``) with its scope, so every
     process sees it. ``recall`` returns the newest notes of exactly the scope asked (``None``:
     the unscoped pool, not every scope) and ignores the query text."""
