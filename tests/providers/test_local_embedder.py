@@ -10,10 +10,12 @@ import asyncio
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import sysconfig
 import textwrap
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import pytest
 import warlock_ai as ai
 from warlock_ai.core.agents.messages import Embedder, Embedding, Embeddings
 from warlock_ai.core.runs.usage import Usage
-from warlock_ai.providers import LocalEmbedder
+from warlock_ai.providers import LocalEmbedder, local
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -191,6 +193,36 @@ def test_threads_share_one_model_safely(embedder):
         assert result.vector == pytest.approx(expected[text], abs=1e-6)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_embeds_with_the_model_its_parent_loaded(embedder):
+    """As an rq work horse does: forked after the parent embedded (torch's OpenMP pool has run)
+    and while another thread of the parent holds the model's lock."""
+    expected = embedder.embed(REFUND).vector
+    read_end, write_end = os.pipe()
+    with local._MODELS[(str(embedder.path.resolve()), "cpu")].lock:
+        pid = os.fork()
+    if pid == 0:  # the child: report and leave at once, whatever happens
+        try:
+            payload = json.dumps(LocalEmbedder().embed(REFUND).vector).encode()
+        except BaseException as exc:
+            payload = json.dumps(repr(exc)).encode()
+        os.write(write_end, payload)
+        os._exit(0)
+    os.close(write_end)
+    deadline = time.monotonic() + 60
+    while (status := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung embedding a text")
+        time.sleep(0.05)
+    with os.fdopen(read_end, "rb") as pipe:
+        got = json.loads(pipe.read())
+    assert status[1] == 0
+    assert got == pytest.approx(expected, abs=1e-5)
+
+
 def test_long_texts_are_truncated_at_256_word_pieces(embedder):
     long = " ".join(["password"] * 600)
     assert embedder.embed(long).usage.input == 256
@@ -275,6 +307,18 @@ def test_a_device_torch_does_not_have_fails_on_load_in_one_line():
     assert message.startswith("LocalEmbedder could not load the model in ")
     assert "on device 'nope': RuntimeError: Expected one of cpu" in message
     assert "\n" not in message
+
+
+def test_constructing_one_imports_neither_torch_nor_sentence_transformers():
+    script = """
+        import sys
+        from warlock_ai.providers import LocalEmbedder
+        embedder = LocalEmbedder()
+        print(embedder.dimensions, sorted({"torch", "sentence_transformers"} & set(sys.modules)))
+    """
+    done = run_python(script, dict(os.environ))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["384", "[]"]
 
 
 # --- without the extra ---------------------------------------------------------------------

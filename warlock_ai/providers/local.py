@@ -14,7 +14,7 @@ import importlib.util
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,26 @@ class _Loaded:
 
 _MODELS: dict[tuple[str, str], _Loaded] = {}
 _MODELS_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (an rq work horse, a multiprocessing worker) keeps the models its parent
+    loaded, with fresh locks (another thread of the parent may have held one). It runs torch on
+    one thread: torch's CPU builds use GNU OpenMP, whose thread pool hangs in a child forked
+    after the parent ran a parallel region."""
+    global _MODELS_LOCK
+    _MODELS_LOCK = threading.Lock()
+    if not _MODELS:
+        return
+    for key, loaded in list(_MODELS.items()):
+        _MODELS[key] = replace(loaded, lock=threading.Lock())
+    import torch
+
+    torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _load(path: Path, device: str) -> _Loaded:
