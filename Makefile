@@ -22,9 +22,21 @@ venv: $(STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# torch for the `local` extra (sentence-transformers) goes in first, pinned: the extras then find
+# it satisfied (they ask for torch>=2.2), whereas left to itself pip would take the newest torch,
+# on Linux a CUDA build of several GB. pip takes torch 2.13.0 from a wheel in a folder of its
+# find-links when one is there: TORCH_WHEELS, added when it exists, holds a CPU build (~190 MB)
+# on this project's machines. On a machine without that file pip downloads torch 2.13.0 from
+# PyPI instead (on Linux x86_64 the CUDA build and its nvidia-* wheels, several GB; it runs on the
+# CPU all the same). To avoid that, install a CPU build of torch 2.13.0 into .venv first (PyTorch
+# publishes them on its own index): this step then finds it and installs nothing.
+TORCH ?= torch==2.13.0
+TORCH_WHEELS ?= /opt/wheels
+
 # Reinstall only when pyproject.toml changes, so repeated `make test` starts at once.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS)) '$(TORCH)'
 	$(PY) -m pip install -e '.[all,dev]'
 	touch $@
 
