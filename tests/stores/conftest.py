@@ -291,3 +291,40 @@ def run_async(coroutine: Any) -> Any:
             await sync_to_async(connections.close_all)()
 
     return asyncio.run(main())
+
+
+# --- cache drivers with similarity search (semantic cache, memory) -------------------------
+
+SIMILARITY_KINDS = ("memory", "lru", "sqlite", "postgres16", "postgres15")
+
+
+def similarity_params() -> list[Any]:
+    params = []
+    for kind in SIMILARITY_KINDS:
+        marks: list[Any] = []
+        if kind in DB_ALIASES:
+            marks.append(pytest.mark.django_db(databases=[DB_ALIASES[kind]], transaction=True))
+            marks.append(pytest.mark.services)
+        params.append(pytest.param(kind, id=kind, marks=marks))
+    return params
+
+
+@pytest.fixture(params=similarity_params())
+def store(request: pytest.FixtureRequest) -> Any:
+    """A cache driver with similarity search, on each kind (8 dimensions in process)."""
+    import warlock_ai as ai
+
+    kind = request.param
+    if kind == "memory":
+        return ai.cache.memory(dimensions=8)
+    if kind == "lru":
+        return ai.cache.lru(max_entries=500, dimensions=8)
+    return ai.cache.db(using=DB_ALIASES[kind])
+
+
+@pytest.fixture
+def embedder(store: Any) -> Any:
+    """A topic embedder of the store's size (tests/embedders.py)."""
+    from tests.embedders import TopicEmbedder
+
+    return TopicEmbedder(dimensions=store.dimensions)

@@ -11,37 +11,9 @@ import pytest
 
 import warlock_ai as ai
 from tests.embedders import TopicEmbedder
-from tests.stores.conftest import DB_ALIASES, run_async
+from tests.stores.conftest import run_async
 from warlock_ai import END
 from warlock_ai.core.errors import CacheConfigurationError, CacheUnsupportedError
-
-KINDS = ("memory", "lru", "sqlite", "postgres16", "postgres15")
-
-
-def _params() -> list[Any]:
-    params = []
-    for kind in KINDS:
-        marks: list[Any] = []
-        if kind in DB_ALIASES:
-            marks.append(pytest.mark.django_db(databases=[DB_ALIASES[kind]], transaction=True))
-            marks.append(pytest.mark.services)
-        params.append(pytest.param(kind, id=kind, marks=marks))
-    return params
-
-
-@pytest.fixture(params=_params())
-def store(request: pytest.FixtureRequest) -> Any:
-    kind = request.param
-    if kind == "memory":
-        return ai.cache.memory(dimensions=8)
-    if kind == "lru":
-        return ai.cache.lru(max_entries=500, dimensions=8)
-    return ai.cache.db(using=DB_ALIASES[kind])
-
-
-@pytest.fixture
-def embedder(store: Any) -> TopicEmbedder:
-    return TopicEmbedder(dimensions=store.dimensions)
 
 
 class Clock:
