@@ -36,8 +36,9 @@ _COUNT = (
     "FOR UPDATE OF c SKIP LOCKED))"
 )
 _RELAX = " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
-_GET = "WITH found AS (SELECT id, value FROM {table} WHERE key = %s AND {live}), {count} " + (
-    "SELECT value FROM found"
+_GET = (
+    "WITH found AS (SELECT id, value FROM {table} WHERE key = %s AND {live}), "
+    "{count} SELECT value FROM found"
 )
 _SEARCH = (
     "WITH found AS (SELECT id, key, value, scope, embedding <=> %s::vector AS distance "
