@@ -1,5 +1,6 @@
 """Cache driver factories: ``ai.cache.memory()``, ``ai.cache.lru(max_entries=)``,
-``ai.cache.file(path)``, ``ai.cache.redis(...)``, ``ai.cache.db(using=, dimensions=)``."""
+``ai.cache.file(path)``, ``ai.cache.redis(...)``,
+``ai.cache.db(using=, dimensions=, ef_search=)``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 from typing import Any
 
 from .core.cache import CacheDriver, CacheHit, FileCacheDriver, LRUCacheDriver, MemoryCacheDriver
+from .stores.orm_cache_pg import DEFAULT_EF_SEARCH
 
 __all__ = ["CacheDriver", "CacheHit", "db", "file", "lru", "memory", "redis"]
 
@@ -40,9 +42,14 @@ def redis(
     return RedisCacheDriver(client=client, url=url, async_client=async_client, prefix=prefix)
 
 
-def db(using: str = "default", dimensions: int | None = None) -> Any:
+def db(
+    using: str = "default",
+    dimensions: int | None = None,
+    ef_search: int | None = DEFAULT_EF_SEARCH,
+) -> Any:
     """``CacheEntry`` rows on database ``using``: pgvector HNSW search on PostgreSQL with the
-    extension, exact search elsewhere."""
+    extension, exact search elsewhere. ``ef_search`` is pgvector's ``hnsw.ef_search`` for the
+    driver's searches (``None`` leaves the server's setting)."""
     from .stores.orm_cache import DatabaseCacheDriver
 
-    return DatabaseCacheDriver(using=using, dimensions=dimensions)
+    return DatabaseCacheDriver(using=using, dimensions=dimensions, ef_search=ef_search)

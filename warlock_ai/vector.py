@@ -15,6 +15,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.db import DatabaseError, transaction
 from django.db.migrations.operations.base import Operation
+from django.db.models import Q
+from django.db.models.sql import Query
 
 logger = logging.getLogger("warlock_ai.vector")
 
@@ -145,6 +147,8 @@ class CreateVectorExtension(Operation):
 class CreateVectorIndex(Operation):
     """An HNSW index with ``vector_cosine_ops`` on a column, if that column is a ``vector``.
 
+    ``m`` and ``ef_construction`` are pgvector's index parameters (its defaults, 16 and 64,
+    when left out); ``condition`` (a ``Q``) makes it a partial index, like ``Index.condition``.
     The index is not part of the model state (it cannot exist on every database), so
     ``makemigrations`` never sees it; this operation creates it where it can and drops it when
     reversed.
@@ -152,23 +156,49 @@ class CreateVectorIndex(Operation):
 
     reversible = True
 
-    def __init__(self, model_name: str, field_name: str, name: str) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        field_name: str,
+        name: str,
+        m: int | None = None,
+        ef_construction: int | None = None,
+        condition: Q | None = None,
+    ) -> None:
         self.model_name = model_name
         self.field_name = field_name
         self.name = name
+        self.m = m
+        self.ef_construction = ef_construction
+        self.condition = condition
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
-        kwargs = {"model_name": self.model_name, "field_name": self.field_name, "name": self.name}
+        kwargs: dict[str, Any] = {
+            "model_name": self.model_name,
+            "field_name": self.field_name,
+            "name": self.name,
+        }
+        for option in ("m", "ef_construction", "condition"):
+            if getattr(self, option) is not None:
+                kwargs[option] = getattr(self, option)
         return (type(self).__qualname__, [], kwargs)
 
     def state_forwards(self, app_label: str, state: Any) -> None:
         pass
 
     def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any):
+        self.create(schema_editor, to_state.apps.get_model(app_label, self.model_name))
+
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ):
+        self.drop(schema_editor)
+
+    def create(self, schema_editor: Any, model: Any) -> None:
+        """``CREATE INDEX`` where ``model``'s column is a vector of at most 2,000 dimensions."""
         connection = schema_editor.connection
         if connection.vendor != "postgresql":
             return
-        model = to_state.apps.get_model(app_label, self.model_name)
         table = model._meta.db_table
         column = model._meta.get_field(self.field_name).column
         size = _vector_size(connection, table, column)
@@ -183,17 +213,27 @@ class CreateVectorIndex(Operation):
                 MAX_INDEXED_DIMENSIONS,
             )
             return
-        qn = schema_editor.quote_name
-        schema_editor.execute(
-            f"CREATE INDEX IF NOT EXISTS {qn(self.name)} ON {qn(table)} "
-            f"USING hnsw ({qn(column)} vector_cosine_ops)"
-        )
+        schema_editor.execute(self.sql(schema_editor, model))
 
-    def database_backwards(
-        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
-    ):
+    def drop(self, schema_editor: Any) -> None:
         if schema_editor.connection.vendor == "postgresql":
             schema_editor.execute(f"DROP INDEX IF EXISTS {schema_editor.quote_name(self.name)}")
+
+    def sql(self, schema_editor: Any, model: Any) -> str:
+        """The ``CREATE INDEX`` statement, on any PostgreSQL (``schema()`` prints it)."""
+        qn = schema_editor.quote_name
+        column = model._meta.get_field(self.field_name).column
+        sql = (
+            f"CREATE INDEX IF NOT EXISTS {qn(self.name)} ON {qn(model._meta.db_table)} "
+            f"USING hnsw ({qn(column)} vector_cosine_ops)"
+        )
+        options = {"m": self.m, "ef_construction": self.ef_construction}
+        given = [f"{option} = {int(value)}" for option, value in options.items() if value]
+        if given:
+            sql += f" WITH ({', '.join(given)})"
+        if self.condition is not None:
+            sql += f" WHERE {_condition_sql(self.condition, model, schema_editor)}"
+        return sql
 
     def describe(self) -> str:
         return f"Create HNSW index {self.name} on {self.model_name}.{self.field_name} (pgvector)"
@@ -201,6 +241,35 @@ class CreateVectorIndex(Operation):
     @property
     def migration_name_fragment(self) -> str:
         return self.name.lower()
+
+
+class DropVectorIndex(CreateVectorIndex):
+    """The reverse of :class:`CreateVectorIndex`: drops the index, and reversed creates it again
+    with the parameters given here (those it had)."""
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any):
+        self.drop(schema_editor)
+
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ):
+        self.create(schema_editor, to_state.apps.get_model(app_label, self.model_name))
+
+    def describe(self) -> str:
+        return f"Drop HNSW index {self.name} on {self.model_name}.{self.field_name} (pgvector)"
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return f"drop_{self.name.lower()}"
+
+
+def _condition_sql(condition: Q, model: Any, schema_editor: Any) -> str:
+    """A ``Q`` as the SQL of a partial index's ``WHERE``, as Django's ``Index`` writes it."""
+    query = Query(model=model, alias_cols=False)
+    where = query.build_where(condition)
+    compiler = query.get_compiler(connection=schema_editor.connection)
+    sql, params = where.as_sql(compiler, schema_editor.connection)
+    return sql % tuple(schema_editor.quote_value(param) for param in params)
 
 
 def column_type(connection: Any, table: str, column: str) -> tuple[str, int] | None:

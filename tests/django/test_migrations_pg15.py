@@ -46,6 +46,8 @@ def test_migrate_check_and_unmigrate_on_postgres_15(pg15_db):
         url, "SELECT indexdef FROM pg_indexes WHERE tablename = 'warlock_ai_cacheentry'"
     )
     assert indexes and not any("hnsw" in row[0] or "vector" in row[0] for row in indexes)
+    options = query(url, "SELECT reloptions FROM pg_class WHERE relname = 'warlock_ai_cacheentry'")
+    assert options == [(["fillfactor=80"],)]  # hits counted as HOT updates (migration 0006)
     assert query(url, "SELECT count(*) FROM warlock_ai_checkpoint") == [(0,)]
 
     settings = "tests.django.cache_settings"

@@ -2,7 +2,8 @@
 
 Similarity search is pgvector's cosine distance (``<=>``, served by the HNSW index) where the
 embedding column is a ``vector``, and exact search in Python elsewhere (SQLite, PostgreSQL
-without pgvector). A ``get`` or ``similar`` hit adds one to the entry's ``hits``.
+without pgvector). A ``get`` or ``similar`` hit adds one to the entry's ``hits``; on PostgreSQL
+each lookup is one statement that counts its hits best-effort (``orm_cache_pg``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import connections
-from django.db.models import F
-from django.db.models.expressions import RawSQL
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .. import vector as pgvector
@@ -26,21 +26,50 @@ from ..core.cache.base import (
 )
 from ..core.errors import CacheConfigurationError
 from ..core.runs.serialization import loads
+from . import orm_cache_pg
 from .orm import model_ddl
+from .orm_cache_pg import DEFAULT_EF_SEARCH
 
-__all__ = ["DatabaseCacheDriver"]
+__all__ = ["DEFAULT_EF_SEARCH", "DatabaseCacheDriver"]
+
+#: The HNSW index the latest migration creates where the embedding column is a vector: the
+#: shared pool only (a scoped search reads its few rows exactly, by the (namespace, scope)
+#: index). ``schema()`` prints it; a test checks it against the migration.
+EMBEDDING_INDEX = pgvector.CreateVectorIndex(
+    model_name="cacheentry",
+    field_name="embedding",
+    name="warlock_cache_embed_hnsw",
+    m=16,
+    ef_construction=64,
+    condition=Q(scope__isnull=True),
+)
+
+#: The table's fillfactor on PostgreSQL (migration 0006): room on each page, so that counting
+#: a hit is a HOT update that adds no index entries.
+FILLFACTOR = 80
 
 
 class DatabaseCacheDriver(CacheDriver):
     """The ORM cache on database alias ``using``; ``dimensions`` defaults to
-    ``WARLOCK_AI["CACHE"]["OPTIONS"]["dimensions"]`` (else 1536), the column's size."""
+    ``WARLOCK_AI["CACHE"]["OPTIONS"]["dimensions"]`` (else 1536), the column's size.
+
+    ``ef_search`` is pgvector's ``hnsw.ef_search`` (candidates an HNSW search keeps: more is
+    slower and finds the true nearest entry more often), set once per database connection;
+    ``None`` leaves the server's setting alone.
+    """
 
     supports_similarity = True
     uses_pgvector = True  # read by the system checks (W003/W004)
 
-    def __init__(self, using: str = "default", dimensions: int | None = None) -> None:
+    def __init__(
+        self,
+        using: str = "default",
+        dimensions: int | None = None,
+        ef_search: int | None = DEFAULT_EF_SEARCH,
+    ) -> None:
         self.using = using
         self.dimensions = dimensions if dimensions is not None else pgvector.dimensions()
+        self.ef_search = orm_cache_pg.check_ef_search(ef_search)
         self._column_checked = False
 
     def check_vector(
@@ -74,6 +103,10 @@ class DatabaseCacheDriver(CacheDriver):
         return found.filter(scope__isnull=True) if scope is None else found.filter(scope=scope)
 
     def get(self, key: str, *, namespace: str = DEFAULT_NAMESPACE, scope: str | None = None) -> Any:
+        connection = connections[self.using]
+        if connection.vendor == "postgresql":
+            table = connection.ops.quote_name(self._table)
+            return orm_cache_pg.get(connection, table, key, namespace, scope, timezone.now())
         row = self._entries(namespace, scope).filter(key=key).values_list("pk", "value").first()
         if row is None:
             return None
@@ -131,27 +164,31 @@ class DatabaseCacheDriver(CacheDriver):
         threshold: float,
         scope: str | None,
     ) -> list[CacheHit]:
+        connection = connections[self.using]
+        if pgvector.pgvector_installed(connection):
+            return orm_cache_pg.search(
+                connection,
+                connection.ops.quote_name(self._table),
+                query,
+                namespace=namespace,
+                scope=scope,
+                now=timezone.now(),
+                top_k=top_k,
+                threshold=threshold,
+                ef_search=self.ef_search,
+            )
         rows = self._entries(namespace, scope).filter(embedding__isnull=False)
-        if pgvector.pgvector_installed(connections[self.using]):
-            hits = self._nearest(rows, query, top_k, threshold)
-        else:
-            candidates = rows.values_list("key", "value", "scope", "embedding")
-            hits = rank(query, candidates.iterator(), top_k, threshold)
+        candidates = rows.values_list("key", "value", "scope", "embedding")
+        hits = rank(query, candidates.iterator(), top_k, threshold)
         if hits:
             self._count_hits(namespace=namespace, key__in=[hit.key for hit in hits])
         return hits
 
-    @staticmethod
-    def _nearest(rows: Any, query: Sequence[float], top_k: int, threshold: float) -> list[CacheHit]:
-        text = "[" + ",".join(repr(x) for x in query) + "]"
-        distance = RawSQL("embedding <=> %s::vector", [text])
-        nearest = rows.annotate(distance=distance).order_by("distance")[:top_k]
-        hits = []
-        for key, value, scope, found in nearest.values_list("key", "value", "scope", "distance"):
-            score = 1.0 - found
-            if score >= threshold:
-                hits.append(CacheHit(key, value, score, scope))
-        return hits
+    @property
+    def _table(self) -> str:
+        from ..models import CacheEntry
+
+        return CacheEntry._meta.db_table
 
     def _count_hits(self, **lookup: Any) -> None:
         from ..models import CacheEntry
@@ -159,19 +196,20 @@ class DatabaseCacheDriver(CacheDriver):
         CacheEntry.objects.using(self.using).filter(**lookup).update(hits=F("hits") + 1)
 
     def schema(self) -> str:
-        """The SQL that creating ``CacheEntry`` runs on this database (like ``sqlmigrate``),
-        with pgvector's HNSW index where the column is a ``vector``."""
+        """The SQL that the migrations run for ``CacheEntry`` on this database (like
+        ``sqlmigrate``): the table, pgvector's HNSW index where the column is a ``vector``, and
+        on PostgreSQL the table's fillfactor."""
         from ..models import CacheEntry
 
         connection = connections[self.using]
         statements = model_ddl(self.using, CacheEntry)
         if pgvector.pgvector_installed(connection):
-            qn = connection.ops.quote_name
             statements.insert(0, "CREATE EXTENSION IF NOT EXISTS vector;")
-            statements.append(
-                f"CREATE INDEX IF NOT EXISTS {qn('warlock_cache_embed_hnsw')} ON "
-                f'{qn(CacheEntry._meta.db_table)} USING hnsw ("embedding" vector_cosine_ops);'
-            )
+            with connection.schema_editor(collect_sql=True, atomic=False) as editor:
+                statements.append(EMBEDDING_INDEX.sql(editor, CacheEntry) + ";")
+        if connection.vendor == "postgresql":
+            table = connection.ops.quote_name(CacheEntry._meta.db_table)
+            statements.append(f"ALTER TABLE {table} SET (fillfactor = {FILLFACTOR});")
         return "\n".join(statements)
 
     async def aget(
