@@ -82,8 +82,8 @@ def test_a_session_never_reads_another_sessions_entries(store, embedder) -> None
     vector = embedder.vector("How do I get a refund?")
     found = store.similar(vector, namespace="ai.cache", top_k=10, threshold=0.5, scope="x")
     assert found == []
-    scopes = {hit.scope.split("|")[0] for hit in _all_hits(store, embedder)}
-    assert scopes == {"session:alice", "session:bob", ""}
+    scopes = {hit.scope for hit in _all_hits(store, embedder)}
+    assert scopes == {"session:alice", "session:bob", None}
 
 
 def _all_hits(store: Any, embedder: Any) -> list[Any]:
@@ -332,6 +332,17 @@ def test_hits_are_counted_on_the_entry() -> None:
     agent.execute("refund money", session_id="s")
     entry = CacheEntry.objects.using("pg").get(namespace="ai.cache")
     assert entry.hits == 2
-    assert entry.scope.startswith("session:s|fake/fake|")
+    assert entry.scope == "session:s" and entry.value["partition"].startswith("fake/fake:")
     assert entry.value["prompt"] == "How do I get a refund?"
     assert entry.value["response"]["content"] == "answer 1"
+
+
+def test_a_nearer_entry_of_another_model_is_passed_over_for_this_models(store, embedder) -> None:
+    old, _ = cached_agent(store, embedder, ["old model's answer"], model_name="old")
+    old.execute("refund money please", session_id="s")
+    new, model = cached_agent(store, embedder, ["new model's answer", "unused"], model_name="new")
+    new.execute("refund please", session_id="s")
+    # The old model's entry is the nearest (the same text); the search looks further.
+    again = new.execute("refund money please", session_id="s")
+    assert again.text == "new model's answer" and tier(again) == "vector"
+    assert model.call_count == 1

@@ -14,17 +14,24 @@ refusals, truncated or empty answers, and executions that failed (a model, tool,
 middleware error) are never stored.
 
 What an entry may answer is narrower than in the original, so that a cache never serves an
-answer its question was not asked under. Every entry lives in a **partition**, written to the
-driver's ``scope`` column and matched exactly *in the driver's query*:
+answer its question was not asked under:
 
-- the caller's scope (``"session"``: the execution's ``session_id``; ``"shared"``; or a
-  callable of the trip context), so one session never reads another's entries;
-- the model (provider and name), the agent's signature (tools, output schema, version) and
-  this middleware's ``version=``, so a new model, agent or prompt release never serves old
-  answers;
-- the system prompt, and with ``match="conversation"`` (the default) every message before the
-  latest user message, so "yes, do it" in one conversation is not answered from another.
-  ``match="prompt"`` compares only the latest user message (the original's vector tier).
+- **scope**: the caller's scope (``"session"``: ``session:<session_id>``; ``"shared"``: the
+  unscoped pool; or a callable of the trip context) is the entry's ``scope``, matched exactly
+  *in the driver's query*, so one session never reads another's entries;
+- **partition**: a digest of the model (provider and name), the agent's signature (tools,
+  output schema, version), this middleware's ``version=``, the system prompt and, with
+  ``match="conversation"`` (the default), every message before the latest user message. It is
+  part of the exact tier's key and stored with the entry; a vector hit of another partition is
+  passed over. So a new model, agent or prompt release never serves old answers, and "yes, do
+  it" in one conversation is not answered from another. ``match="prompt"`` compares only the
+  latest user message (the original's vector tier).
+
+The vector tier asks the driver for the nearest entry first and looks further (``top_k=8``)
+only when that one cannot be served (another partition, stale, refused by the guard), so a
+lookup is one search and a hit counts one entry's ``hits``. The partition is not a column: the
+HNSW index (pgvector 0.6 has no filtered index scans) then serves the whole shared pool of a
+namespace, and entries of an older model or prompt are only passed over until they expire.
 
 The cache fails open: a driver or embedder error is logged on ``warlock_ai.cache`` and the model
 is called, except a ``CacheConfigurationError`` (a misconfigured cache would otherwise stay
@@ -54,8 +61,8 @@ DEFAULT_NAMESPACE = "ai.cache"
 #: Finish reasons of a complete answer; anything else (length, content_filter, ...) is not kept.
 COMPLETE = frozenset({"stop", "end_turn", "stop_sequence", "eos"})
 MATCHES = ("conversation", "prompt")
-SCOPE_MAX = 255  # CacheEntry.scope
-_READABLE = 80  # how much of the caller's scope and the model the partition shows
+#: How far the vector tier looks when the nearest entry cannot be served.
+WIDER_TOP_K = 8
 
 
 def semantic_cache(
@@ -142,8 +149,6 @@ class SemanticCache:
         if not isinstance(name, str) or not name:
             raise ValueError(f"{where}: name must be a non-empty string")
         self.pending_key = f"{name}.pending"
-        # With a guard, a rejected nearest entry leaves room for the next ones.
-        self.top_k = 3 if self.guard is not None else 1
 
     # --- hooks ----------------------------------------------------------------------------
 
@@ -154,9 +159,10 @@ class SemanticCache:
         prompt = latest_user_text(messages)
         if not prompt:
             return None
+        scope = self.caller_scope(ctx)
         partition = self.partition(ctx, messages)
-        key = entry_key(partition, messages)
-        where = {"namespace": self.namespace, "scope": partition}
+        key = entry_key(scope, partition, messages)
+        where = {"namespace": self.namespace, "scope": scope}
         store = self.store
         try:
             found = yield CallEither(store.get, store.aget, (key,), where)
@@ -165,28 +171,29 @@ class SemanticCache:
         except Exception as exc:
             logger.warning("semantic cache: reading %r failed, calling the model: %s", key, exc)
             return None
-        if self.fresh(found):
+        if self.servable(found, partition):
             return served(found, {"tier": "exact", "score": 1.0, "key": key})
         vector = yield from self.embed(prompt)
         if vector is not None:
-            search = {**where, "top_k": self.top_k, "threshold": self.threshold}
-            try:
-                hits = yield CallEither(store.similar, store.asimilar, (vector,), search)
-            except CacheConfigurationError:
-                raise
-            except Exception as exc:
-                logger.warning("semantic cache: searching failed, calling the model: %s", exc)
-                hits = []
-            for hit in hits:
-                value = hit.value
-                if not self.fresh(value):
-                    continue
-                if self.guard is not None and not self.guard(prompt, value.get("prompt", "")):
-                    continue
-                return served(value, {"tier": "vector", "score": hit.score, "key": hit.key})
+            for top_k in (1, WIDER_TOP_K):
+                search = {**where, "top_k": top_k, "threshold": self.threshold}
+                try:
+                    hits = yield CallEither(store.similar, store.asimilar, (vector,), search)
+                except CacheConfigurationError:
+                    raise
+                except Exception as exc:
+                    logger.warning("semantic cache: searching failed, calling the model: %s", exc)
+                    break
+                for hit in hits:
+                    if self.servable(hit.value, partition, prompt):
+                        cached = {"tier": "vector", "score": hit.score, "key": hit.key}
+                        return served(hit.value, cached)
+                if len(hits) < top_k:
+                    break  # nothing further to look at
         ctx.state[self.pending_key] = {
             "key": key,
-            "scope": partition,
+            "scope": scope,
+            "partition": partition,
             "prompt": prompt,
             "vector": vector,
         }
@@ -222,6 +229,7 @@ class SemanticCache:
                 "usage": reply.usage.to_dict(),
             },
             "prompt": pending["prompt"],
+            "partition": pending["partition"],
             "stored_at": time.time(),
         }
         options = {
@@ -253,13 +261,20 @@ class SemanticCache:
             return None
         return list(vector)
 
-    def fresh(self, value: Any) -> bool:
+    def servable(self, value: Any, partition: str, prompt: str | None = None) -> bool:
+        """A stored answer of this partition, still fresh, and (for a vector hit of
+        ``prompt``) accepted by the guard."""
         if not isinstance(value, Mapping) or not isinstance(value.get("response"), Mapping):
             return False
-        if self.ttl is None:
-            return True
-        stored_at = value.get("stored_at")
-        return isinstance(stored_at, int | float) and time.time() - stored_at <= self.ttl
+        if value.get("partition") != partition:
+            return False
+        if self.ttl is not None:
+            stored_at = value.get("stored_at")
+            if not isinstance(stored_at, int | float) or time.time() - stored_at > self.ttl:
+                return False
+        if prompt is not None and self.guard is not None:
+            return self.guard(prompt, str(value.get("prompt") or ""))
+        return True
 
     def caller_scope(self, ctx: PipelineContext) -> str | None:
         if self.scope == "shared":
@@ -272,24 +287,16 @@ class SemanticCache:
         return str(found) if found else None
 
     def partition(self, ctx: PipelineContext, messages: Sequence[Message]) -> str:
-        """``<caller scope>|<provider/model>|<digest>``: the digest covers everything an
-        answer depends on (see the module); the readable parts are for people."""
-        caller = self.caller_scope(ctx)
+        """``<provider>/<model>:<digest>``: the digest covers everything an answer depends on
+        besides the question (see the module); the model is written out for people."""
         model = ctx.model or {}
         model_label = f"{model.get('provider', '')}/{model.get('name', '')}"
         agent = ctx.agent or {}
         context = messages[:-1] if self.match == "conversation" else system_of(messages)
         digest = _digest(
-            [
-                caller,
-                model_label,
-                agent.get("signature"),
-                self.version,
-                [m.to_dict() for m in context],
-            ]
+            [model_label, agent.get("signature"), self.version, [m.to_dict() for m in context]]
         )
-        label = f"{(caller or '')[:_READABLE]}|{model_label[:_READABLE]}|"
-        return label + digest[: SCOPE_MAX - len(label)]
+        return f"{model_label}:{digest}"
 
 
 def resolve_store(where: str, store: CacheDriver | None) -> CacheDriver:
@@ -368,10 +375,10 @@ def system_of(messages: Sequence[Message]) -> list[Message]:
     return [m for m in messages if m.role == "system"]
 
 
-def entry_key(partition: str, messages: Sequence[Message]) -> str:
-    """The exact tier's key: a 128-bit digest of the partition and every message (a 32-bit
-    hash, as in the original, collides within a few tens of thousands of entries)."""
-    return _digest([partition, [m.to_dict() for m in messages]])
+def entry_key(scope: str | None, partition: str, messages: Sequence[Message]) -> str:
+    """The exact tier's key: a 128-bit digest of the scope, the partition and every message
+    (a 32-bit hash, as in the original, collides within a few tens of thousands of entries)."""
+    return _digest([scope, partition, [m.to_dict() for m in messages]])
 
 
 def _digest(value: Any) -> str:
