@@ -13,7 +13,8 @@ rotating order, by:
   (40), and at each ``--sweep`` value: the floor under the driver;
 - ``DatabaseCacheDriver.similar(top_k=1)`` end to end at each ``--ef-search`` (each driver on
   a connection of its own), and ``get()`` of an absent key followed by ``similar()``: the
-  semantic cache middleware's hit path without the middleware;
+  semantic cache middleware's hit path without the middleware; and the middleware's trip hook
+  itself on a new prompt (exact tier missed, vector tier hit; embedding left out);
 - ``similar(scope=, top_k=5)`` for a session's own entries (exact, through the
   ``(namespace, scope)`` index), its recall against numpy over that session's entries.
 
@@ -148,12 +149,82 @@ def key(n: int) -> str:
 
 
 def value(n: int) -> dict[str, Any]:
-    """What the semantic cache middleware stores: a model response, a timestamp."""
+    """What the semantic cache middleware stores: a model response, the prompt, the partition
+    of the middleware's agent (so ``middleware_hit_path`` may serve it), a timestamp."""
     text = " ".join(WORDS[(n * 7 + i * 3) % len(WORDS)] for i in range(40))
     return {
-        "response": {"content": text, "finishReason": "stop", "toolCalls": []},
-        "storedAt": 1_764_000_000_000 + n,
+        "response": {"content": text, "finish_reason": "stop", "model": "bench-model"},
+        "prompt": f"prompt {n}",
+        "partition": partition(),
+        "stored_at": 1_764_000_000.0 + n,
     }
+
+
+# --- the middleware's hit path ------------------------------------------------------------------
+
+SYSTEM_PROMPT = "You answer support questions."
+
+
+def trip_context(text: str) -> Any:
+    """The context a trip of the middleware's agent has: model, agent, the two messages."""
+    from warlock_ai import Message, PipelineContext
+
+    return PipelineContext(
+        level="trip",
+        agent={"name": "bench", "is_anonymous": False, "signature": "bench", "version": None},
+        model={"name": "bench-model", "provider": "bench"},
+        options={"session_id": None},
+        trip_index=0,
+        messages=[Message("system", SYSTEM_PROMPT), Message("user", text)],
+    )
+
+
+class Precomputed:
+    """An embedder answering from the query vectors: the hit path measured without embedding."""
+
+    name, provider, dimensions = "precomputed", "bench", DIMENSIONS
+
+    def __init__(self, vectors: list[list[float]]) -> None:
+        self.vectors = vectors
+
+    def embed(self, text: str) -> Any:
+        from warlock_ai import Embedding
+
+        return Embedding(self.vectors[int(text.split()[-1])], DIMENSIONS)
+
+
+def semantic_cache(store: Any, vectors: list[list[float]]) -> Any:
+    import warlock_ai as ai
+
+    return ai.middleware.semantic_cache(
+        embedder=Precomputed(vectors), store=store, threshold=0.5, scope="shared"
+    )
+
+
+_PARTITION: list[str] = []
+
+
+def partition() -> str:
+    """The partition the middleware computes for its agent (the same for every prompt)."""
+    if not _PARTITION:
+        import warlock_ai as ai
+        from warlock_ai.core.cache.semantic import SemanticCache
+
+        ctx = trip_context("query 0")
+        cache = SemanticCache(
+            embedder=Precomputed([]),
+            store=ai.cache.memory(dimensions=DIMENSIONS),
+            threshold=0.5,
+            ttl=None,
+            namespace=NAMESPACE,
+            scope="shared",
+            guard=None,
+            version=None,
+            match="conversation",
+            name="semantic-cache",
+        )
+        _PARTITION.append(cache.partition(ctx, ctx.messages))
+    return _PARTITION[0]
 
 
 # --- server and database ------------------------------------------------------------------------
@@ -336,6 +407,19 @@ def methods(data: Dataset, url: str, alias: str, args: argparse.Namespace) -> di
     for each in drivers:
         found[f"driver similar(), ef_search={each.ef_search}"] = partial(similar, each)
     found[f"driver get() miss + similar(), ef_search={driver.ef_search}"] = hit_path
+    middleware = semantic_cache(driver, as_lists)
+
+    def middleware_hit_path(i: int) -> str | None:
+        """The middleware's trip hook on a new prompt (exact tier missed, vector tier hit),
+        as the agent runs it; the embedder's cost is left out."""
+        from warlock_ai.core.runs.effects import run_sync
+
+        reply = run_sync(middleware.trip.before(trip_context(f"query {i}")))
+        return None if reply is None else reply.cached["key"]
+
+    found[f"middleware hit path (embed excluded), ef_search={driver.ef_search}"] = (
+        middleware_hit_path
+    )
     return {"methods": found, "drivers": drivers, "raws": raws}
 
 
