@@ -13,20 +13,23 @@ PURGE_EXPIRED = "/admin/warlock_ai/cacheentry/purge-expired/"
 PURGE_NAMESPACE = "/admin/warlock_ai/cacheentry/purge-namespace/"
 
 
-def add(namespace, key, expires_in_hours=None, **fields):
+def add(namespace, key, expires_in_hours=None, age_hours=0, **fields):
     now = timezone.now()
     expires = None if expires_in_hours is None else now + timedelta(hours=expires_in_hours)
-    CacheEntry.objects.create(namespace=namespace, key=key, expires_at=expires, **fields)
+    created = now - timedelta(hours=age_hours)
+    CacheEntry.objects.create(
+        namespace=namespace, key=key, expires_at=expires, created_at=created, **fields
+    )
 
 
 def add_entries():
-    add("answers", "refund-policy", 6, scope="tenant:acme", hits=12, value={"text": "30 days"})
-    add("answers", "shipping-times", -2, scope="tenant:acme", hits=3, embedding=[0.1, 0.2])
-    add("answers", "opening-hours", None, scope="tenant:globex", hits=40)
-    add("memory", "agent:billing/facts", -30, scope="user:1042", value=["prefers email"])
-    add("memory", "agent:billing/summary", 48, scope="user:1042", hits=1)
-    add("memory", "agent:triage/summary", -1, scope="user:77")
-    add("tools", "weather:paris", 1, hits=5, value={"temp_c": 14})
+    add("answers", "refund-policy", 6, 18, scope="tenant:acme", hits=12, value={"text": "30 days"})
+    add("answers", "shipping-times", -2, 26, scope="tenant:acme", hits=3, embedding=[0.1, 0.2])
+    add("answers", "opening-hours", None, 24 * 9, scope="tenant:globex", hits=40)
+    add("memory", "agent:billing/facts", -30, 54, scope="user:1042", value=["prefers email"])
+    add("memory", "agent:billing/summary", 48, 0.2, scope="user:1042", hits=1)
+    add("memory", "agent:triage/summary", -1, 3, scope="user:77")
+    add("tools", "weather:paris", 1, 0.5, hits=5, value={"temp_c": 14})
 
 
 def keys_left():
