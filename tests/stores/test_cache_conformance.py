@@ -153,6 +153,7 @@ def test_non_json_value_is_refused_naming_the_path(cache):
     with pytest.raises(SnapshotSerializationError) as caught:
         cache.set("k", {"response": {"when": object()}})
     assert caught.value.path == "value.response.when"
+    assert caught.value.message.startswith("cache value is not JSON: value.response.when: object")
     assert "\n" not in str(caught.value)
     assert cache.get("k") is None
 

@@ -10,7 +10,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..errors import CacheConfigurationError, CacheUnsupportedError
+from ..errors import (
+    CacheConfigurationError,
+    CacheUnsupportedError,
+    SnapshotSerializationError,
+)
 from ..runs.serialization import dumps
 
 DEFAULT_NAMESPACE = "default"
@@ -201,8 +205,13 @@ class CacheDriver(ABC):
 
 
 def encode_value(value: Any) -> str:
-    """``value`` as JSON text, or ``SnapshotSerializationError`` naming the non-JSON path."""
-    return dumps(value, path="value")
+    """``value`` as JSON text, or ``SnapshotSerializationError`` naming the non-JSON path
+    ("cache value is not JSON: value.when: datetime is not JSON-serialisable; ...")."""
+    try:
+        return dumps(value, path="value")
+    except SnapshotSerializationError as exc:
+        message = exc.message.replace("snapshot", "cache value", 1)
+        raise SnapshotSerializationError(message, path=exc.path, type_name=exc.type_name) from None
 
 
 def check_ttl(ttl: float | None) -> float | None:
