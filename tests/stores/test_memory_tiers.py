@@ -28,6 +28,13 @@ def texts(items: list[ai.MemoryItem]) -> list[str]:
     return [item.text for item in items]
 
 
+def one_tier(tier: str, store: Any, embedder: Any, options: Any = True, **more: Any) -> Any:
+    """A memory with only ``tier`` enabled (the working tier off), on ``store``."""
+    return ai.memory(
+        working=False, store=store, embedder=embedder, default_tier=tier, **{tier: options}, **more
+    )
+
+
 # --- construction --------------------------------------------------------------------------
 
 
@@ -105,14 +112,7 @@ def test_working_tier_cap_is_global_fifo_and_an_update_keeps_its_slot() -> None:
 
 
 def test_semantic_tier_recalls_by_meaning_within_the_scope(store, embedder) -> None:
-    memory = ai.memory(
-        working=False,
-        semantic=True,
-        store=store,
-        embedder=embedder,
-        default_tier="semantic",
-        threshold=0.5,
-    )
+    memory = one_tier("semantic", store, embedder, threshold=0.5)
     ids = memory.remember(
         [
             {"text": "refunds take five days", "scope": "user:1", "metadata": {"source": "faq"}},
@@ -135,14 +135,7 @@ def test_semantic_tier_recalls_by_meaning_within_the_scope(store, embedder) -> N
 
 def test_episodic_tier_prefers_recent_events(store, embedder) -> None:
     clock = Clock()
-    memory = ai.memory(
-        working=False,
-        episodic={"store": store, "half_life": 3600},
-        embedder=embedder,
-        default_tier="episodic",
-        threshold=0.0,
-        now=clock,
-    )
+    memory = one_tier("episodic", store, embedder, {"half_life": 3600}, threshold=0.0, now=clock)
     memory.remember({"text": "asked about a refund", "id": "old"})
     clock.now += 7200  # two half-lives later
     memory.remember({"text": "asked about a refund again", "id": "new"})
@@ -152,14 +145,7 @@ def test_episodic_tier_prefers_recent_events(store, embedder) -> None:
 
 
 def test_procedural_tier_counts_uses_and_keeps_metadata(store, embedder) -> None:
-    memory = ai.memory(
-        working=False,
-        procedural=True,
-        store=store,
-        embedder=embedder,
-        default_tier="procedural",
-        threshold=0.0,
-    )
+    memory = one_tier("procedural", store, embedder, threshold=0.0)
     how = {"text": "to refund: open the order, press refund", "id": "refund-howto"}
     memory.remember({**how, "metadata": {"owner": "ops"}})
     memory.remember(how)
@@ -193,9 +179,7 @@ def test_recall_merges_tiers_by_score_and_clear_empties_a_tier(store, embedder) 
 
 
 def test_async_twins(store, embedder) -> None:
-    memory = ai.memory(
-        semantic=True, store=store, embedder=embedder, default_tier="semantic", threshold=0.5
-    )
+    memory = one_tier("semantic", store, embedder, threshold=0.5)
 
     async def scenario() -> list[str]:
         await memory.aremember({"text": "refunds take five days", "scope": "a"})
@@ -210,14 +194,7 @@ def test_async_twins(store, embedder) -> None:
 
 
 def test_the_orchestrator_remembers_turns_and_recalls_them_per_session(store, embedder) -> None:
-    memory = ai.memory(
-        working=False,
-        semantic=True,
-        store=store,
-        embedder=embedder,
-        default_tier="semantic",
-        threshold=0.5,
-    )
+    memory = one_tier("semantic", store, embedder, threshold=0.5)
     seen: list[Any] = []
 
     def answer(ctx: Any) -> dict[str, Any]:
