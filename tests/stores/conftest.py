@@ -298,18 +298,20 @@ def run_async(coroutine: Any) -> Any:
 SIMILARITY_KINDS = ("memory", "lru", "sqlite", "postgres16", "postgres15")
 
 
-def similarity_params() -> list[Any]:
+def cache_params(kinds: tuple[str, ...]) -> list[Any]:
+    """One param per cache driver kind, with the database and service marks it needs."""
     params = []
-    for kind in SIMILARITY_KINDS:
+    for kind in kinds:
         marks: list[Any] = []
         if kind in DB_ALIASES:
             marks.append(pytest.mark.django_db(databases=[DB_ALIASES[kind]], transaction=True))
+        if kind in DB_ALIASES or kind == "redis":
             marks.append(pytest.mark.services)
         params.append(pytest.param(kind, id=kind, marks=marks))
     return params
 
 
-@pytest.fixture(params=similarity_params())
+@pytest.fixture(params=cache_params(SIMILARITY_KINDS))
 def store(request: pytest.FixtureRequest) -> Any:
     """A cache driver with similarity search, on each kind (8 dimensions in process)."""
     import warlock_ai as ai

@@ -14,7 +14,7 @@ import pytest
 
 import warlock_ai as ai
 from tests import services
-from tests.stores.conftest import DB_ALIASES, run_async
+from tests.stores.conftest import DB_ALIASES, cache_params, run_async
 from warlock_ai.core.errors import (
     CacheConfigurationError,
     CacheUnsupportedError,
@@ -24,19 +24,7 @@ from warlock_ai.core.errors import (
 CACHE_KINDS = ("memory", "lru", "file", "sqlite", "postgres16", "postgres15", "redis")
 
 
-def _params() -> list[Any]:
-    params = []
-    for kind in CACHE_KINDS:
-        marks: list[Any] = []
-        if kind in DB_ALIASES:
-            marks.append(pytest.mark.django_db(databases=[DB_ALIASES[kind]], transaction=True))
-        if kind in DB_ALIASES or kind == "redis":
-            marks.append(pytest.mark.services)
-        params.append(pytest.param(kind, id=kind, marks=marks))
-    return params
-
-
-@pytest.fixture(params=_params())
+@pytest.fixture(params=cache_params(CACHE_KINDS))
 def cache(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
     kind = request.param
     if kind == "memory":

@@ -29,8 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cache.base import CacheDriver
-from .errors import CacheConfigurationError, CacheUnsupportedError
+from .cache.base import CacheDriver, check_dimensions, similarity_store
+from .errors import CacheConfigurationError
 from .runs.effects import CallEither, Engine, run_async, run_sync
 
 TIERS = ("working", "semantic", "episodic", "procedural")
@@ -456,22 +456,8 @@ def memory(
 def _vector_tier(
     where: str, tier: str, options: Mapping[str, Any], store: CacheDriver | None
 ) -> VectorTier:
-    from .runs.config import resolve
-
     own = options.get("store")
-    found = resolve("default_store", own if own is not None else store)
-    if found is None:
-        raise CacheConfigurationError(
-            f"{where}: the {tier} tier has no store: give {tier}={{'store': ai.cache.db()}} or "
-            "store=, or set ai.config(default_store=...) or WARLOCK_AI['CACHE']"
-        )
-    if not isinstance(found, CacheDriver):
-        raise TypeError(f"{where}: the {tier} tier's store must be a cache driver, got {found!r}")
-    if not found.supports_similarity:
-        raise CacheUnsupportedError(
-            f"{where}: the {tier} tier needs similarity search, which {type(found).__name__} "
-            "lacks; use ai.cache.db(), ai.cache.memory() or ai.cache.lru()"
-        )
+    found = similarity_store(where, f"the {tier} tier", own if own is not None else store)
     namespace = options.get("namespace", f"ai.memory.{tier}")
     if not isinstance(namespace, str) or not namespace or len(namespace) > 200:
         raise ValueError(f"{where}: the {tier} namespace must be a string of 1 to 200 characters")
@@ -491,14 +477,8 @@ def _check_embedder(where: str, embedder: Any, tiers: Any) -> None:
             f"{where}: the vector tiers need embedder= (an object with embed(text)), "
             f"got {embedder!r}"
         )
-    dimensions = getattr(embedder, "dimensions", None)
     for tier in tiers:
-        size = tier.store.dimensions
-        if dimensions is not None and size is not None and size != dimensions:
-            raise CacheConfigurationError(
-                f"{where}: the {tier.tier} tier's store holds {size}-dimension vectors but the "
-                f"embedder makes {dimensions}-dimension ones"
-            )
+        check_dimensions(where, f"the {tier.tier} tier", embedder, tier.store)
 
 
 def _check_k(where: str, k: Any) -> int:

@@ -49,10 +49,10 @@ from typing import Any
 
 from ..agents.messages import Message, ModelResponse
 from ..agents.middleware import Hooks, Middleware, PipelineContext
-from ..errors import CacheConfigurationError, CacheUnsupportedError
+from ..errors import CacheConfigurationError
 from ..runs.effects import CallEither, Engine
 from ..runs.usage import ZERO, Usage
-from .base import CacheDriver, check_ttl
+from .base import CacheDriver, check_dimensions, check_ttl, similarity_store
 from .guard import Guard, resolve_guard
 
 logger = logging.getLogger("warlock_ai.cache")
@@ -124,8 +124,13 @@ class SemanticCache:
         name: str,
     ) -> None:
         where = "semantic_cache()"
-        self.store = resolve_store(where, store)
-        self.embedder = check_embedder(where, embedder, self.store)
+        self.store = similarity_store(where, "the semantic cache", store)
+        if not callable(getattr(embedder, "embed", None)):
+            raise TypeError(
+                f"{where}: embedder must have embed(text) (an embedder), got {embedder!r}"
+            )
+        check_dimensions(where, "the semantic cache", embedder, self.store)
+        self.embedder = embedder
         if isinstance(threshold, bool) or not isinstance(threshold, int | float):
             raise TypeError(f"{where}: threshold must be a number, got {threshold!r}")
         if not 0 < threshold <= 1:
@@ -297,40 +302,6 @@ class SemanticCache:
             [model_label, agent.get("signature"), self.version, [m.to_dict() for m in context]]
         )
         return f"{model_label}:{digest}"
-
-
-def resolve_store(where: str, store: CacheDriver | None) -> CacheDriver:
-    from ..runs.config import resolve
-
-    found = resolve("default_store", store)
-    if found is None:
-        raise CacheConfigurationError(
-            f"{where}: no cache store: pass store=ai.cache.db() (or another driver), or set "
-            'ai.config(default_store=...) or WARLOCK_AI["CACHE"]'
-        )
-    if not isinstance(found, CacheDriver):
-        raise TypeError(
-            f"{where}: store must be a cache driver (ai.cache.db(), ...), got {found!r}"
-        )
-    if not found.supports_similarity:
-        raise CacheUnsupportedError(
-            f"{where}: {type(found).__name__} has no similarity search; use ai.cache.db(), "
-            "ai.cache.memory() or ai.cache.lru()"
-        )
-    return found
-
-
-def check_embedder(where: str, embedder: Any, store: CacheDriver) -> Any:
-    if not callable(getattr(embedder, "embed", None)):
-        raise TypeError(f"{where}: embedder must have embed(text) (an embedder), got {embedder!r}")
-    dimensions = getattr(embedder, "dimensions", None)
-    if store.dimensions is not None and dimensions is not None and dimensions != store.dimensions:
-        raise CacheConfigurationError(
-            f"{where}: the embedder makes {dimensions}-dimension vectors but the store holds "
-            f"{store.dimensions}-dimension ones; use an embedder of the store's size or "
-            'configure the cache for it (WARLOCK_AI["CACHE"]["OPTIONS"]["dimensions"])'
-        )
-    return embedder
 
 
 def served(value: Mapping[str, Any], cached: dict[str, Any]) -> ModelResponse:
