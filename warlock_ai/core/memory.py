@@ -29,7 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cache.base import CacheDriver, check_dimensions, similarity_store
+from .cache.base import CacheDriver
+from .cache.vector_store import check_dimensions, similarity_store
 from .errors import CacheConfigurationError
 from .runs.effects import CallEither, Engine, run_async, run_sync
 

@@ -52,8 +52,9 @@ from ..agents.middleware import Hooks, Middleware, PipelineContext
 from ..errors import CacheConfigurationError
 from ..runs.effects import CallEither, Engine
 from ..runs.usage import ZERO, Usage
-from .base import CacheDriver, check_dimensions, check_ttl, similarity_store
+from .base import CacheDriver, check_ttl
 from .guard import Guard, resolve_guard
+from .vector_store import check_dimensions, similarity_store
 
 logger = logging.getLogger("warlock_ai.cache")
 
