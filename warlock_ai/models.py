@@ -13,9 +13,11 @@ from django.utils.translation import gettext_lazy as _
 from .core.errors import CheckpointConflictError
 from .core.orchestrator.checkpoints import CheckpointRecord, conflict_error, normalize_route
 from .core.orchestrator.snapshot import UNVERSIONED
+from .core.runs import config
 from .core.runs.leases import LeaseState, lease_state, local_owner_prefix
 from .core.runs.snapshots import RunSnapshot, snapshot_from_row
 from .fields import VectorField
+from .registry import registry
 
 
 class Kind(models.TextChoices):
@@ -35,8 +37,34 @@ class Status(models.TextChoices):
 TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.MAX_ITERATIONS)
 
 
+#: What wrote a stored run, compared with the registered definitions (``by_definition``).
+CURRENT, DRIFTED, UNREGISTERED = "current", "drifted", "unregistered"
+VERDICTS = (CURRENT, DRIFTED, UNREGISTERED)
+
+
+def registered_q(signatures: bool | None) -> models.Q:
+    """Rows of a registered (kind, name): with its current signature (``True``), with another
+    one (``False``: drifted), or with any (``None``)."""
+    condition = models.Q(pk__in=[])
+    for definition in registry.all():
+        match = models.Q(kind=definition.kind, name=definition.name)
+        if signatures is not None:
+            same = models.Q(signature=definition.signature)
+            match &= same if signatures else ~same
+        condition |= match
+    return condition
+
+
+#: The JSON columns a list of runs never shows: not fetched for it (``summaries``).
+SUMMARY_DEFERRED = ("input", "state", "steps", "usage", "error", "fingerprint")
+
+
 class SnapshotQuerySet(models.QuerySet):
     """The shared vocabulary of the admin, the commands, the API and the jobs."""
+
+    def summaries(self) -> SnapshotQuerySet:
+        """Without the JSON columns a list never shows (input, state, steps, ...)."""
+        return self.defer(*SUMMARY_DEFERRED)
 
     def running(self) -> SnapshotQuerySet:
         return self.filter(status=Status.RUNNING)
@@ -50,6 +78,18 @@ class SnapshotQuerySet(models.QuerySet):
     def for_flow(self, name: str, kind: str | None = None) -> SnapshotQuerySet:
         qs = self.filter(name=name)
         return qs.filter(kind=kind) if kind else qs
+
+    def by_definition(self, verdict: str) -> SnapshotQuerySet:
+        """Runs by what wrote them: ``"current"`` (the registered definition of their flow),
+        ``"drifted"`` (another version of a registered flow), ``"unregistered"`` (a flow not
+        registered in this process). One WHERE clause over the registered flows."""
+        if verdict == CURRENT:
+            return self.filter(registered_q(signatures=True))
+        if verdict == DRIFTED:
+            return self.filter(registered_q(signatures=False))
+        if verdict == UNREGISTERED:
+            return self.exclude(registered_q(signatures=None))
+        raise ValueError(f"unknown definition verdict {verdict!r}; known: {', '.join(VERDICTS)}")
 
     def flow_names(self) -> list[str]:
         """Every stored flow name, in order, ignoring this queryset's filters.
@@ -165,6 +205,13 @@ class Snapshot(models.Model):
         return lease_state(
             self.lease_owner, self.lease_expires_at, now or timezone.now(), self.status
         )
+
+
+def snapshot_rows() -> SnapshotQuerySet:
+    """``Snapshot`` rows on the database the configured snapshot store uses: the admin and
+    the API are windows on the ORM store's table."""
+    using = getattr(config.resolve("default_snapshot_store"), "using", None)
+    return Snapshot.objects.using(using) if using else Snapshot.objects.all()
 
 
 class CheckpointQuerySet(models.QuerySet):

@@ -53,6 +53,7 @@ from .core.errors import (
 from .core.orchestrator.checkpoints import CheckpointRecord, check_session_id
 from .core.orchestrator.snapshot import turn_run_id
 from .core.runs.cancel import OPERATOR_CANCEL, CancelRequest
+from .core.runs.definition import check_run_id, new_run_id
 from .core.runs.heartbeat import heartbeat_interval
 from .core.runs.kinds import kind_named
 from .core.runs.leases import (
@@ -63,6 +64,7 @@ from .core.runs.leases import (
     lease_state,
     new_owner_id,
 )
+from .core.runs.serialization import dumps
 from .core.runs.snapshots import (
     CANCELLED,
     COMPLETED,
@@ -100,15 +102,20 @@ __all__ = [
     "RunExistsError",
     "RunNotRunningError",
     "SessionExistsError",
+    "StartOutcome",
+    "TurnOutcome",
     "UnknownRunError",
     "UnknownSessionError",
     "check_new_session_id",
     "current_step_names",
     "definition_for",
+    "describe_migration",
     "describe_result",
     "discard_run",
     "drain_runs",
+    "execute_command",
     "execute_flow",
+    "execute_turn_command",
     "fork_session",
     "live_lease",
     "load_snapshot",
@@ -123,10 +130,12 @@ __all__ = [
     "resume_turn_command",
     "rq_configured",
     "run_placement",
+    "send_turn",
     "snapshot_store",
     "stale_runs",
     "start_resume",
     "start_resume_turn",
+    "start_run",
 ]
 
 logger = logging.getLogger("warlock_ai.operations")
@@ -186,13 +195,18 @@ def resume_turn_command(name: str, session_id: str, *, force: bool = False) -> s
     return _manage("resume_turn", *_arguments([name], options))
 
 
-def restart_command(run_id: str, flow: str, input: Any) -> str:
-    """The shell commands that discard ``run_id`` and start ``flow`` again with ``input``."""
+def execute_command(flow: str, run_id: str, input: Any) -> str:
+    """The shell command that starts ``flow`` as run ``run_id`` with ``input``."""
     options = _option("--run-id", run_id)
     if input is not None:
         options += _option("--input", json.dumps(input))  # ASCII only: nothing the terminal reads
+    return _manage("execute_run", flow, *options)
+
+
+def restart_command(run_id: str, flow: str, input: Any) -> str:
+    """The shell commands that discard ``run_id`` and start ``flow`` again with ``input``."""
     discard = _manage("discard_run", *_arguments([run_id], ["--no-input"]))
-    return f"{discard} && {_manage('execute_run', flow, *options)}"
+    return f"{discard} && {execute_command(flow, run_id, input)}"
 
 
 def _manage(*args: str) -> str:
@@ -245,6 +259,115 @@ def start_resume(
         command = resume_command(run_id, force=force)
         return Outcome(f'run "{run_id}" not resumed: {NO_WORKER}; run: {command}', command=command)
     return describe_result(run_id, resume_run(run_id, force=force, store=store))
+
+
+@dataclass(frozen=True)
+class StartOutcome(Outcome):
+    """What :func:`start_run` did: ``run_id`` is the run's id (chosen by the caller or
+    generated), ``created`` is False when the same start had been made already (nothing new
+    was started), ``result`` is the run's result when it ran in this process."""
+
+    run_id: str = ""
+    created: bool = True
+    result: Any = None
+
+
+def start_run(
+    flow: str,
+    input: Any = None,
+    run_id: str | None = None,
+    *,
+    enqueue: bool | None = None,
+    inline: bool = False,
+) -> StartOutcome:
+    """Start the registered flow ``flow`` where ``run_placement(enqueue=, inline=)`` says: on
+    a django-rq worker, in this process, or nowhere (the outcome carries the command).
+
+    A caller-chosen ``run_id`` makes the start idempotent: when that run is stored, or its
+    job waits on the queue, with the same flow and input, nothing new starts and the outcome
+    says so (``created=False``); with another flow or input it is ``RunExistsError``. Bad
+    input (unknown flow, bad run id, input that is not JSON) is refused before anything.
+    """
+    definition = check_startable(registry.find(flow))
+    name = f"{definition.kind}:{definition.name}"
+    dumps(input, path="input")
+    placement = run_placement(enqueue=enqueue, inline=inline)
+    if run_id is None:
+        run_id = new_run_id(definition.descriptor.run_id_prefix)
+    else:
+        check_run_id(run_id)
+        earlier = _earlier_start(definition, name, input, run_id, placement)
+        if earlier is not None:
+            return earlier
+    if placement == COMMAND:
+        command = execute_command(name, run_id, input)
+        message = f'run "{run_id}" not started: {NO_WORKER}; run: {command}'
+        return StartOutcome(message, command=command, run_id=run_id)
+    if placement == QUEUE:
+        from .jobs import enqueue_execute
+
+        with _enqueueing(run_id):
+            job = enqueue_execute(name, input, run_id)
+        message = f'run "{run_id}" of {name} enqueued as job {job.id}: a worker runs it'
+        return StartOutcome(message, job_id=job.id, run_id=run_id)
+    result = execute_flow(name, input, run_id=run_id)
+    described = describe_result(run_id, result)
+    return StartOutcome(described.message, ok=described.ok, run_id=run_id, result=result)
+
+
+def _earlier_start(
+    definition: Any, name: str, input: Any, run_id: str, placement: str
+) -> StartOutcome | None:
+    """The outcome of the same start made before (the run stored, or its job waiting), None
+    when there was none; ``RunExistsError`` when ``run_id`` was started otherwise."""
+    store = snapshot_store(definition.store)
+    try:
+        stored = store.load(run_id)
+    except UnreadableSnapshotError as exc:
+        raise RunExistsError(
+            f'run "{run_id}" already exists (its snapshot cannot be read: {exc.problem}); '
+            "choose another run_id, or discard it first"
+        ) from exc
+    if stored is not None:
+        if (stored.kind, stored.name) == (definition.kind, definition.name) and _same_json(
+            stored.input, input
+        ):
+            return StartOutcome(
+                f'run "{run_id}" was started before with this flow and input; it is '
+                f"{stored.status}: nothing new was started",
+                run_id=run_id,
+                created=False,
+            )
+        raise RunExistsError(
+            f'run "{run_id}" already exists as a {stored.kind} "{stored.name}" run with '
+            "another flow or input; choose another run_id, or discard it first"
+        )
+    if placement != QUEUE:
+        return None
+    from .job_queue import get_queue, job_id_for, live_job
+
+    with _enqueueing(run_id):
+        job = live_job(get_queue(None), job_id_for(run_id))
+    if job is None:
+        return None
+    args = tuple(job.args or ())
+    if len(args) == 3 and args[0] == name and _same_json(args[1], input):
+        return StartOutcome(
+            f'run "{run_id}" was enqueued before with this flow and input as job {job.id}: '
+            "nothing new was started",
+            job_id=job.id,
+            run_id=run_id,
+            created=False,
+        )
+    raise RunExistsError(
+        f'run "{run_id}" already waits on the queue (job {job.id}) with another flow or '
+        "input; choose another run_id"
+    )
+
+
+def _same_json(one: Any, other: Any) -> bool:
+    """The same JSON document (``True`` is not ``1``, key order does not matter)."""
+    return json.dumps(one, sort_keys=True) == json.dumps(other, sort_keys=True)
 
 
 def restart_run(
@@ -508,6 +631,18 @@ def migrate_run(
     migrated = dataclasses.replace(snapshot, **changes)
     store.save(migrated)
     return migrated
+
+
+def describe_migration(
+    run_id: str, renames: Mapping[str, str], drop: Iterable[str], accepted: bool, migrated: Any
+) -> Outcome:
+    """A migration in one line: what was renamed and dropped, whether the signature was
+    accepted, the run's next step."""
+    parts = [f"{old} → {new}" for old, new in renames.items() if old != new]
+    parts += [f"{name} dropped" for name in drop]
+    what = ", ".join(parts) or "no step renamed"
+    signature = "; signature accepted" if accepted else ""
+    return Outcome(f'run "{run_id}" migrated ({what}){signature}; next step {migrated.next}')
 
 
 def migratable_steps(snapshot: Any) -> list[str]:
@@ -867,3 +1002,50 @@ def start_resume_turn(
     if result.error is not None:
         return Outcome(f"{what} {result.report.status}: {result.error.message}", ok=False)
     return Outcome(f"{what} finished: {result.report.status}")
+
+
+def execute_turn_command(name: str, session_id: str, input: Any) -> str:
+    """The shell command that sends ``input`` to a session as its next turn."""
+    options = _option("--session", session_id) + _option("--input", json.dumps(input))
+    return _manage("execute_turn", *_arguments([name], options))
+
+
+@dataclass(frozen=True)
+class TurnOutcome(Outcome):
+    """What :func:`send_turn` did; ``result`` is the turn's result when it ran here."""
+
+    result: Any = None
+
+
+def send_turn(
+    name: str,
+    session_id: str,
+    input: Any,
+    *,
+    turn_key: str | None = None,
+    enqueue: bool | None = None,
+    inline: bool = False,
+) -> TurnOutcome:
+    """Send ``input`` to a session of the registered orchestrator ``name`` as its next turn,
+    where ``run_placement(enqueue=, inline=)`` says: on a django-rq worker (one job per turn,
+    ``turn_key`` naming it: by default a digest of the input), in this process, or nowhere
+    (the outcome carries the command). Bad input is refused before anything."""
+    orchestrator = registry.get("orchestrator", name)
+    sid = orchestrator.check_session_id(session_id)
+    dumps(input, path="input")
+    placement = run_placement(enqueue=enqueue, inline=inline)
+    what = f'a turn of session "{sid}" of orchestrator "{name}"'
+    if placement == QUEUE:
+        from .jobs import enqueue_turn
+
+        with _enqueueing(sid):
+            job = enqueue_turn(name, sid, input, turn_key=turn_key)
+        return TurnOutcome(f"{what} enqueued as job {job.id}: a worker runs it", job_id=job.id)
+    if placement == COMMAND:
+        command = execute_turn_command(name, sid, input)
+        return TurnOutcome(f"{what} not run: {NO_WORKER}; run: {command}", command=command)
+    result = orchestrator.execute(input, session_id=sid)
+    if result.error is not None:
+        message = f"{what} {result.report.status}: {result.error.message}"
+        return TurnOutcome(message, ok=False, result=result)
+    return TurnOutcome(f'turn {result.turn_index} of session "{sid}" stored', result=result)

@@ -64,19 +64,11 @@ def _migrate(row: Any, form: MigrateForm) -> Outcome:
     renames, drops = form.renames_and_drops()
     has = set(operations.migratable_steps(row.to_snapshot()))
     renames = {old: new for old, new in renames.items() if old in has}
+    accepted = form.cleaned_data["accept_signature"]
     migrated = operations.migrate_run(
-        row.run_id,
-        renames,
-        accept_signature=form.cleaned_data["accept_signature"],
-        drop=drops & has,
+        row.run_id, renames, accept_signature=accepted, drop=drops & has
     )
-    changed = {old: new for old, new in renames.items() if old != new}
-    parts = [f"{old} → {new}" for old, new in changed.items()] + [
-        f"{d} dropped" for d in drops & has
-    ]
-    what = ", ".join(parts) or "no step renamed"
-    accepted = "; signature accepted" if form.cleaned_data["accept_signature"] else ""
-    return Outcome(f'run "{row.run_id}" migrated ({what}){accepted}; next step {migrated.next}')
+    return operations.describe_migration(row.run_id, renames, drops & has, accepted, migrated)
 
 
 def _unreadable(row: Any) -> str | None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Q
 
+from ..models import VERDICTS
 from ..registry import registry
 from .presentation import CURRENT, DRIFTED, UNREGISTERED
 
@@ -27,19 +27,6 @@ class FlowFilter(admin.SimpleListFilter):
         return queryset.for_flow(self.value()) if self.value() else queryset
 
 
-def registered_q(signatures: bool | None) -> Q:
-    """Rows of a registered (kind, name): with its current signature (``True``), with another
-    one (``False``: drifted), or with any (``None``)."""
-    condition = Q(pk__in=[])
-    for definition in registry.all():
-        match = Q(kind=definition.kind, name=definition.name)
-        if signatures is not None:
-            same = Q(signature=definition.signature)
-            match &= same if signatures else ~same
-        condition |= match
-    return condition
-
-
 class DriftFilter(admin.SimpleListFilter):
     """Runs whose stored signature differs from the registered definition's."""
 
@@ -55,13 +42,7 @@ class DriftFilter(admin.SimpleListFilter):
 
     def queryset(self, request: Any, queryset: Any) -> Any:
         value = self.value()
-        if value == CURRENT:
-            return queryset.filter(registered_q(signatures=True))
-        if value == DRIFTED:
-            return queryset.filter(registered_q(signatures=False))
-        if value == UNREGISTERED:
-            return queryset.exclude(registered_q(signatures=None))
-        return queryset
+        return queryset.by_definition(value) if value in VERDICTS else queryset
 
 
 class LeaseFilter(admin.SimpleListFilter):

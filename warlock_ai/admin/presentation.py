@@ -18,10 +18,10 @@ from ..core.runs.drift import DefinitionDiff
 from ..core.runs.kinds import RunKind, kind_named, kind_names
 from ..core.runs.leases import LeaseState
 from ..core.runs.snapshots import JSON_PARTS, parse_iso
+from ..models import CURRENT, DRIFTED, UNREGISTERED
 from ..registry import registry
 from ..stores.base import column_problem
 
-CURRENT, DRIFTED, UNREGISTERED = "current", "drifted", "unregistered"
 #: Larger JSON documents are cut in the page (the full value stays in the database).
 JSON_DISPLAY_LIMIT = 200_000
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.models import CHANGE, DELETION, LogEntry
+from django.contrib.admin.models import CHANGE, DELETION
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
@@ -20,30 +20,20 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from .. import operations
+from ..audit import log_action
 from ..core.errors import AIError
-from ..core.runs import config
-from ..models import Snapshot
+from ..models import Snapshot, snapshot_rows
 from . import presentation
 from .actions import ACTIONS, RunAction
 from .dates import drill_down
 from .detail import bulk_migrate_form, detail_context, migrate_form
 from .filters import DriftFilter, FlowFilter, LeaseFilter
 
-#: JSON columns the list never shows: not fetched for the changelist.
-_HEAVY = ("input", "state", "steps", "usage", "error", "fingerprint")
-
 _VERDICT_LABELS = {
     presentation.CURRENT: "current",
     presentation.DRIFTED: "drifted",
     presentation.UNREGISTERED: "not registered",
 }
-
-
-def snapshot_rows() -> Any:
-    """``Snapshot`` rows on the database the configured snapshot store uses (the admin is
-    the ORM store's window: it shows the ``Snapshot`` table)."""
-    using = getattr(config.resolve("default_snapshot_store"), "using", None)
-    return Snapshot.objects.using(using) if using else Snapshot.objects.all()
 
 
 def _confirm_row(spec: RunAction, row: Snapshot) -> tuple[Snapshot, str | None, Any]:
@@ -142,7 +132,7 @@ class SnapshotAdmin(admin.ModelAdmin):
         queryset = snapshot_rows()
         match = getattr(request, "resolver_match", None)
         if match and match.url_name == "warlock_ai_snapshot_changelist":
-            queryset = drill_down(queryset.defer(*_HEAVY))
+            queryset = drill_down(queryset.summaries())
         return queryset
 
     # Columns and read-only fields.
@@ -322,13 +312,8 @@ class SnapshotAdmin(admin.ModelAdmin):
     def _log(
         self, request: Any, spec: RunAction, row: Snapshot, outcome: Any, deleted: bool
     ) -> None:
-        LogEntry.objects.log_actions(
-            user_id=request.user.pk,
-            queryset=[row],
-            action_flag=DELETION if deleted else CHANGE,
-            change_message=f"{spec.label}: {outcome.message}",
-            single_object=True,
-        )
+        flag = DELETION if deleted else CHANGE
+        log_action(request.user, row, flag, f"{spec.label}: {outcome.message}")
 
     def _confirmation(
         self, request: Any, spec: RunAction, rows: list[Snapshot], form: Any, single: bool

@@ -17,14 +17,13 @@ discard         ``warlock_ai.delete_checkpoint``     delete every turn and turn 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION
 from django.contrib.admin.utils import quote
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db import router
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -36,6 +35,7 @@ from django.utils.translation import ngettext
 
 from .. import operations
 from .. import sessions as session_ops
+from ..audit import log_action
 from ..core.errors import AIError, SessionExistsError
 from ..models import Checkpoint, Snapshot
 from ..registry import registry
@@ -83,17 +83,7 @@ def resume_unavailable(latest: Any, turn: Snapshot) -> str | None:
 
 
 def _log(request: HttpRequest, obj: Any, flag: int, message: str, repr_: str = "") -> None:
-    """One history entry on ``obj``; ``repr_`` names it when ``str(obj)`` would not (a
-    session has no row of its own: its entries point at its latest turn)."""
-    LogEntry.objects.create(
-        # The admin serves logged-in staff only: the user's pk is never None.
-        user_id=cast("int", request.user.pk),
-        content_type=ContentType.objects.get_for_model(type(obj)),
-        object_id=str(obj.pk),
-        object_repr=(repr_ or str(obj))[:200],
-        action_flag=flag,
-        change_message=message,
-    )
+    log_action(request.user, obj, flag, message, repr_)
 
 
 class SessionActions(_ModelAdmin):
