@@ -41,11 +41,17 @@ DEFAULTS: dict[str, Any] = {
     # the command to run on a server. True runs them inside the web request instead, as a
     # development convenience (a long run is killed by the web server's timeout mid-step).
     "ADMIN_RUNS_INLINE": False,
-    # DRF permission classes guarding the API.
+    # DRF permission classes guarding the API (warlock_ai.api). The default asks what the
+    # admin asks: a logged-in user with the permission of what they do (view_snapshot to
+    # read runs, resume_snapshot to resume, ...). A list here replaces it.
     "API_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
-        "rest_framework.permissions.DjangoModelPermissions",
+        "warlock_ai.api.permissions.WarlockPermissions",
     ],
+    # A dotted path to a function ``(request, queryset) -> queryset`` that narrows every
+    # queryset the API reads (runs, checkpoints, cache entries), e.g. to the request user's
+    # tenant; None: no narrowing.
+    "API_QUERYSET": None,
 }
 
 STORE_KEYS = ("SNAPSHOT_STORE", "CHECKPOINT_STORE", "CACHE")
