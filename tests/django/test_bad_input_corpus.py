@@ -12,6 +12,7 @@ tests/stores/test_bad_input_stores.py.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sqlite3
@@ -658,4 +659,109 @@ def test_staff_user_without_permission_gets_403_not_500(seeded):
     for name in ("discard", "cancel", "resume", "migrate"):
         assert client.post(action("no-such-run", name), {"post": "yes"}).status_code in (302, 403)
         assert client.post(action(FAILED, name), {"post": "yes"}).status_code == 403
+    assert table() == before
+
+
+# --- the REST API: the same bad inputs, as requests -----------------------------------------
+
+REST = "/api/warlock/"
+#: name -> (method, path, JSON body or raw text, status, code, fragment of the message)
+REST_CASES: dict[str, tuple[str, str, Any, int, str, str | None]] = {
+    "start-unknown-flow": ("post", "runs/", {"flow": "nope"}, 400, "UNKNOWN_FLOW", "nope"),
+    "start-flow-not-text": ("post", "runs/", {"flow": ["corpus"]}, 400, "INVALID", "flow"),
+    "start-run-id-huge": (
+        "post",
+        "runs/",
+        {"flow": FLOW, "run_id": HUGE_ID},
+        400,
+        "INVALID",
+        "run_id",
+    ),
+    "start-existing-run-other-input": (
+        "post",
+        "runs/",
+        {"flow": FLOW, "run_id": DONE, "input": {"other": 1}},
+        409,
+        "RUN_EXISTS",
+        DONE,
+    ),
+    "start-body-not-json": ("post", "runs/", "{flow:", 400, "PARSE_ERROR", None),
+    "start-body-a-list": ("post", "runs/", "[]", 400, "INVALID", None),
+    "start-unknown-key": ("post", "runs/", {"flow": FLOW, "imput": {}}, 400, "INVALID", "imput"),
+    "resume-unknown-run": ("post", "runs/no-such-run/resume/", {}, 404, "UNKNOWN_RUN", None),
+    "resume-completed": ("post", f"runs/{DONE}/resume/", {}, 409, "RUN_COMPLETED", DONE),
+    "resume-live-lease": ("post", f"runs/{LIVE}/resume/", {}, 409, "LEASE_HELD", OTHER_HOLDER),
+    "resume-force-not-bool": (
+        "post",
+        f"runs/{FAILED}/resume/",
+        {"force": "no"},
+        400,
+        "INVALID",
+        "force",
+    ),
+    "discard-live-lease": ("delete", f"runs/{LIVE}/", None, 409, "LEASE_HELD", OTHER_HOLDER),
+    "cancel-finished": ("post", f"runs/{DONE}/cancel/", {}, 409, "RUN_NOT_RUNNING", DONE),
+    "cancel-reason-not-text": (
+        "post",
+        f"runs/{LIVE}/cancel/",
+        {"reason": {}},
+        400,
+        "INVALID",
+        "reason",
+    ),
+    "migrate-unknown-target": (
+        "post",
+        f"runs/{FAILED}/migrate/",
+        {"rename": {"a": "zz"}},
+        400,
+        "MIGRATION_INVALID",
+        "zz",
+    ),
+    "migrate-live-lease": ("post", f"runs/{LIVE}/migrate/", {}, 409, "LEASE_HELD", OTHER_HOLDER),
+    "run-id-control-characters": (
+        "get",
+        f"runs/{quote(chr(27) + '[2J')}/",
+        None,
+        404,
+        "UNKNOWN_RUN",
+        None,
+    ),
+    "run-id-newline": ("delete", "runs/a%0Ab/", None, 404, "UNKNOWN_RUN", None),
+    "filter-status-garbage": ("get", "runs/?status=nope", None, 400, "INVALID", "status"),
+    "filter-date-garbage": (
+        "get",
+        "runs/?saved_after=garbage",
+        None,
+        400,
+        "INVALID",
+        "saved_after",
+    ),
+    "filter-flow-nul": ("get", "runs/?flow=a%00b", None, 400, "INVALID", "flow"),
+    "page-size-garbage": ("get", "runs/?page_size=-3", None, 400, "INVALID", "page_size"),
+    "page-garbage": ("get", "runs/?page=zz", None, 404, "NOT_FOUND", None),
+    "unknown-route": ("get", "nothing/here/", None, 404, "NOT_FOUND", None),
+    "method-not-allowed": ("put", "runs/", None, 405, "METHOD_NOT_ALLOWED", "PUT"),
+}
+
+
+@pytest.mark.parametrize("case", list(REST_CASES), ids=list(REST_CASES))
+def test_rest_api_refuses_bad_input_in_one_line_changing_nothing(seeded, case):
+    method, path, body, status, code, fragment = REST_CASES[case]
+    from django.contrib.auth.models import User
+
+    client = Client(raise_request_exception=False)
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    before = table()
+    url = REST + path
+    if body is None:
+        response = getattr(client, method)(url)
+    else:
+        data = body if isinstance(body, str) else json.dumps(body)
+        response = getattr(client, method)(url, data, content_type="application/json")
+    assert response.status_code == status, response.content
+    error = response.json()
+    assert error["code"] == code, error
+    one_line(error["message"])
+    if fragment is not None:
+        assert fragment in error["message"], error["message"]
     assert table() == before
