@@ -14,6 +14,7 @@ from rest_framework.permissions import IsAuthenticated
 
 from .. import __version__
 from .errors import exception_handler
+from .routes import api_patterns
 
 SCHEMA_SETTINGS = {
     "TITLE": "warlock_ai API",
@@ -27,8 +28,6 @@ SCHEMA_SETTINGS = {
 def mounted_patterns() -> tuple[list[Any], str]:
     """This API's routes under the prefix the project mounted them at, for the generator
     (which would otherwise describe every DRF view of the project)."""
-    from .urls import api_patterns
-
     prefix = reverse("warlock_ai_api:runs").removesuffix("runs/").lstrip("/")
     return [path(prefix, include((api_patterns(), "warlock_ai_api")))], prefix
 
