@@ -137,7 +137,7 @@ def test_detail_has_the_timeline_state_input_attempts_and_lease(runs, ops):
     assert set(body["steps"]) >= {"fetch", "extract", "notify", "save"}
     assert body["steps"]["extract"]["status"] == "completed"
     assert len(body["attempts"]) == 1 and body["attempts"][0]["end"] == "completed"
-    assert body["error"] is None and body["drift"] is None
+    assert body["error"] is None and body["drift"] is None and body["position"] is None
     assert body["lease"]["state"] == "none" and len(body["signature"]) == 8
 
 

@@ -112,3 +112,11 @@ def test_cache_stats_count_entries_expired_entries_and_hits_by_namespace(ops):
         {"namespace": "ai.cache", "entries": 2, "expired": 1, "hits": 5, "with_embedding": 0},
         {"namespace": "ai.memory", "entries": 1, "expired": 0, "hits": 0, "with_embedding": 1},
     ]
+
+
+def test_a_session_id_that_cannot_name_a_session_is_a_400_naming_it(chat_sessions, ops):
+    body = error_of(
+        ops.post(f"sessions/{NAME}/{'s' * 300}/turns/", {"input": "x"}), 400, "INVALID"
+    )
+    assert "session_id" in body["fields"] and body["message"].startswith("session_id: ")
+    assert not Checkpoint.objects.exists()

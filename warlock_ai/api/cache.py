@@ -26,6 +26,7 @@ class CacheStatsView(WarlockView):
 
     @openapi(responses={200: CacheStatsSerializer, **errors(401, 403)})
     def get(self, request: Request) -> Response:
+        """Entries, expired entries and hits of the semantic cache and memory, by namespace."""
         expired = Q(expires_at__lt=timezone.now())
         rows = (
             self.narrow(CacheEntry.objects.all())

@@ -81,6 +81,7 @@ class RunsView(RunQueryMixin, ListModelMixin, WarlockView):
 
     @openapi(responses={200: RunSerializer(many=True), **errors(400, 401, 403, 404)})
     def get(self, request: Request) -> Response:
+        """The runs, newest saved first: filtered, searched, ordered, 50 a page."""
         return self.list(request)
 
     @openapi(
@@ -93,6 +94,7 @@ class RunsView(RunQueryMixin, ListModelMixin, WarlockView):
         },
     )
     def post(self, request: Request) -> Response:
+        """Start a registered flow; a run_id of your choosing makes the call idempotent."""
         body = StartRunBody(data=request.data)
         body.is_valid(raise_exception=True)
         flow, input, run_id = (body.validated_data.get(k) for k in ("flow", "input", "run_id"))
@@ -138,12 +140,14 @@ class RunView(RunQueryMixin, WarlockView):
 
     @openapi(responses={200: RunDetailSerializer, **errors(401, 403, 404)})
     def get(self, request: Request, run_id: str) -> Response:
+        """One run with everything stored: state, input, step records, attempts, lease, drift."""
         return Response(RunDetailSerializer(self.run_row(run_id)).data)
 
     @openapi(
         responses={204: OpenApiResponse(description="Discarded."), **errors(401, 403, 404, 409)}
     )
     def delete(self, request: Request, run_id: str) -> Response:
+        """Discard the run (its snapshot is deleted); refused while a live worker holds it."""
         row = self.run_row(run_id, summary=True)
         operations.discard_run(run_id)
         message = f'run "{run_id}" discarded: its snapshot is deleted'
@@ -193,6 +197,7 @@ class ResumeView(RunActionView):
         },
     )
     def post(self, request: Request, run_id: str) -> Response:
+        """Resume the run from its next step (force: past a changed definition)."""
         body = ResumeBody(data=request.data)
         body.is_valid(raise_exception=True)
         force = body.validated_data["force"]
@@ -209,6 +214,7 @@ class CancelView(RunActionView):
 
     @openapi(request=CancelBody, responses={200: ActionResultSerializer, **_ACTION_ERRORS})
     def post(self, request: Request, run_id: str) -> Response:
+        """Cancel the run: at once when no live worker holds it, else its worker stops it."""
         body = CancelBody(data=request.data)
         body.is_valid(raise_exception=True)
         self.run_row(run_id, summary=True)
@@ -232,6 +238,7 @@ class MigrateView(RunActionView):
 
     @openapi(request=MigrateBody, responses={200: ActionResultSerializer, **_ACTION_ERRORS})
     def post(self, request: Request, run_id: str) -> Response:
+        """Rename or drop stored step records and accept the current signature."""
         body = MigrateBody(data=request.data)
         body.is_valid(raise_exception=True)
         renames, drop = body.validated_data["rename"], body.validated_data["drop"]

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from django.apps import apps
+from django.templatetags.static import static
 from django.urls import include, path, reverse
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.exceptions import NotFound
@@ -52,9 +53,24 @@ class SchemaView(SpectacularAPIView):
 
 
 class SchemaDocsView(SpectacularSwaggerView):
+    """Swagger UI over ``schema/``; its files come from the project's static files when
+    ``drf_spectacular_sidecar`` is installed (else from drf-spectacular's CDN default)."""
+
     permission_classes = [IsAuthenticated]
     url_name = "warlock_ai_api:schema"
     title = "warlock_ai API"
+
+    @staticmethod
+    def _swagger_ui_resource(filename: str) -> str:
+        if apps.is_installed("drf_spectacular_sidecar"):
+            return static(f"drf_spectacular_sidecar/swagger-ui-dist/{filename}")
+        return str(SpectacularSwaggerView._swagger_ui_resource(filename))
+
+    @staticmethod
+    def _swagger_ui_favicon() -> str:
+        if apps.is_installed("drf_spectacular_sidecar"):
+            return static("drf_spectacular_sidecar/swagger-ui-dist/favicon-32x32.png")
+        return str(SpectacularSwaggerView._swagger_ui_favicon())
 
     def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         if not apps.is_installed("drf_spectacular"):

@@ -166,7 +166,9 @@ class RunSerializer(serializers.ModelSerializer):
     flow = serializers.CharField(source="name")
     kind = serializers.CharField()
     status = serializers.CharField()
-    position = serializers.SerializerMethodField(help_text="Its next step or iteration.")
+    position = serializers.SerializerMethodField(
+        help_text="Its next step or iteration (null once it has none)."
+    )
     definition = serializers.SerializerMethodField()
     lease = serializers.SerializerMethodField()
     unreadable = serializers.SerializerMethodField(
@@ -196,8 +198,11 @@ class RunSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def get_position(self, row: Snapshot) -> str:
-        return presentation.position(row)
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_position(self, row: Snapshot) -> str | None:
+        """The admin's text ("extract", "iteration 2"), null once there is nothing next."""
+        value = presentation.position(row)
+        return None if value == "—" else value
 
     @extend_schema_field(serializers.ChoiceField(choices=VERDICTS))
     def get_definition(self, row: Snapshot) -> str:

@@ -15,12 +15,13 @@ from rest_framework.response import Response
 
 from .. import operations
 from ..audit import log_action
-from ..core.errors import UnknownFlowError, UnknownSessionError
+from ..core.errors import OrchestratorFailedError, UnknownFlowError, UnknownSessionError
+from ..core.orchestrator.checkpoints import check_session_id
 from ..models import Checkpoint
 from ..registry import registry
 from . import permissions as perms
 from .base import Ordering, WarlockView, errors, openapi, runs_inline
-from .errors import NoBackgroundWorker
+from .errors import InvalidBody, NoBackgroundWorker
 from .filters import SessionFilter
 from .serializers import SendTurnBody, SessionSerializer, TurnResultSerializer, TurnSerializer
 
@@ -41,6 +42,7 @@ class SessionsView(ListModelMixin, WarlockView):
 
     @openapi(responses={200: SessionSerializer(many=True), **errors(400, 401, 403, 404)})
     def get(self, request: Request) -> Response:
+        """Every orchestrator session (its latest turn), latest saved first."""
         return self.list(request)
 
 
@@ -66,6 +68,7 @@ class TurnsView(ListModelMixin, WarlockView):
 
     @openapi(responses={200: TurnSerializer(many=True), **errors(400, 401, 403, 404)})
     def get(self, request: Request, orchestrator: str, session_id: str) -> Response:
+        """A session's stored turns, oldest first."""
         if not self.get_queryset().exists():
             raise self._unknown()
         return self.list(request)
@@ -79,10 +82,15 @@ class TurnsView(ListModelMixin, WarlockView):
         },
     )
     def post(self, request: Request, orchestrator: str, session_id: str) -> Response:
+        """Send the session its next turn (a new session id starts a session)."""
         if registry.lookup("orchestrator", orchestrator) is None:
             raise UnknownFlowError(
                 f'orchestrator "{orchestrator}" is not registered', code="UNKNOWN_ORCHESTRATOR"
             )
+        try:
+            check_session_id(session_id)
+        except OrchestratorFailedError as exc:
+            raise InvalidBody("session_id", exc, code="INVALID") from exc
         body = SendTurnBody(data=request.data)
         body.is_valid(raise_exception=True)
         every = Checkpoint.objects.for_session(orchestrator, session_id)
