@@ -7,8 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import apps
-from django.contrib.admin.models import LogEntry
-from django.contrib.contenttypes.models import ContentType
+
+#: ``LogEntry.action_flag`` values (``django.contrib.admin.models``' constants, named here so
+#: that the API imports nothing of the admin in a project without it).
+ADDITION, CHANGE, DELETION = 1, 2, 3
 
 
 def logging_enabled() -> bool:
@@ -22,6 +24,9 @@ def log_action(user: Any, obj: Any, flag: int, message: str, repr_: str = "") ->
     not (a session has no row of its own: its entries point at its latest turn)."""
     if not logging_enabled():
         return
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
     LogEntry.objects.create(
         user_id=user.pk,
         content_type=ContentType.objects.get_for_model(type(obj)),

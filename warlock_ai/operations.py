@@ -130,6 +130,7 @@ __all__ = [
     "resume_turn_command",
     "rq_configured",
     "run_placement",
+    "runs_inline",
     "send_turn",
     "snapshot_store",
     "stale_runs",
@@ -182,6 +183,13 @@ def run_placement(*, enqueue: bool | None = None, inline: bool = False) -> str:
     if rq_configured() if enqueue is None else enqueue:
         return QUEUE
     return INLINE if inline else COMMAND
+
+
+def runs_inline() -> bool:
+    """``WARLOCK_AI["ADMIN_RUNS_INLINE"]``, which the admin and the API obey: only ``True``
+    itself opts in (checks report any other value), so a run is never started inside a
+    request by a misspelt setting."""
+    return warlock_settings.ADMIN_RUNS_INLINE is True
 
 
 def resume_command(run_id: str, *, force: bool = False) -> str:

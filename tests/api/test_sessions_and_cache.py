@@ -115,8 +115,6 @@ def test_cache_stats_count_entries_expired_entries_and_hits_by_namespace(ops):
 
 
 def test_a_session_id_that_cannot_name_a_session_is_a_400_naming_it(chat_sessions, ops):
-    body = error_of(
-        ops.post(f"sessions/{NAME}/{'s' * 300}/turns/", {"input": "x"}), 400, "INVALID"
-    )
+    body = error_of(ops.post(f"sessions/{NAME}/{'s' * 300}/turns/", {"input": "x"}), 400, "INVALID")
     assert "session_id" in body["fields"] and body["message"].startswith("session_id: ")
     assert not Checkpoint.objects.exists()

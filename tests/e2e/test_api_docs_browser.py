@@ -4,6 +4,8 @@ from it (their session is the credential; the page sends the CSRF token)."""
 
 from playwright.sync_api import expect
 
+from tests.e2e.conftest import SCREENSHOT_DIR
+
 DOCS = "/api/warlock/schema/docs/"
 
 
@@ -27,6 +29,7 @@ def test_operator_browses_the_api_and_calls_it(
     expect(operations).to_have_count(11)
     expect(page.locator(".info .title")).to_contain_text("warlock_ai API")
     screenshot(page, "api-docs")
+    page.screenshot(path=str(SCREENSHOT_DIR / "api-docs-top.png"))  # the docs' picture
 
     page.click("#operations-runs-runs_list .opblock-summary")
     page.click("#operations-runs-runs_list .try-out__btn")

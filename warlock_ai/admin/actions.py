@@ -9,10 +9,8 @@ from typing import Any, Generic, TypeVar
 
 from django import forms
 
-from .. import operations
-from ..conf import warlock_settings
-from ..operations import Outcome
-from . import presentation
+from .. import operations, presentation
+from ..operations import Outcome, runs_inline
 from .forms import CancelForm, DiscardForm, MigrateForm, ResumeForm
 
 FormT = TypeVar("FormT", bound=forms.Form)
@@ -33,12 +31,6 @@ class RunAction(Generic[FormT]):
     @property
     def perm(self) -> str:
         return f"warlock_ai.{self.permission}"
-
-
-def runs_inline() -> bool:
-    """``WARLOCK_AI["ADMIN_RUNS_INLINE"]``: only ``True`` itself opts in (checks report any
-    other value), so a run is never started inside a request by a misspelt setting."""
-    return warlock_settings.ADMIN_RUNS_INLINE is True
 
 
 def _resume(row: Any, form: forms.Form) -> Outcome:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import operations
-from . import presentation
+from .. import operations, presentation
 from .actions import ACTIONS, runs_inline
 from .forms import MigrateForm
 

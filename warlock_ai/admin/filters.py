@@ -8,8 +8,8 @@ from typing import Any
 from django.contrib import admin
 
 from ..models import VERDICTS
+from ..presentation import CURRENT, DRIFTED, UNREGISTERED
 from ..registry import registry
-from .presentation import CURRENT, DRIFTED, UNREGISTERED
 
 
 class FlowFilter(admin.SimpleListFilter):

@@ -10,6 +10,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import CHANGE, DELETION
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
@@ -19,11 +20,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from .. import operations
+from .. import operations, presentation
 from ..audit import log_action
 from ..core.errors import AIError
 from ..models import Snapshot, snapshot_rows
-from . import presentation
 from .actions import ACTIONS, RunAction
 from .dates import drill_down
 from .detail import bulk_migrate_form, detail_context, migrate_form
@@ -330,7 +330,7 @@ class SnapshotAdmin(admin.ModelAdmin):
             "post_url": self.action_url(rows[0], spec) if single else "",
             "detail_url": self.detail_url(rows[0].run_id) if single else "",
             "action_name": "" if single else _bulk(spec).__name__,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
             "media": self.media + (form.media if form is not None else forms.Media()),
         }
         request.current_app = self.admin_site.name

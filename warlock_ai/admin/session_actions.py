@@ -33,15 +33,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import operations
+from .. import operations, presentation
 from .. import sessions as session_ops
 from ..audit import log_action
 from ..core.errors import AIError, SessionExistsError
 from ..models import Checkpoint, Snapshot
+from ..operations import runs_inline
 from ..registry import registry
 from ..stores.orm_checkpoints import DatabaseCheckpointStore
-from . import presentation
-from .actions import runs_inline
 from .forms import ForkForm
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 
-from ..admin.actions import runs_inline
+from ..operations import runs_inline
 from .errors import exception_handler
 from .permissions import permission_classes
 from .scoping import narrowed

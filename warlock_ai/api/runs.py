@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.admin.models import ADDITION, CHANGE, DELETION
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import status
@@ -18,8 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import operations
-from ..admin.actions import ACTIONS
-from ..audit import log_action
+from ..audit import ADDITION, CHANGE, DELETION, log_action
 from ..core.errors import (
     NotStartableError,
     RunExistsError,
@@ -151,7 +149,7 @@ class RunView(RunQueryMixin, WarlockView):
         row = self.run_row(run_id, summary=True)
         operations.discard_run(run_id)
         message = f'run "{run_id}" discarded: its snapshot is deleted'
-        log_action(request.user, row, DELETION, f"{ACTIONS['discard'].label}: {message}")
+        log_action(request.user, row, DELETION, f"Discard: {message}")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -203,7 +201,7 @@ class ResumeView(RunActionView):
         force = body.validated_data["force"]
         self.run_row(run_id, summary=True)
         outcome = operations.start_resume(run_id, force=force, inline=runs_inline())
-        label = ACTIONS["force-resume" if force else "resume"].label
+        label = "Force-resume" if force else "Resume"
         return self.respond(request, run_id, label, outcome)
 
 
@@ -219,7 +217,7 @@ class CancelView(RunActionView):
         body.is_valid(raise_exception=True)
         self.run_row(run_id, summary=True)
         outcome = operations.request_cancel(run_id, body.validated_data["reason"])
-        response = self.respond(request, run_id, ACTIONS["cancel"].label, outcome)
+        response = self.respond(request, run_id, "Cancel", outcome)
         when = outcome.requested_at
         response.data["cancel"] = {
             "action": outcome.action,
@@ -246,7 +244,7 @@ class MigrateView(RunActionView):
         self.run_row(run_id, summary=True)
         migrated = operations.migrate_run(run_id, renames, accept_signature=accepted, drop=drop)
         outcome = operations.describe_migration(run_id, renames, drop, accepted, migrated)
-        return self.respond(request, run_id, ACTIONS["migrate"].label, outcome)
+        return self.respond(request, run_id, "Migrate", outcome)
 
 
 def _result(run_id: str, action: str, outcome: Any, run: dict[str, Any] | None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..admin import presentation
+from .. import presentation
 from ..models import VERDICTS, Checkpoint, Snapshot
 
 # --- strict fields --------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib.admin.models import ADDITION
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import status
@@ -14,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import operations
-from ..audit import log_action
+from ..audit import ADDITION, log_action
 from ..core.errors import OrchestratorFailedError, UnknownFlowError, UnknownSessionError
 from ..core.orchestrator.checkpoints import check_session_id
 from ..models import Checkpoint

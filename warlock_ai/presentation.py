@@ -1,4 +1,4 @@
-"""What the runs admin shows, computed from a ``Snapshot`` row without extra queries:
+"""What the runs admin and the API show, computed from a ``Snapshot`` row without extra queries:
 the definition verdict (current, drifted, unregistered), the lease, the step timeline and
 formatted JSON."""
 
@@ -13,14 +13,14 @@ from typing import Any
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
-from ..core.errors import UnreadableSnapshotError
-from ..core.runs.drift import DefinitionDiff
-from ..core.runs.kinds import RunKind, kind_named, kind_names
-from ..core.runs.leases import LeaseState
-from ..core.runs.snapshots import JSON_PARTS, parse_iso
-from ..models import CURRENT, DRIFTED, UNREGISTERED
-from ..registry import registry
-from ..stores.base import column_problem
+from .core.errors import UnreadableSnapshotError
+from .core.runs.drift import DefinitionDiff
+from .core.runs.kinds import RunKind, kind_named, kind_names
+from .core.runs.leases import LeaseState
+from .core.runs.snapshots import JSON_PARTS, parse_iso
+from .models import CURRENT, DRIFTED, UNREGISTERED
+from .registry import registry
+from .stores.base import column_problem
 
 #: Larger JSON documents are cut in the page (the full value stays in the database).
 JSON_DISPLAY_LIMIT = 200_000
@@ -318,7 +318,7 @@ class AttemptRow:
 
 def attempts(row: Any) -> list[AttemptRow]:
     """The run's attempts, oldest first: who ran it, when, from where, how it ended."""
-    from ..core.runs.attempts import attempts_from
+    from .core.runs.attempts import attempts_from
 
     rows = []
     running = row.status == "running"
