@@ -30,6 +30,10 @@ ROUTES = [
     ("get", "sessions/", None, "view_checkpoint"),
     ("get", f"sessions/{NAME}/s-1/turns/", None, "view_checkpoint"),
     ("post", f"sessions/{NAME}/s-1/turns/", {"input": "hello"}, "add_checkpoint"),
+    ("get", f"sessions/{NAME}/s-1/", None, "view_checkpoint"),
+    ("delete", f"sessions/{NAME}/s-1/", None, "delete_checkpoint"),
+    ("post", f"sessions/{NAME}/s-3/resume/", {}, "resume_snapshot"),
+    ("post", f"sessions/{NAME}/s-3/resume/", {"force": True}, "force_resume_snapshot"),
     ("get", "cache/stats/", None, "view_cacheentry"),
 ]
 ROUTE_IDS = [f"{m} {p} {perm}" for m, p, _, perm in ROUTES]
@@ -43,6 +47,7 @@ def call(client: ApiClient, method: str, path: str, body: Any) -> Any:
 def seeded(runs, chat_sessions, admin_runs_inline):
     runs.stale("stale-1")
     chat_sessions.settled("s-1", "hi")
+    chat_sessions.interrupted("s-3", "hey")
     return runs
 
 
@@ -67,7 +72,7 @@ def test_basic_authentication_works_and_bad_credentials_are_refused(seeded):
     make_staff_user("basic", "view_snapshot")
     good = base64.b64encode(f"basic:{PASSWORD}".encode()).decode()
     ok = Client().get(API + "runs/", HTTP_AUTHORIZATION=f"Basic {good}")
-    assert ok.status_code == 200 and ok.json()["count"] == 1
+    assert ok.status_code == 200 and ok.json()["count"] == 2  # stale-1, the turn of s-3
     bad = base64.b64encode(b"basic:wrong").decode()
     refused = Client().get(API + "runs/", HTTP_AUTHORIZATION=f"Basic {bad}")
     # 403, not 401: DRF's first default authentication (the session) sends no challenge.
@@ -152,6 +157,9 @@ def test_the_hook_narrows_lists(tenants):
         ("post", "runs/globex-stale/migrate/", {}),
         ("get", f"sessions/{NAME}/globex-chat/turns/", None),
         ("post", f"sessions/{NAME}/globex-chat/turns/", {"input": "sneaky"}),
+        ("get", f"sessions/{NAME}/globex-chat/", None),
+        ("delete", f"sessions/{NAME}/globex-chat/", None),
+        ("post", f"sessions/{NAME}/globex-chat/resume/", {}),
     ],
 )
 def test_another_tenants_rows_do_not_exist(tenants, method, path, body):

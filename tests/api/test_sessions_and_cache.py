@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.utils import timezone
 
 from tests.api.conftest import error_of
@@ -118,3 +118,90 @@ def test_a_session_id_that_cannot_name_a_session_is_a_400_naming_it(chat_session
     body = error_of(ops.post(f"sessions/{NAME}/{'s' * 300}/turns/", {"input": "x"}), 400, "INVALID")
     assert "session_id" in body["fields"] and body["message"].startswith("session_id: ")
     assert not Checkpoint.objects.exists()
+
+
+# --- one session: read, discard, resume its interrupted turn --------------------------------
+
+
+@pytest.fixture
+def session_ops(api_as):
+    return api_as(
+        "view_checkpoint", "delete_checkpoint", "resume_snapshot", "force_resume_snapshot"
+    )
+
+
+def test_a_session_reads_as_the_list_shows_it(chat_sessions, session_ops):
+    chat_sessions.interrupted("s-2", "hello")
+    body = session_ops.get(f"sessions/{NAME}/s-2/").json()
+    assert body["session_id"] == "s-2" and body["turns"] == 1
+    assert body["interrupted_run"] == "s-2.unversioned.1"
+    assert body["url"] == f"/api/warlock/sessions/{NAME}/s-2/"
+    error_of(session_ops.get(f"sessions/{NAME}/nobody/"), 404, "ORCHESTRATOR_UNKNOWN_SESSION")
+
+
+def test_discarding_a_session_deletes_its_turns_and_turn_snapshot(chat_sessions, session_ops):
+    from warlock_ai.models import Snapshot
+
+    chat_sessions.interrupted("s-2", "hello")
+    chat_sessions.settled("s-1", "kept")
+    assert session_ops.delete(f"sessions/{NAME}/s-2/").status_code == 204
+    assert not Checkpoint.objects.for_session(NAME, "s-2").exists()
+    assert not Snapshot.objects.filter(kind="orchestrator", run_id__startswith="s-2.").exists()
+    assert Checkpoint.objects.for_session(NAME, "s-1").count() == 1
+    entry = LogEntry.objects.get(object_repr=f"{NAME} / s-2")
+    assert entry.action_flag == DELETION and entry.change_message.startswith("Discarded session")
+    error_of(session_ops.delete(f"sessions/{NAME}/s-2/"), 404, "ORCHESTRATOR_UNKNOWN_SESSION")
+
+
+def test_resume_finishes_the_interrupted_turn_without_rerunning_its_settled_iteration(
+    chat_sessions, session_ops, admin_runs_inline
+):
+    chat_sessions.interrupted("s-2", "hello")
+    noted = CALLS["note"]
+    response = session_ops.post(f"sessions/{NAME}/s-2/resume/", {})
+    assert response.status_code == 200, response.content
+    assert response.json()["turn_index"] == 1 and response.json()["ok"] is True
+    assert CALLS["note"] == noted  # iteration 0 of the turn had settled before the crash
+    assert Checkpoint.objects.for_session(NAME, "s-2").count() == 2
+    entry = LogEntry.objects.filter(object_repr=f"{NAME} / s-2").latest("action_time")
+    assert entry.action_flag == CHANGE and entry.change_message.startswith("Resume: ")
+
+
+def test_resume_of_a_session_whose_first_turn_was_interrupted(
+    chat_sessions, session_ops, admin_runs_inline
+):
+    chat_sessions.interrupted("first")
+    assert not Checkpoint.objects.for_session(NAME, "first").exists()
+    response = session_ops.post(f"sessions/{NAME}/first/resume/", {})
+    assert response.status_code == 200, response.content
+    assert Checkpoint.objects.for_session(NAME, "first").count() == 1
+
+
+def test_resume_without_a_worker_gives_the_command(chat_sessions, session_ops):
+    chat_sessions.interrupted("s-2", "hello")
+    body = error_of(
+        session_ops.post(f"sessions/{NAME}/s-2/resume/", {}), 409, "NO_BACKGROUND_WORKER"
+    )
+    assert body["command"] == f"python manage.py resume_turn {NAME} --session s-2"
+
+
+def test_resume_with_nothing_to_resume_is_a_409(chat_sessions, session_ops, admin_runs_inline):
+    chat_sessions.settled("s-1", "hi")
+    error_of(
+        session_ops.post(f"sessions/{NAME}/s-1/resume/", {}), 409, "ORCHESTRATOR_NOTHING_TO_RESUME"
+    )
+
+
+def test_resume_after_the_orchestrator_changed_needs_force(
+    chat_sessions, session_ops, admin_runs_inline, api_as
+):
+    chat_sessions.interrupted("s-2", "hello")
+    chat_sessions.drift()
+    body = error_of(session_ops.post(f"sessions/{NAME}/s-2/resume/", {}), 409, "ORCHESTRATOR_DRIFT")
+    assert body["saved_signature"] != body["current_signature"]
+    plain = api_as("view_checkpoint", "resume_snapshot")
+    refused = error_of(
+        plain.post(f"sessions/{NAME}/s-2/resume/", {"force": True}), 403, "PERMISSION_DENIED"
+    )
+    assert refused["message"].endswith("warlock_ai.force_resume_snapshot")
+    assert session_ops.post(f"sessions/{NAME}/s-2/resume/", {"force": True}).status_code == 200

@@ -86,7 +86,13 @@ class InvalidBody(exceptions.ValidationError):
         self.error, self.error_code = error, code or error.code
 
 
+#: Codes of generic errors that are refusals in the present state, not bad requests.
+CONFLICT_CODES = frozenset({"ORCHESTRATOR_NOTHING_TO_RESUME"})
+
+
 def status_of(error: AIError) -> int:
+    if error.code in CONFLICT_CODES:
+        return status.HTTP_409_CONFLICT
     for cls, code in STATUS_OF:
         if isinstance(error, cls):
             return code

@@ -25,6 +25,7 @@ CANCEL_RUN = "warlock_ai.cancel_snapshot"
 MIGRATE_RUN = "warlock_ai.migrate_snapshot"
 VIEW_SESSIONS = "warlock_ai.view_checkpoint"
 SEND_TURN = "warlock_ai.add_checkpoint"
+DISCARD_SESSION = "warlock_ai.delete_checkpoint"
 VIEW_CACHE = "warlock_ai.view_cacheentry"
 
 

@@ -12,7 +12,7 @@ from django.urls import path, register_converter
 
 from .cache import CacheStatsView
 from .runs import CancelView, MigrateView, ResumeView, RunsView, RunView
-from .sessions import SessionsView, TurnsView
+from .sessions import SessionResumeView, SessionsView, SessionView, TurnsView
 
 
 class AnyTextConverter:
@@ -44,6 +44,16 @@ def api_patterns() -> list[Any]:
             "sessions/<str:orchestrator>/<warlock_text:session_id>/turns/",
             TurnsView.as_view(),
             name="turns",
+        ),
+        path(
+            "sessions/<str:orchestrator>/<warlock_text:session_id>/resume/",
+            SessionResumeView.as_view(),
+            name="session-resume",
+        ),
+        path(
+            "sessions/<str:orchestrator>/<warlock_text:session_id>/",
+            SessionView.as_view(),
+            name="session",
         ),
         path("cache/stats/", CacheStatsView.as_view(), name="cache-stats"),
     ]

@@ -314,6 +314,7 @@ class SessionSerializer(serializers.ModelSerializer):
     interrupted_run = serializers.CharField(
         allow_null=True, help_text="The run id of an interrupted turn waiting to be resumed."
     )
+    url = serializers.SerializerMethodField()
     turns_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -328,9 +329,13 @@ class SessionSerializer(serializers.ModelSerializer):
             "version",
             "saved_at",
             "interrupted_run",
+            "url",
             "turns_url",
         ]
         read_only_fields = fields
+
+    def get_url(self, row: Checkpoint) -> str:
+        return reverse("warlock_ai_api:session", args=[row.orchestrator_name, row.session_id])
 
     def get_turns_url(self, row: Checkpoint) -> str:
         return reverse("warlock_ai_api:turns", args=[row.orchestrator_name, row.session_id])

@@ -13,16 +13,23 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import operations
-from ..audit import ADDITION, log_action
+from ..audit import ADDITION, CHANGE, DELETION, log_action
 from ..core.errors import OrchestratorFailedError, UnknownFlowError, UnknownSessionError
 from ..core.orchestrator.checkpoints import check_session_id
-from ..models import Checkpoint
+from ..models import Checkpoint, snapshot_rows
 from ..registry import registry
+from ..sessions import discard_session
 from . import permissions as perms
 from .base import Ordering, WarlockView, errors, openapi, runs_inline
 from .errors import InvalidBody, NoBackgroundWorker
 from .filters import SessionFilter
-from .serializers import SendTurnBody, SessionSerializer, TurnResultSerializer, TurnSerializer
+from .serializers import (
+    ResumeBody,
+    SendTurnBody,
+    SessionSerializer,
+    TurnResultSerializer,
+    TurnSerializer,
+)
 
 
 class SessionsView(ListModelMixin, WarlockView):
@@ -45,16 +52,14 @@ class SessionsView(ListModelMixin, WarlockView):
         return self.list(request)
 
 
-class TurnsView(ListModelMixin, WarlockView):
-    """GET: a session's turns, oldest first. POST: send it a turn."""
+class SessionMixin:
+    """The session the request's path names, as this user may see it."""
 
-    serializer_class = TurnSerializer
-    permissions = {"GET": (perms.VIEW_SESSIONS,), "POST": (perms.SEND_TURN,)}
-    doings = {"GET": "reading a session", "POST": "sending a turn"}
+    kwargs: dict[str, Any]
 
-    def get_queryset(self) -> Any:
+    def session_rows(self) -> Any:
         name, session_id = self.kwargs["orchestrator"], self.kwargs["session_id"]
-        rows = self.narrow(Checkpoint.objects.for_session(name, session_id))
+        rows = self.narrow(Checkpoint.objects.for_session(name, session_id))  # type: ignore[attr-defined]
         return rows.order_by("turn_index")
 
     def _unknown(self) -> UnknownSessionError:
@@ -64,6 +69,127 @@ class TurnsView(ListModelMixin, WarlockView):
             orchestrator_name=name,
             session_id=session_id,
         )
+
+    def latest_row(self) -> Any:
+        """The session's latest turn row, annotated as the list's; 404 when none is seen."""
+        row = self.session_rows().latest_turns().with_interrupted_turn().first()
+        if row is None:
+            raise self._unknown()
+        return row
+
+    def log(self, request: Any, flag: int, message: str) -> None:
+        name, session_id = self.kwargs["orchestrator"], self.kwargs["session_id"]
+        row = self.session_rows().last() or Checkpoint(
+            orchestrator_name=name, session_id=session_id
+        )
+        log_action(request.user, row, flag, message, repr_=f"{name} / {session_id}")
+
+
+class SessionView(SessionMixin, WarlockView):
+    """GET: one session (its latest turn). DELETE: discard it, every turn."""
+
+    serializer_class = SessionSerializer
+    permissions = {"GET": (perms.VIEW_SESSIONS,), "DELETE": (perms.DISCARD_SESSION,)}
+    doings = {"GET": "reading a session", "DELETE": "discarding a session"}
+
+    @openapi(responses={200: SessionSerializer, **errors(401, 403, 404)})
+    def get(self, request: Request, orchestrator: str, session_id: str) -> Response:
+        """One session: its latest turn, how many are stored, an interrupted turn."""
+        return Response(SessionSerializer(self.latest_row()).data)
+
+    @openapi(
+        responses={204: OpenApiResponse(description="Discarded."), **errors(401, 403, 404, 409)}
+    )
+    def delete(self, request: Request, orchestrator: str, session_id: str) -> Response:
+        """Discard the session: every turn and turn snapshot (under the session lock)."""
+        latest = self.latest_row()
+        removed = discard_session(orchestrator, session_id)
+        message = (
+            f"Discarded session “{session_id}” of orchestrator “{orchestrator}”: "
+            f"{removed} rows and turn snapshots."
+        )
+        log_action(request.user, latest, DELETION, message, repr_=f"{orchestrator} / {session_id}")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionResumeView(SessionMixin, WarlockView):
+    """POST: finish the session's interrupted turn."""
+
+    doings = {"POST": "resuming a turn"}
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if request.method != "POST":  # session "x/resume" itself
+            kwargs["session_id"] = f"{kwargs['session_id']}/resume"
+            return SessionView.as_view()(request, *args, **kwargs)
+        return super().dispatch(request, *args, **kwargs)
+
+    def required_permissions(self, request: Any) -> tuple[str, ...]:
+        force = isinstance(request.data, dict) and request.data.get("force") is True
+        return (perms.FORCE_RESUME_RUN,) if force else (perms.RESUME_RUN,)
+
+    @openapi(
+        request=ResumeBody,
+        responses={
+            200: OpenApiResponse(TurnResultSerializer, "Finished here."),
+            202: OpenApiResponse(TurnResultSerializer, "Enqueued: a worker finishes it."),
+            **errors(400, 401, 403, 404, 409, 503),
+        },
+    )
+    def post(self, request: Request, orchestrator: str, session_id: str) -> Response:
+        """Finish the session's interrupted turn (force: past a changed orchestrator)."""
+        body = ResumeBody(data=request.data)
+        body.is_valid(raise_exception=True)
+        force = body.validated_data["force"]
+        if not self.session_rows().exists() and not self._first_turn_visible():
+            raise self._unknown()
+        outcome = operations.start_resume_turn(
+            orchestrator, session_id, force=force, inline=runs_inline()
+        )
+        if outcome.command is not None:
+            raise NoBackgroundWorker(outcome.message, outcome.command)
+        self.log(request, CHANGE, f"{'Force-resume' if force else 'Resume'}: {outcome.message}")
+        latest = self.session_rows().last()
+        data = {
+            "orchestrator": orchestrator,
+            "session_id": session_id,
+            "message": outcome.message,
+            "ok": outcome.ok,
+            "job_id": outcome.job_id,
+            "turn_index": latest.turn_index if latest is not None else None,
+            "status": None,
+            "data": None,
+            "error": None,
+        }
+        code = status.HTTP_202_ACCEPTED if outcome.job_id else status.HTTP_200_OK
+        return Response(data, status=code)
+
+    def _first_turn_visible(self) -> bool:
+        """A session whose first turn was interrupted has no rows yet: it is this user's if
+        that turn's snapshot is (and no other user's rows hold the id)."""
+        name, session_id = self.kwargs["orchestrator"], self.kwargs["session_id"]
+        if Checkpoint.objects.for_session(name, session_id).exists():
+            return False
+        turns = self.narrow(snapshot_rows()).filter(
+            kind="orchestrator", name=name, run_id__startswith=f"{session_id}."
+        )
+        return bool(turns.exists())
+
+
+class TurnsView(SessionMixin, ListModelMixin, WarlockView):
+    """GET: a session's turns, oldest first. POST: send it a turn."""
+
+    serializer_class = TurnSerializer
+    permissions = {"GET": (perms.VIEW_SESSIONS,), "POST": (perms.SEND_TURN,)}
+    doings = {"GET": "reading a session", "POST": "sending a turn"}
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if request.method == "DELETE":  # session "x/turns" itself
+            kwargs["session_id"] = f"{kwargs['session_id']}/turns"
+            return SessionView.as_view()(request, *args, **kwargs)
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_queryset(self) -> Any:
+        return self.session_rows()
 
     @openapi(responses={200: TurnSerializer(many=True), **errors(400, 401, 403, 404)})
     def get(self, request: Request, orchestrator: str, session_id: str) -> Response:
@@ -104,10 +230,7 @@ class TurnsView(ListModelMixin, WarlockView):
         )
         if outcome.command is not None:
             raise NoBackgroundWorker(outcome.message, outcome.command)
-        latest = self.get_queryset().last()
-        row = latest or Checkpoint(orchestrator_name=orchestrator, session_id=session_id)
-        what = f"{orchestrator} / {session_id}"
-        log_action(request.user, row, ADDITION, f"Turn: {outcome.message}", repr_=what)
+        self.log(request, ADDITION, f"Turn: {outcome.message}")
         result = outcome.result
         data = {
             "orchestrator": orchestrator,
