@@ -343,6 +343,7 @@ def _earlier_start(
             return StartOutcome(
                 f'run "{run_id}" was started before with this flow and input; it is '
                 f"{stored.status}: nothing new was started",
+                ok=stored.status in (RUNNING, COMPLETED),
                 run_id=run_id,
                 created=False,
             )

@@ -400,3 +400,12 @@ def test_an_ordering_that_cannot_be_used_is_a_400_naming_the_allowed_ones(runs, 
     body = error_of(ops.get("runs/", ordering="flow"), 400, "INVALID")
     assert "saved_at" in body["message"] and "name" in body["message"]
     assert ids(ops.get("runs/", ordering="-name")) == ["done-1"]
+
+
+def test_the_same_start_of_a_run_that_failed_says_it_failed(runs, ops, admin_runs_inline):
+    start = {"flow": "orders", "input": {"fail": True}, "run_id": "bad"}
+    first = ops.post("runs/", start).json()
+    assert first["created"] is True and first["ok"] is False
+    again = ops.post("runs/", start).json()
+    assert again["created"] is False and again["ok"] is False
+    assert "it is failed" in again["message"]
