@@ -205,3 +205,13 @@ def test_resume_after_the_orchestrator_changed_needs_force(
     )
     assert refused["message"].endswith("warlock_ai.force_resume_snapshot")
     assert session_ops.post(f"sessions/{NAME}/s-2/resume/", {"force": True}).status_code == 200
+
+
+def test_session_ids_with_slashes_are_reachable(chat_sessions, session_ops):
+    chat_sessions.settled("team/a/turns", "hi")
+    chat_sessions.settled("team/b/resume", "hi")
+    assert session_ops.get(f"sessions/{NAME}/team/b/resume/").json()["session_id"] == (
+        "team/b/resume"
+    )
+    assert session_ops.delete(f"sessions/{NAME}/team/a/turns/").status_code == 204
+    assert not Checkpoint.objects.for_session(NAME, "team/a/turns").exists()

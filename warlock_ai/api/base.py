@@ -17,7 +17,7 @@ from rest_framework.renderers import JSONRenderer
 
 from ..operations import runs_inline
 from .errors import exception_handler
-from .permissions import permission_classes
+from .permissions import FORCE_RESUME_RUN, RESUME_RUN, permission_classes
 from .scoping import narrowed
 from .serializers import ErrorSerializer
 
@@ -25,10 +25,12 @@ __all__ = [
     "ERRORS",
     "Ordering",
     "Pages",
+    "SubRoute",
     "WarlockView",
     "errors",
     "narrowed",
     "openapi",
+    "resume_permissions",
     "runs_inline",
 ]
 
@@ -137,6 +139,28 @@ class WarlockView(GenericAPIView):
 
     def narrow(self, queryset: Any) -> Any:
         return narrowed(self.request, queryset)
+
+
+class SubRoute:
+    """A view of ``<thing>/<id>/<name>/``. Ids may hold slashes, so a method this view does
+    not answer names the thing whose id ends in ``/<name>``: it goes to ``parent`` (the
+    thing's own view) with that id."""
+
+    #: (the id's URL keyword, the last segment, the methods answered here, the thing's view)
+    sub_route: ClassVar[tuple[str, str, frozenset[str], Callable[[], Any]]]
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        key, name, own, parent = self.sub_route
+        if request.method not in own:
+            kwargs[key] = f"{kwargs[key]}/{name}"
+            return parent().as_view()(request, *args, **kwargs)
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+
+def resume_permissions(request: Any) -> tuple[str, ...]:
+    """Resuming a run or a turn; with ``{"force": true}``, force-resuming it."""
+    force = isinstance(request.data, dict) and request.data.get("force") is True
+    return (FORCE_RESUME_RUN,) if force else (RESUME_RUN,)
 
 
 def _method(request: Any) -> str:

@@ -28,7 +28,15 @@ from ..core.errors import (
 from ..core.runs.definition import check_run_id
 from ..models import Snapshot, snapshot_rows
 from . import permissions as perms
-from .base import Ordering, WarlockView, errors, openapi, runs_inline
+from .base import (
+    Ordering,
+    SubRoute,
+    WarlockView,
+    errors,
+    openapi,
+    resume_permissions,
+    runs_inline,
+)
 from .errors import InvalidBody, NoBackgroundWorker
 from .filters import RunFilter
 from .serializers import (
@@ -153,17 +161,15 @@ class RunView(RunQueryMixin, WarlockView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class RunActionView(RunQueryMixin, WarlockView):
+class RunActionView(SubRoute, RunQueryMixin, WarlockView):
     """POST ``runs/{run_id}/<action>/``. Any other method names the run whose id ends in
     ``/<action>`` (run ids may hold slashes), so it is that run's GET or DELETE."""
 
     action_name = ""
 
-    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        if request.method != "POST":
-            run_id = f"{kwargs.pop('run_id')}/{self.action_name}"
-            return RunView.as_view()(request, *args, run_id=run_id, **kwargs)
-        return super().dispatch(request, *args, **kwargs)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.sub_route = ("run_id", cls.action_name, frozenset({"POST"}), lambda: RunView)
 
     def respond(self, request: Request, run_id: str, label: str, outcome: Any) -> Response:
         if outcome.command is not None:
@@ -183,8 +189,7 @@ class ResumeView(RunActionView):
     doings = {"POST": "resuming a run"}
 
     def required_permissions(self, request: Any) -> tuple[str, ...]:
-        force = isinstance(request.data, dict) and request.data.get("force") is True
-        return (perms.FORCE_RESUME_RUN,) if force else (perms.RESUME_RUN,)
+        return resume_permissions(request)
 
     @openapi(
         request=ResumeBody,

@@ -20,7 +20,15 @@ from ..models import Checkpoint, snapshot_rows
 from ..registry import registry
 from ..sessions import discard_session
 from . import permissions as perms
-from .base import Ordering, WarlockView, errors, openapi, runs_inline
+from .base import (
+    Ordering,
+    SubRoute,
+    WarlockView,
+    errors,
+    openapi,
+    resume_permissions,
+    runs_inline,
+)
 from .errors import InvalidBody, NoBackgroundWorker
 from .filters import SessionFilter
 from .serializers import (
@@ -112,20 +120,15 @@ class SessionView(SessionMixin, WarlockView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class SessionResumeView(SessionMixin, WarlockView):
+class SessionResumeView(SubRoute, SessionMixin, WarlockView):
     """POST: finish the session's interrupted turn."""
 
     doings = {"POST": "resuming a turn"}
 
-    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        if request.method != "POST":  # session "x/resume" itself
-            kwargs["session_id"] = f"{kwargs['session_id']}/resume"
-            return SessionView.as_view()(request, *args, **kwargs)
-        return super().dispatch(request, *args, **kwargs)
+    sub_route = ("session_id", "resume", frozenset({"POST"}), lambda: SessionView)
 
     def required_permissions(self, request: Any) -> tuple[str, ...]:
-        force = isinstance(request.data, dict) and request.data.get("force") is True
-        return (perms.FORCE_RESUME_RUN,) if force else (perms.RESUME_RUN,)
+        return resume_permissions(request)
 
     @openapi(
         request=ResumeBody,
@@ -175,18 +178,14 @@ class SessionResumeView(SessionMixin, WarlockView):
         return bool(turns.exists())
 
 
-class TurnsView(SessionMixin, ListModelMixin, WarlockView):
+class TurnsView(SubRoute, SessionMixin, ListModelMixin, WarlockView):
     """GET: a session's turns, oldest first. POST: send it a turn."""
 
     serializer_class = TurnSerializer
     permissions = {"GET": (perms.VIEW_SESSIONS,), "POST": (perms.SEND_TURN,)}
     doings = {"GET": "reading a session", "POST": "sending a turn"}
 
-    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        if request.method == "DELETE":  # session "x/turns" itself
-            kwargs["session_id"] = f"{kwargs['session_id']}/turns"
-            return SessionView.as_view()(request, *args, **kwargs)
-        return super().dispatch(request, *args, **kwargs)
+    sub_route = ("session_id", "turns", frozenset({"GET", "HEAD", "POST"}), lambda: SessionView)
 
     def get_queryset(self) -> Any:
         return self.session_rows()
