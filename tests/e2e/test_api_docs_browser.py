@@ -26,7 +26,7 @@ def test_operator_browses_the_api_and_calls_it(
     login(staff_user("ops", "view_snapshot", "cancel_snapshot"))
     page.goto(DOCS)
     operations = page.locator(".opblock")
-    expect(operations).to_have_count(11)
+    expect(operations).to_have_count(14)
     expect(page.locator(".info .title")).to_contain_text("warlock_ai API")
     screenshot(page, "api-docs")
     page.screenshot(path=str(SCREENSHOT_DIR / "api-docs-top.png"))  # the docs' picture
