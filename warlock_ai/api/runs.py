@@ -174,9 +174,11 @@ class RunActionView(SubRoute, RunQueryMixin, WarlockView):
     def respond(self, request: Request, run_id: str, label: str, outcome: Any) -> Response:
         if outcome.command is not None:
             raise NoBackgroundWorker(outcome.message, outcome.command)
-        row = self.runs().summaries().filter(pk=run_id).first() or Snapshot(run_id=run_id)
+        found = self.runs().summaries().filter(pk=run_id).first()
+        row = found or Snapshot(run_id=run_id)
         log_action(request.user, row, CHANGE, f"{label}: {outcome.message}", repr_=_repr(row))
-        data = _result(run_id, self.action_name, outcome, run=self.stored(run_id))
+        run = dict(RunSerializer(found).data) if found is not None else None
+        data = _result(run_id, self.action_name, outcome, run=run)
         code = status.HTTP_202_ACCEPTED if outcome.job_id else status.HTTP_200_OK
         return Response(data, status=code)
 

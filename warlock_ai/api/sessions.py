@@ -85,12 +85,29 @@ class SessionMixin:
             raise self._unknown()
         return row
 
-    def log(self, request: Any, flag: int, message: str) -> None:
+    def log(self, request: Any, flag: int, message: str) -> Any:
+        """Log on the session's latest row (an unsaved one when it has none); returns it."""
         name, session_id = self.kwargs["orchestrator"], self.kwargs["session_id"]
         row = self.session_rows().last() or Checkpoint(
             orchestrator_name=name, session_id=session_id
         )
         log_action(request.user, row, flag, message, repr_=f"{name} / {session_id}")
+        return row
+
+    def turn_answer(self, outcome: Any, turn_index: int | None) -> dict[str, Any]:
+        """What sending or resuming a turn did (``outcome.result``: the turn, when it ran here)."""
+        result = getattr(outcome, "result", None)
+        return {
+            "orchestrator": self.kwargs["orchestrator"],
+            "session_id": self.kwargs["session_id"],
+            "message": outcome.message,
+            "ok": outcome.ok,
+            "job_id": outcome.job_id,
+            "turn_index": turn_index,
+            "status": result.report.status if result is not None else None,
+            "data": _json(result.data) if result is not None else None,
+            "error": result.error.to_dict() if result is not None and result.error else None,
+        }
 
 
 class SessionView(SessionMixin, WarlockView):
@@ -150,19 +167,9 @@ class SessionResumeView(SubRoute, SessionMixin, WarlockView):
         )
         if outcome.command is not None:
             raise NoBackgroundWorker(outcome.message, outcome.command)
-        self.log(request, CHANGE, f"{'Force-resume' if force else 'Resume'}: {outcome.message}")
-        latest = self.session_rows().last()
-        data = {
-            "orchestrator": orchestrator,
-            "session_id": session_id,
-            "message": outcome.message,
-            "ok": outcome.ok,
-            "job_id": outcome.job_id,
-            "turn_index": latest.turn_index if latest is not None else None,
-            "status": None,
-            "data": None,
-            "error": None,
-        }
+        label = "Force-resume" if force else "Resume"
+        latest = self.log(request, CHANGE, f"{label}: {outcome.message}")
+        data = self.turn_answer(outcome, latest.turn_index if latest.pk is not None else None)
         code = status.HTTP_202_ACCEPTED if outcome.job_id else status.HTTP_200_OK
         return Response(data, status=code)
 
@@ -230,18 +237,7 @@ class TurnsView(SubRoute, SessionMixin, ListModelMixin, WarlockView):
         if outcome.command is not None:
             raise NoBackgroundWorker(outcome.message, outcome.command)
         self.log(request, ADDITION, f"Turn: {outcome.message}")
-        result = outcome.result
-        data = {
-            "orchestrator": orchestrator,
-            "session_id": session_id,
-            "message": outcome.message,
-            "ok": outcome.ok,
-            "job_id": outcome.job_id,
-            "turn_index": getattr(result, "turn_index", None),
-            "status": result.report.status if result is not None else None,
-            "data": _json(result.data) if result is not None else None,
-            "error": result.error.to_dict() if result is not None and result.error else None,
-        }
+        data = self.turn_answer(outcome, getattr(outcome.result, "turn_index", None))
         code = status.HTTP_202_ACCEPTED if outcome.job_id else status.HTTP_201_CREATED
         return Response(data, status=code)
 
