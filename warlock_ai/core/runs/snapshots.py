@@ -18,6 +18,7 @@ from ..errors import AIError, error_from_dict
 from . import shape
 from .kinds import kind_named, kind_names
 from .serialization import dumps, loads
+from .state import StateEncoding
 from .usage import Usage
 
 RUNNING = "running"
@@ -132,12 +133,39 @@ class RunSnapshot(ABC):
         """When the run ended: its last save once its status is terminal."""
         return self.saved_at if self.status in TERMINAL_STATUSES else None
 
-    @abstractmethod
+    #: The state encoding a store is known to hold for this run (set by the run writer on
+    #: the snapshot it writes, from its last write that landed): a store that keeps state
+    #: keys apart rewrites only those that differ from it. None: nothing is known, the store
+    #: writes all of them.
+    delta_base: StateEncoding | None = None
+
     def json_parts(self) -> dict[str, str]:
         """Each of ``JSON_PARTS`` encoded (``"null"`` for None): what a store writes.
 
         Raises ``SnapshotSerializationError`` naming the path of a value that is not JSON.
         """
+        parts = self.record_parts()
+        parts["state"] = self.state_encoding().json()
+        return parts
+
+    @abstractmethod
+    def record_parts(self) -> dict[str, str]:
+        """``json_parts()`` but the state: what a store keeping the state by key writes
+        besides ``state_encoding()``."""
+
+    def state_encoding(self) -> StateEncoding:
+        """The state's JSON by top-level key (the engine's when it made this snapshot, else
+        encoded once, here)."""
+        encoding: StateEncoding | None = self.__dict__.get("_state_encoding")
+        if encoding is None:
+            encoding = StateEncoding.of(self.state)
+            object.__setattr__(self, "_state_encoding", encoding)
+        return encoding
+
+    def with_delta_base(self, base: StateEncoding | None) -> Self:
+        """This snapshot, saying which state encoding its store already holds (writer use)."""
+        object.__setattr__(self, "delta_base", base)
+        return self
 
     @abstractmethod
     def position_json(self) -> str:
@@ -189,9 +217,10 @@ class RunSnapshot(ABC):
         return data
 
     @classmethod
-    def from_row(cls, row: Any) -> Self:
-        """Build from an object with the ``Snapshot`` model's attributes (duck-typed);
-        ``UnreadableSnapshotError`` when its columns do not have the expected shape."""
+    def from_row(cls, row: Any, state: Any = None) -> Self:
+        """Build from an object with the ``Snapshot`` model's attributes (duck-typed; the
+        state ``state`` when given, else the row's); ``UnreadableSnapshotError`` when its
+        columns do not have the expected shape."""
         return cls.read(
             {
                 "run_id": row.run_id,
@@ -199,7 +228,7 @@ class RunSnapshot(ABC):
                 "signature": row.signature,
                 "version": row.version,
                 "input": row.input,
-                "state": row.state,
+                "state": row.state if state is None else state,
                 cls.records_field: row.steps,
                 "next": row.next_step,
                 "iteration": row.iteration,
@@ -236,10 +265,11 @@ def snapshot_from_dict(data: dict[str, Any], run_id: str | None = None) -> RunSn
     return snapshot_type_of(data, run_id).read(data, run_id)
 
 
-def snapshot_from_row(row: Any) -> RunSnapshot:
-    """Rebuild a snapshot from an object with the ``Snapshot`` model's attributes."""
+def snapshot_from_row(row: Any, state: Any = None) -> RunSnapshot:
+    """Rebuild a snapshot from an object with the ``Snapshot`` model's attributes (and its
+    whole ``state``, when the row holds only part of it)."""
     kind_only = {"kind": row.kind, "run_id": row.run_id, "name": row.name, "status": row.status}
-    return snapshot_type_of(kind_only, row.run_id).from_row(row)
+    return snapshot_type_of(kind_only, row.run_id).from_row(row, state)
 
 
 def snapshot_from_json(text: str | bytes, run_id: str | None = None) -> RunSnapshot:

@@ -86,6 +86,7 @@ class RunWriter:
     """
 
     __slots__ = (
+        "base",
         "cancel",
         "expected",
         "fenced",
@@ -107,6 +108,10 @@ class RunWriter:
         self.heartbeat: Heartbeat | None = None
         #: The last snapshot stored: what an interrupted execution leaves (lease released).
         self.last: RunSnapshot | None = None
+        #: The state encoding of the last write known to have landed, which each write
+        #: names as its ``delta_base``; None after a write that failed (the store may hold
+        #: it or not), so that the next write is whole.
+        self.base: Any = None
 
     def claim(self, status: str, release: bool = False) -> LeaseClaim | None:
         """Acquire on the first write, renew while running, release with the terminal one
@@ -131,10 +136,12 @@ class RunWriter:
         if status != RUNNING or release:
             self.stop_heartbeat()  # the terminal write releases the lease
         claim = self.claim(status, release)
+        snapshot.with_delta_base(self.base)
         outcome = yield Save(self.store, snapshot, claim)
         if outcome is not None and isinstance(outcome, BaseException) and is_transient(outcome):
             outcome = yield from self.retry(snapshot, claim, outcome)
         if outcome is not None and isinstance(outcome, BaseException):
+            self.base = None
             if isinstance(outcome, (LeaseHeldError, LeaseLostError)):
                 self.fenced = True
                 self.stop_heartbeat()
@@ -143,6 +150,7 @@ class RunWriter:
             return failure
         # Stored (the store answered None, or an operator's CancelRequest).
         self.last = snapshot
+        self.base = snapshot.state_encoding()
         if self.owner is not None:
             self.lease_held = status == RUNNING and not release
             if claim is not None and claim.mode == ACQUIRE:
@@ -150,6 +158,7 @@ class RunWriter:
                 if not self.lease_held:
                     # No earlier write held the lease (they failed): this write took it, and
                     # a finished or interrupted run must not keep it (best effort).
+                    snapshot.with_delta_base(self.base)
                     yield Save(self.store, snapshot, LeaseClaim(self.owner, RELEASE))
         if outcome is not None and status == RUNNING and isinstance(outcome, CancelRequest):
             # Asked from outside (cancel_run, the admin): noticed at this check point.

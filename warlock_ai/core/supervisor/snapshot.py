@@ -82,7 +82,7 @@ class SupervisorSnapshot(RunSnapshot):
     def position_json(self) -> str:
         return f'"iteration":{self.iteration}'
 
-    def json_parts(self) -> dict[str, str]:
+    def record_parts(self) -> dict[str, str]:
         """A save of an engine-made snapshot encodes only the state (the iterations, input
         and fingerprint were encoded once)."""
         enc = self.encoded
@@ -94,7 +94,6 @@ class SupervisorSnapshot(RunSnapshot):
             )
         return {
             "input": enc.input,
-            "state": dumps(self.state, path="state"),
             "steps": f"[{','.join(enc.iterations)}]",
             "usage": usage_json(self.usage),
             "error": error_json(self.error),

@@ -23,8 +23,8 @@ from ..errors import (
 from ..runs.effects import Call
 from ..runs.routing import parse_route
 from ..runs.run import Run, describe, elapsed_ms
-from ..runs.serialization import dumps
 from ..runs.snapshots import CANCELLED, COMPLETED, FAILED, RUNNING, now
+from ..runs.state import StateEncoding, StepState, own_items
 from .results import WorkflowContext, WorkflowReport, WorkflowResult
 from .snapshot import SKIPPED, Encoded, StepRecord, WorkflowSnapshot
 from .step_execution import StepExecution, is_cancellation
@@ -77,8 +77,8 @@ class WorkflowRun(StepExecution, Run["Workflow", WorkflowSnapshot, WorkflowResul
             session_id=self.session_id,
             workflow_name=self.wf.name,
         )
-        self.state_json: str | None = None
-        self.pending_state_json: str | None = None
+        self.state_json: StateEncoding | None = None
+        self.pending_state_json: StateEncoding | None = None
         self.step_count = 0
         self.entries: dict[str, int] = {}
         self.last_goto: str | None = None
@@ -109,7 +109,7 @@ class WorkflowRun(StepExecution, Run["Workflow", WorkflowSnapshot, WorkflowResul
 
     def encode_start(self) -> None:
         super().encode_start()
-        self.state_json = dumps(self.state, path="state")
+        self.state_json = StateEncoding.of(self.state)
 
     def snapshot(self, status: str, error: AIError | None) -> WorkflowSnapshot:
         wf = self.wf
@@ -119,7 +119,7 @@ class WorkflowRun(StepExecution, Run["Workflow", WorkflowSnapshot, WorkflowResul
             signature=wf.signature,
             version=wf.version,
             input=self.input,
-            state=self.state,
+            state=dict(own_items(self.state)),
             steps=dict(self.steps),
             next=None if status == COMPLETED else self.resume_at,
             status=status,
@@ -163,7 +163,7 @@ class WorkflowRun(StepExecution, Run["Workflow", WorkflowSnapshot, WorkflowResul
             signature=wf.signature,
             usage=self.usage,
             steps=self.steps,
-            state=self.state,
+            state=dict(own_items(self.state)),
             children=self.children,
             cancelled_at=self.cancel.cancelled_at if status == CANCELLED else None,
         )
@@ -226,6 +226,8 @@ class WorkflowRun(StepExecution, Run["Workflow", WorkflowSnapshot, WorkflowResul
             self.state = state
             if self.writer is not None:
                 self.state_json = self.pending_state_json
+                if isinstance(state, StepState):
+                    state.settled()
         self.steps[name] = record
         if record.steps:
             self.steps.update(record.steps)
@@ -240,7 +242,10 @@ class WorkflowRun(StepExecution, Run["Workflow", WorkflowSnapshot, WorkflowResul
         self.pending_state_json = self.state_json
         try:
             if state is not self.state:
-                self.pending_state_json = dumps(state, path="state")
+                base = self.state_json
+                self.pending_state_json = (
+                    base.updated(state) if base is not None else StateEncoding.of(state)
+                )
             for child_name, child in (record.steps or {}).items():
                 child.to_json(path=f"steps.{child_name}")
             record.to_json(path=f"steps.{step.name}")

@@ -25,6 +25,7 @@ from ..runs.snapshots import (
     stored_error,
     usage_json,
 )
+from ..runs.state import StateEncoding
 from ..runs.usage import ZERO, Usage
 
 SKIPPED = "skipped"
@@ -142,11 +143,11 @@ class StepRecord:
 @dataclass(frozen=True, eq=False)
 class Encoded:
     """JSON the engine already produced for a snapshot: the parts fixed for the whole run
-    (input, fingerprint) and the state as of this save."""
+    (input, fingerprint) and the state as of this save, by key."""
 
     input: str
     fingerprint: str
-    state: str
+    state: StateEncoding
 
 
 @dataclass(frozen=True)
@@ -199,23 +200,24 @@ class WorkflowSnapshot(RunSnapshot):
     def position_json(self) -> str:
         return f'"next":{key_json(self.next)}'
 
-    def json_parts(self) -> dict[str, str]:
-        """Engine-made snapshots reuse the run's encoded input and fingerprint, the state
-        encoded when the step settled and each step record's cached encoding, so a save
-        costs one string join."""
+    def state_encoding(self) -> StateEncoding:
+        enc = self.encoded
+        return enc.state if enc is not None else StateEncoding.of(self.state)
+
+    def record_parts(self) -> dict[str, str]:
+        """Engine-made snapshots reuse the run's encoded input and fingerprint and each step
+        record's cached encoding, so a save costs one string join."""
         enc = self.encoded
         if enc is not None:
-            input_json, fingerprint_json, state_json = enc.input, enc.fingerprint, enc.state
+            input_json, fingerprint_json = enc.input, enc.fingerprint
         else:
             input_json = dumps(self.input, path="input")
             fingerprint_json = dumps(self.fingerprint, path="fingerprint")
-            state_json = dumps(self.state, path="state")
         steps = ",".join(
             f"{key_json(name)}:{_record_json(name, record)}" for name, record in self.steps.items()
         )
         return {
             "input": input_json,
-            "state": state_json,
             "steps": f"{{{steps}}}",
             "usage": usage_json(self.usage),
             "error": error_json(self.error),

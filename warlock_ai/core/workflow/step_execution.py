@@ -24,8 +24,8 @@ from ..errors import (
 from ..runs.cancel import CancelToken
 from ..runs.effects import Call, CallEither, Gather, Sleep
 from ..runs.run import describe, elapsed_ms
-from ..runs.serialization import clone
 from ..runs.snapshots import COMPLETED, FAILED, now
+from ..runs.state import StepState, changed_items
 from ..runs.usage import ZERO, Usage
 from .results import WorkflowContext
 from .retry import Retry, resolve_backoff, resolve_retry
@@ -94,7 +94,7 @@ class StepExecution:
     ) -> Effects:
         """Ask ``step.skip``; returns ``(record, state)`` if the step ends here, else None."""
         name = step.name
-        skip_state = clone(base)
+        skip_state = StepState.over(base)
         skip = cast("Callable[[WorkflowContext], Any]", step.skip)  # execute_step checked it
         try:
             skipped = yield Call(skip, (self.ctx.with_state(skip_state),))
@@ -134,7 +134,7 @@ class StepExecution:
         for k in range(1, total + 1):
             self.check_cancel()
             attempt_started, attempt_clock = now(), perf_counter()
-            ctx = self.ctx.with_state(clone(base))
+            ctx = self.ctx.with_state(StepState.over(base))
             try:
                 result, output = yield from self.attempt(step, ctx, usage)
             except Exception as exc:
@@ -311,7 +311,7 @@ class StepExecution:
         children = cast("tuple[Step, ...]", step.parallel)  # execute_step checked it
         outcomes = yield Gather([self.execute_step(c, base, child=True) for c in children])
         records, deltas, first_error = collect_children(children, outcomes, base)
-        merged = clone(base)
+        merged = StepState.over(base)
         for child_name, delta in deltas:
             if step.merge_state is not None:
                 yield Call(step.merge_state, (merged, delta, child_name))
@@ -399,7 +399,5 @@ def collect_children(
         if record.status == FAILED:
             first_error = first_error or record.error
         else:
-            deltas.append(
-                (child.name, {k: v for k, v in state.items() if k not in base or base[k] != v})
-            )
+            deltas.append((child.name, changed_items(state, base)))
     return records, deltas, first_error
