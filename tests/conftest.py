@@ -7,6 +7,7 @@ below, the "pg" / "pg15" databases of tests/settings.py through ``django_db_modi
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -35,6 +36,16 @@ def django_db_modify_db_settings(
     alias some collected test asks for, and for no other)."""
     for alias in sorted(_aliases_for_setup(request.session.items) & LAZY_DATABASES.keys()):
         use_database_server(alias, LAZY_DATABASES[alias]())
+
+
+@pytest.fixture(autouse=True)
+def _close_async_connections() -> Iterator[None]:
+    """After each test, close the psycopg async connections the ORM store's ``asave`` kept
+    open (pytest-django cannot drop a test database that still has connections)."""
+    yield
+    module = sys.modules.get("warlock_ai.stores.orm_async")
+    if module is not None:
+        module.close_all()
 
 
 def _aliases_for_setup(items: Iterable[pytest.Item]) -> set[str]:

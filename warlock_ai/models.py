@@ -166,6 +166,8 @@ class Snapshot(models.Model):
     fingerprint = models.JSONField(_("structural fingerprint"), null=True, blank=True)
     #: Each execution of the run: who, when, from where, why it ended (RunAttempt dicts).
     attempts = models.JSONField(_("attempts"), default=list, blank=True)
+    #: The state keys stored apart, in ``SnapshotValue`` rows (None: none).
+    state_apart = models.JSONField(_("state keys stored apart"), null=True, blank=True)
     lease_owner = models.CharField(_("lease owner"), max_length=255, null=True, blank=True)
     lease_expires_at = models.DateTimeField(_("lease expires at"), null=True, blank=True)
     cancel_requested_at = models.DateTimeField(_("cancel requested at"), null=True, blank=True)
@@ -197,14 +199,62 @@ class Snapshot(models.Model):
         return f"{self.name} {self.run_id} ({self.status})"
 
     def to_snapshot(self) -> RunSnapshot:
-        """The engine's dataclass for this row (``WorkflowSnapshot``, ...)."""
-        return snapshot_from_row(self)
+        """The engine's dataclass for this row (``WorkflowSnapshot``, ...), with its whole
+        state (``full_state()``)."""
+        return snapshot_from_row(self, self.full_state())
+
+    def full_state(self) -> Any:
+        """The run's whole state: the ``state`` column and the keys ``state_apart`` lists,
+        stored in ``SnapshotValue`` rows (large values; see ``EXTERNAL_BYTES``). One query
+        for those when there are any, none when they were prefetched
+        (``prefetch_related("state_values")``)."""
+        cached = self.__dict__.get("_warlock_full_state")
+        if cached is not None:
+            return cached
+        state, keys = self.state, self.state_apart
+        if keys and isinstance(keys, list) and isinstance(state, dict):
+            # Only the keys listed: a value left from before is not part of the state.
+            listed = set(keys)
+            apart = {v.key: v.value for v in self.state_values.all() if v.key in listed}
+            state = {**state, **apart}
+        self.__dict__["_warlock_full_state"] = state
+        return state
 
     def lease_state(self, now: Any = None) -> LeaseState:
         """What this row's lease says about its worker (``leases.lease_state``)."""
         return lease_state(
             self.lease_owner, self.lease_expires_at, now or timezone.now(), self.status
         )
+
+
+class SnapshotValue(models.Model):
+    """One key of a run's state stored apart from the rest: a value whose JSON is at least
+    ``EXTERNAL_BYTES`` (8 KiB) long. A snapshot write rewrites only the keys whose value
+    changed, so a large value the steps do not change costs nothing per step; the row's
+    ``state`` column holds the other keys. ``Snapshot.full_state()`` joins both."""
+
+    # Indexed by the unique constraint, whose first column it is.
+    run = models.ForeignKey(
+        Snapshot,
+        on_delete=models.CASCADE,
+        related_name="state_values",
+        verbose_name=_("run"),
+        db_index=False,
+    )
+    key = models.CharField(_("state key"), max_length=255)
+    value = models.JSONField(_("value"))
+    #: Characters of the value's JSON.
+    size = models.PositiveIntegerField(_("size"))
+
+    class Meta:
+        verbose_name = _("state value")
+        verbose_name_plural = _("state values")
+        constraints = [
+            models.UniqueConstraint(fields=["run", "key"], name="warlock_snapvalue_key_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} state[{self.key!r}]"
 
 
 def snapshot_rows() -> SnapshotQuerySet:

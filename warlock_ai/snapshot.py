@@ -19,16 +19,23 @@ def db(
     using: str = "default",
     lease_seconds: float | None = None,
     write_retry_seconds: float = 15.0,
+    native_async: bool = True,
 ) -> Any:
     """The Django ORM store on database alias ``using`` (PostgreSQL, SQLite, ...).
 
     ``lease_seconds`` defaults to ``WARLOCK_AI["LEASE_SECONDS"]``. A write that fails
     because the database cannot be reached is retried for up to ``write_retry_seconds``.
+    ``native_async``: on PostgreSQL, ``aexecute``'s snapshot writes go through psycopg's
+    async connections of the store's own (False: through Django's connection, in its sync
+    thread).
     """
     from .stores.orm import DatabaseSnapshotStore
 
     return DatabaseSnapshotStore(
-        using=using, lease_seconds=lease_seconds, write_retry_seconds=write_retry_seconds
+        using=using,
+        lease_seconds=lease_seconds,
+        write_retry_seconds=write_retry_seconds,
+        native_async=native_async,
     )
 
 

@@ -409,3 +409,11 @@ def test_the_same_start_of_a_run_that_failed_says_it_failed(runs, ops, admin_run
     again = ops.post("runs/", start).json()
     assert again["created"] is False and again["ok"] is False
     assert "it is failed" in again["message"]
+
+
+def test_detail_state_includes_the_keys_stored_apart(api_as):
+    from tests.django.test_state_apart import BIG, shown_run
+
+    shown_run()
+    body = api_as("view_snapshot").get("runs/shown-1/").json()
+    assert body["state"] == {"rows": BIG, "customer": "acme"}

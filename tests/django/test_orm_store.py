@@ -150,7 +150,7 @@ def test_database_error_surfaces_as_store_error_and_the_run_goes_on(alias):
     bogus = DatabaseSnapshotStore(using=alias)
     vendor = connections[alias].vendor
     for key in ("plain", False), ("acquire", False), ("renew", False), ("release", False):
-        bogus._sql[(vendor, *key)] = "INSERT INTO no_such_table VALUES (1)"
+        bogus._sql[(vendor, *key, False)] = "INSERT INTO no_such_table VALUES (1)"
     errors = []
     wf = build(bogus)
     result = wf.execute(run_id="err-1", on={"workflow.error": errors.append})
@@ -175,7 +175,16 @@ def test_json_columns_are_jsonb_on_postgres():
             "WHERE table_name = 'warlock_ai_snapshot' AND data_type = 'jsonb' ORDER BY 1"
         )
         jsonb = [row[0] for row in cursor.fetchall()]
-    assert jsonb == ["attempts", "error", "fingerprint", "input", "state", "steps", "usage"]
+    assert jsonb == [
+        "attempts",
+        "error",
+        "fingerprint",
+        "input",
+        "state",
+        "state_apart",
+        "steps",
+        "usage",
+    ]
 
 
 def test_async_twins(store):

@@ -12,12 +12,13 @@ from django.db import connections, transaction
 
 import warlock_ai as ai
 from tests import services
-from warlock_ai.models import CacheEntry, Checkpoint, Snapshot
+from warlock_ai.models import CacheEntry, Checkpoint, Snapshot, SnapshotValue
 
 
 def ddl_stores(using: str) -> list[tuple[Any, Any]]:
     return [
         (ai.snapshot.db(using=using), Snapshot),
+        (ai.snapshot.db(using=using), SnapshotValue),
         (ai.checkpoint.db(using=using), Checkpoint),
         (ai.cache.db(using=using), CacheEntry),
     ]

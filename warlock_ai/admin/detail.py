@@ -36,7 +36,7 @@ def detail_context(request: Any, row: Any, model_admin: Any) -> dict[str, Any]:
         "records": panel.rows(row) if panel else [],
         "attempts": presentation.attempts(row),
         "input_json": presentation.pretty_json(row.input),
-        "state_json": presentation.pretty_json(row.state),
+        "state_json": presentation.pretty_json(row.full_state()),
         "usage_json": presentation.pretty_json(row.usage) if row.usage else "",
         "run_error": row.error,
         "run_error_fields": presentation.error_fields(row.error),

@@ -240,7 +240,9 @@ class RunDetailSerializer(RunSerializer):
     """A run with everything stored: its state, input, step records and attempts."""
 
     input = serializers.JSONField(allow_null=True)
-    state = serializers.JSONField()
+    state = serializers.JSONField(
+        source="full_state", help_text="The whole state, keys stored apart included."
+    )
     steps = serializers.JSONField(help_text="The step records (a supervisor's iterations).")
     attempts = serializers.JSONField(help_text="Each execution of the run, oldest first.")
     error = serializers.JSONField(allow_null=True)

@@ -5,6 +5,16 @@ UPDATE``) on PostgreSQL and SQLite, with the JSON columns sent pre-encoded by th
 Writes the engine makes carry a lease claim and are fenced in that same statement: the
 ``DO UPDATE`` applies only ``WHERE`` the stored lease allows it, so checking the lease and
 writing cannot race.
+
+State keys whose JSON is large (``core.runs.state.EXTERNAL_BYTES``) are stored apart, one
+``SnapshotValue`` row each, and rewritten only when they changed since the write the run
+writer knows landed (the snapshot's ``delta_base``): a large value a step did not change
+costs nothing. When some are written, the same statement does it on PostgreSQL
+(data-modifying CTEs, run only if the fenced upsert wrote), the same transaction on SQLite,
+and removes the run's other values. The row's ``state_apart`` lists the keys stored apart:
+only those values are part of the state (a value left from before, whose key is no longer
+listed, is ignored until the next write of values removes it, or the run is deleted), so a
+write that stores nothing apart never has to touch the values' table.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from django.utils import timezone
 from ..core.errors import StoreError, StoreUnavailableError
 from ..core.runs import leases
 from ..core.runs.cancel import CancelRequest
+from ..core.runs.serialization import dumps
 from ..core.runs.snapshots import JSON_PARTS, TERMINAL_STATUSES, RunSnapshot
 from .base import (
     RunInfo,
@@ -50,6 +61,7 @@ _WRITE_FIELDS = (
     "error",
     "fingerprint",
     "attempts",
+    "state_apart",
     "started_at",
     "saved_at",
     "finished_at",
@@ -75,6 +87,8 @@ _INFO_FIELDS = (
 )
 _CANCEL_FIELDS = ("cancel_requested_at", "cancel_reason")
 _JSON_FIELDS = frozenset(JSON_PARTS)
+#: Columns sent as JSON text (cast to jsonb on PostgreSQL).
+_JSON_COLUMNS = _JSON_FIELDS | {"state_apart"}
 _UPSERT_VENDORS = frozenset({"postgresql", "sqlite"})
 #: The release of a run that stays running (interrupted): the lease goes, a cancel request
 #: stays for the next execution.
@@ -95,6 +109,57 @@ def _model():
     return Snapshot
 
 
+def _values_model():
+    from ..models import SnapshotValue
+
+    return SnapshotValue
+
+
+def _values_columns(connection: Any) -> tuple[str, str, str, str, str]:
+    """The quoted table and columns (run, key, value, size) of ``SnapshotValue``."""
+    meta = _values_model()._meta
+    qn = connection.ops.quote_name
+    columns = (qn(meta.get_field(f).column) for f in ("run", "key", "value", "size"))
+    return (qn(meta.db_table), *columns)  # type: ignore[return-value]
+
+
+def _with_values_written(connection: Any, sql: str) -> str:
+    """PostgreSQL: the save statement ``sql`` (which returns a row when it wrote) as one
+    statement that also deletes the run's values not kept and upserts the changed ones, only
+    if it wrote. Parameters after ``sql``'s: run id, kept keys, run id, changed keys, their
+    JSON."""
+    table, run, key, value, size = _values_columns(connection)
+    return (
+        f"WITH s AS ({sql}), "
+        f"d AS (DELETE FROM {table} WHERE {run} = %s AND NOT ({key} = ANY(%s::text[])) "
+        f"AND EXISTS (SELECT 1 FROM s)), "
+        f"v AS (INSERT INTO {table} ({run}, {key}, {value}, {size}) "
+        f"SELECT %s, t.k, t.v::jsonb, length(t.v) FROM unnest(%s::text[], %s::text[]) AS t(k, v) "
+        f"WHERE EXISTS (SELECT 1 FROM s) "
+        f"ON CONFLICT ({run}, {key}) DO UPDATE SET {value} = EXCLUDED.{value}, "
+        f"{size} = EXCLUDED.{size}) "
+        f"SELECT * FROM s"
+    )
+
+
+def _write_values(
+    cursor: Any, connection: Any, run_id: str, changed: dict[str, str], keep: list[str]
+) -> None:
+    """SQLite (inside the save's transaction): delete the run's values not kept, upsert the
+    changed ones."""
+    table, run, key, value, size = _values_columns(connection)
+    marks = ", ".join(["%s"] * len(keep))
+    not_kept = f" AND {key} NOT IN ({marks})" if keep else ""
+    cursor.execute(f"DELETE FROM {table} WHERE {run} = %s{not_kept}", [run_id, *keep])
+    if changed:
+        cursor.executemany(
+            f"INSERT INTO {table} ({run}, {key}, {value}, {size}) VALUES (%s, %s, %s, %s) "
+            f"ON CONFLICT ({run}, {key}) DO UPDATE SET {value} = excluded.{value}, "
+            f"{size} = excluded.{size}",
+            [(run_id, k, text, len(text)) for k, text in changed.items()],
+        )
+
+
 class DatabaseSnapshotStore(SnapshotStore):
     """Snapshots as rows of ``warlock_ai.models.Snapshot`` on the database alias ``using``."""
 
@@ -102,14 +167,22 @@ class DatabaseSnapshotStore(SnapshotStore):
     supports_cancel = True
 
     def schema(self) -> str:
-        """The SQL creating the ``Snapshot`` table on this store's database."""
-        return "\n".join(model_ddl(self.using, _model()))
+        """The SQL creating the ``Snapshot`` and ``SnapshotValue`` tables on this store's
+        database (on PostgreSQL, a value's column stored uncompressed, as migration 0007
+        makes it)."""
+        statements = model_ddl(self.using, _model()) + model_ddl(self.using, _values_model())
+        connection = connections[self.using]
+        if connection.vendor == "postgresql":
+            table, _, _, value, _ = _values_columns(connection)
+            statements.append(f"ALTER TABLE {table} ALTER COLUMN {value} SET STORAGE EXTERNAL;")
+        return "\n".join(statements)
 
     def __init__(
         self,
         using: str = "default",
         lease_seconds: float | None = None,
         write_retry_seconds: float = SnapshotStore.write_retry_seconds,
+        native_async: bool = True,
     ) -> None:
         if using not in connections:
             raise StoreError(
@@ -122,19 +195,26 @@ class DatabaseSnapshotStore(SnapshotStore):
         self.using = using
         self.lease_seconds = check_lease_seconds(lease_seconds)
         self.write_retry_seconds = check_write_retry_seconds(write_retry_seconds)
-        self._sql: dict[tuple[str, str, bool], str] = {}
+        if not isinstance(native_async, bool):
+            raise ValueError(f"native_async must be True or False, not {native_async!r}")
+        self.native_async = native_async
+        self._sql: dict[tuple[str, str, bool, bool], str] = {}
 
     def __repr__(self) -> str:
         return f"<DatabaseSnapshotStore using={self.using!r}>"
 
     # --- write ----------------------------------------------------------------------------
 
-    def _sql_for(self, connection: Any, mode: str, versioned: bool = False) -> str:
+    def _sql_for(
+        self, connection: Any, mode: str, versioned: bool = False, apart: bool = False
+    ) -> str:
         """The statement for a save: an upsert for ``plain`` (no lease) and ``acquire`` /
         ``steal`` (take the lease; steal also from a dead holder; ``versioned`` also requires
         the stored snapshot to be the one loaded), an UPDATE for ``renew`` / ``release`` (the
-        run must still exist and be ours). Built once per vendor and mode."""
-        key = (connection.vendor, mode, versioned)
+        run must still exist and be ours). ``apart``: the save also writes state keys stored
+        apart (on PostgreSQL in this statement, elsewhere in the statements that follow; the
+        statement then returns a row when it wrote). Built once per vendor and mode."""
+        key = (connection.vendor, mode, versioned, apart)
         sql = self._sql.get(key)
         if sql is not None:
             return sql
@@ -144,7 +224,7 @@ class DatabaseSnapshotStore(SnapshotStore):
         cast = "::jsonb" if connection.vendor == "postgresql" else ""
         fields = _WRITE_FIELDS + (() if mode == "plain" else _LEASE_FIELDS)
         columns = [qn(meta.get_field(f).column) for f in fields]
-        values = [f"%s{cast}" if f in _JSON_FIELDS else "%s" for f in fields]
+        values = [f"%s{cast}" if f in _JSON_COLUMNS else "%s" for f in fields]
         run_id, owner, expires, saved = (
             f"{table}.{qn(meta.get_field(f).column)}"
             for f in ("run_id", *_LEASE_FIELDS, "saved_at")
@@ -152,6 +232,8 @@ class DatabaseSnapshotStore(SnapshotStore):
         cancel_at, cancel_reason = (qn(meta.get_field(f).column) for f in _CANCEL_FIELDS)
         # A fenced write also brings back any cancel request (no extra query).
         returning = f" RETURNING {cancel_at}, {cancel_reason}" if mode != "plain" else ""
+        if apart and mode == "plain":
+            returning = f" RETURNING {run_id}"
         if mode in (leases.RENEW, leases.RELEASE, _RELEASE_RUNNING):
             sets = ", ".join(f"{c} = {v}" for c, v in zip(columns[1:], values[1:], strict=True))
             if mode == leases.RELEASE:  # a finished run forgets its cancel request
@@ -170,11 +252,18 @@ class DatabaseSnapshotStore(SnapshotStore):
                 f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)}) "
                 f"ON CONFLICT ({columns[0]}) DO UPDATE SET {updates}{where}{returning}"
             )
+        if apart and connection.vendor == "postgresql":
+            sql = _with_values_written(connection, sql)
         self._sql[key] = sql
         return sql
 
-    def _row(self, snapshot: RunSnapshot, connection: Any) -> dict[str, Any]:
-        parts = snapshot.json_parts()
+    def _row(self, snapshot: RunSnapshot, connection: Any) -> tuple[dict[str, Any], Any]:
+        """The row's values, and what to write of the state keys stored apart: None when
+        nothing, else ``(changed {key: JSON}, every key stored apart)``."""
+        parts = snapshot.record_parts()
+        encoding = snapshot.state_encoding()
+        parts["state"], apart = encoding.split()
+        changed = encoding.changed_since(snapshot.delta_base)
         adapt = connection.ops.adapt_datetimefield_value
         finished = snapshot.finished_at
         row = {
@@ -193,7 +282,8 @@ class DatabaseSnapshotStore(SnapshotStore):
         for key in _JSON_FIELDS:
             text = parts[key]
             row[key] = None if text == "null" and key != "state" else text
-        return row
+        row["state_apart"] = dumps(list(apart)) if apart else None
+        return row, (None if changed is None else (changed, list(apart)))
 
     def save(
         self, snapshot: RunSnapshot, *, claim: leases.LeaseClaim | None = None
@@ -203,12 +293,12 @@ class DatabaseSnapshotStore(SnapshotStore):
         try:
             if connection.vendor not in _UPSERT_VENDORS:
                 return self._save_portable(snapshot, claim)
-            row = self._row(snapshot, connection)
-            if claim is not None:
-                return self._save_fenced(connection, snapshot.run_id, row, claim)
-            with connection.cursor() as cursor:
-                cursor.execute(self._sql_for(connection, "plain"), [row[f] for f in _WRITE_FIELDS])
-            return None
+            row, apart = self._row(snapshot, connection)
+            if apart is not None and connection.vendor != "postgresql":
+                # The keys stored apart follow in their own statements: one transaction.
+                with transaction.atomic(using=self.using):
+                    return self._save_row(connection, snapshot.run_id, row, claim, apart)
+            return self._save_row(connection, snapshot.run_id, row, claim, apart)
         except DatabaseError as exc:
             raise self._error("save", snapshot.run_id, exc) from exc
 
@@ -231,9 +321,66 @@ class DatabaseSnapshotStore(SnapshotStore):
     def _unreachable(self, exc: Exception) -> bool:
         return unreachable(self.using, exc)
 
-    def _save_fenced(
-        self, connection: Any, run_id: str, row: dict[str, Any], claim: leases.LeaseClaim
+    def _save_row(
+        self,
+        connection: Any,
+        run_id: str,
+        row: dict[str, Any],
+        claim: leases.LeaseClaim | None,
+        apart: Any,
     ) -> CancelRequest | None:
+        if claim is not None:
+            return self._save_fenced(connection, run_id, row, claim, apart)
+        with connection.cursor() as cursor:
+            params = [row[f] for f in _WRITE_FIELDS]
+            self._execute(cursor, connection, "plain", False, params, run_id, apart)
+        return None
+
+    def _statement(
+        self,
+        connection: Any,
+        mode: str,
+        versioned: bool,
+        params: list[Any],
+        run_id: str,
+        apart: Any,
+    ) -> tuple[str, list[Any]]:
+        """The save statement of ``mode`` and its parameters; with ``apart`` (see ``_row``)
+        on PostgreSQL, one that also writes the state keys stored apart."""
+        if apart is None:
+            return self._sql_for(connection, mode, versioned), params
+        sql = self._sql_for(connection, mode, versioned, apart=True)
+        if connection.vendor != "postgresql":
+            return sql, params
+        changed, keep = apart
+        return sql, [*params, run_id, keep, run_id, list(changed), [*changed.values()]]
+
+    def _execute(
+        self,
+        cursor: Any,
+        connection: Any,
+        mode: str,
+        versioned: bool,
+        params: list[Any],
+        run_id: str,
+        apart: Any,
+    ) -> Any:
+        """Run the save statement of ``mode`` and, with ``apart``, write the state keys
+        stored apart once it has written (SQLite: in the statements that follow). Returns
+        the row a fenced statement returned (None: it wrote nothing)."""
+        sql, params = self._statement(connection, mode, versioned, params, run_id, apart)
+        cursor.execute(sql, params)
+        if mode == "plain" and apart is None:
+            return None
+        written = cursor.fetchone()
+        if written is not None and apart is not None and connection.vendor != "postgresql":
+            _write_values(cursor, connection, run_id, *apart)
+        return written
+
+    def _fenced(
+        self, connection: Any, run_id: str, row: dict[str, Any], claim: leases.LeaseClaim
+    ) -> tuple[str, bool, list[Any]]:
+        """``(mode, versioned, parameters)`` of the first statement of a fenced save."""
         adapt = connection.ops.adapt_datetimefield_value
         now = timezone.now()
         if claim.mode == leases.RELEASE:
@@ -245,33 +392,95 @@ class DatabaseSnapshotStore(SnapshotStore):
             mode: str = claim.mode
             if mode == leases.RELEASE and row["status"] not in TERMINAL_STATUSES:
                 mode = _RELEASE_RUNNING  # interrupted: an operator's cancel request stays
-            with connection.cursor() as cursor:
-                sql = self._sql_for(connection, mode)
-                cursor.execute(sql, [*values[1:], run_id, claim.owner])
-                written = cursor.fetchone()
-            if written is None:
-                raise leases.lost_error(run_id, claim, (self.lease(run_id) or (None,))[0])
-            return _cancel_request(written)
+            return mode, False, [*values[1:], run_id, claim.owner]
         versioned = claim.expected is not None
         version = [adapt(claim.expected)] if versioned else []
+        return "acquire", versioned, [*values, claim.owner, adapt(now), *version]
+
+    def _save_fenced(
+        self,
+        connection: Any,
+        run_id: str,
+        row: dict[str, Any],
+        claim: leases.LeaseClaim,
+        apart: Any = None,
+    ) -> CancelRequest | None:
+        mode, versioned, params = self._fenced(connection, run_id, row, claim)
         with connection.cursor() as cursor:
-            params = [*values, claim.owner, adapt(now)]
-            cursor.execute(self._sql_for(connection, "acquire", versioned), params + version)
-            written = cursor.fetchone()
+            written = self._execute(cursor, connection, mode, versioned, params, run_id, apart)
             if written is not None:
                 return _cancel_request(written)
+            if mode != "acquire":
+                raise leases.lost_error(run_id, claim, (self.lease(run_id) or (None,))[0])
             holder, until, saved = self._lease_row(run_id)
             if versioned and saved != claim.expected:
                 raise leases.changed_error(run_id)
             # The statement took the lease when it was free or expired; left: a dead holder.
             if leases.lease_state(holder, until, timezone.now()) is leases.LeaseState.DEAD:
-                steal = self._sql_for(connection, "steal", versioned)
-                cursor.execute(steal, [*params, holder, *version])
-                written = cursor.fetchone()
+                # The steal statement's parameters: the acquire's, the holder before the
+                # version (the version check comes last in its WHERE).
+                at = len(params) - (1 if versioned else 0)
+                steal = [*params[:at], holder, *params[at:]]
+                written = self._execute(
+                    cursor, connection, "steal", versioned, steal, run_id, apart
+                )
                 if written is not None:
                     return _cancel_request(written)
                 holder, until, saved = self._lease_row(run_id)
         raise leases.held_error(run_id, holder, until)
+
+    # --- native async (PostgreSQL) --------------------------------------------------------
+
+    async def asave(
+        self, snapshot: RunSnapshot, *, claim: leases.LeaseClaim | None = None
+    ) -> CancelRequest | None:
+        """On PostgreSQL (unless ``native_async=False``), the save's statement on one of
+        the store's psycopg async connections, without a hop to Django's sync thread; the
+        rare follow-ups of a refused fenced write (who holds the lease, taking over from a
+        dead holder) and other databases go through the sync ``save``."""
+        connection = connections[self.using]
+        if not self.native_async or connection.vendor != "postgresql":
+            return await super().asave(snapshot, claim=claim)
+        check_columns(snapshot)
+        run_id = snapshot.run_id
+        row, apart = self._row(snapshot, connection)
+        if claim is None:
+            mode, versioned, params = "plain", False, [row[f] for f in _WRITE_FIELDS]
+        else:
+            mode, versioned, params = self._fenced(connection, run_id, row, claim)
+        sql, params = self._statement(connection, mode, versioned, params, run_id, apart)
+        try:
+            written = await self._async_connections().fetchone(sql, params)
+        except Exception as exc:
+            if not _is_psycopg_error(exc):
+                raise
+            raise self._async_error(run_id, exc) from exc
+        if claim is None:
+            return None
+        if written is not None:
+            return _cancel_request(written)
+        # Refused: the sync path makes the statement again (refused again, or by then
+        # allowed) and works out why, or takes the run over from a dead holder.
+        return await super().asave(snapshot, claim=claim)
+
+    def _async_connections(self) -> Any:
+        from .orm_async import shared
+
+        return shared(self.using)
+
+    def _async_error(self, run_id: str, exc: Exception) -> StoreError:
+        """``_error`` for psycopg's own exceptions: a connection error (the server cannot
+        be reached, or went away) is a ``StoreUnavailableError``, retried by the writer."""
+        import psycopg
+
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = f'could not save run "{run_id}" in database "{self.using}": {detail}'
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and not isinstance(
+            exc, psycopg.errors.QueryCanceled
+        ):
+            return StoreUnavailableError(message)
+        hint = "; has `manage.py migrate` been run?" if "does not exist" in detail else ""
+        return StoreError(message + hint)
 
     def _lease_row(self, run_id: str) -> tuple[Any, Any, Any]:
         row = (
@@ -289,7 +498,10 @@ class DatabaseSnapshotStore(SnapshotStore):
         """Databases without ``ON CONFLICT``: lock the row, check the lease, write."""
         from ..core.runs.serialization import loads
 
-        parts = snapshot.json_parts()
+        parts = snapshot.record_parts()
+        encoding = snapshot.state_encoding()
+        parts["state"], apart = encoding.split()
+        changed = encoding.changed_since(snapshot.delta_base)
         values = {
             "kind": snapshot.kind,
             "name": snapshot.name,
@@ -302,6 +514,7 @@ class DatabaseSnapshotStore(SnapshotStore):
             "saved_at": snapshot.saved_at,
             "finished_at": snapshot.finished_at,
             **{key: loads(parts[key]) for key in _JSON_FIELDS},
+            "state_apart": list(apart) or None,
         }
         with transaction.atomic(using=self.using):
             manager = _model().objects.using(self.using)
@@ -321,6 +534,13 @@ class DatabaseSnapshotStore(SnapshotStore):
                 if not keep and snapshot.status in TERMINAL_STATUSES:
                     values.update(cancel_requested_at=None, cancel_reason=None)
             manager.update_or_create(run_id=snapshot.run_id, defaults=values)
+            if changed is not None:
+                stored = _values_model().objects.using(self.using).filter(run_id=snapshot.run_id)
+                stored.exclude(key__in=list(apart)).delete()
+                for key, text in changed.items():
+                    stored.update_or_create(
+                        key=key, defaults={"value": loads(text), "size": len(text)}
+                    )
             if claim is not None and current is not None and current.cancel_requested_at:
                 return CancelRequest(current.cancel_requested_at, current.cancel_reason)
             return None
@@ -472,6 +692,12 @@ class DatabaseSnapshotStore(SnapshotStore):
         except DatabaseError as exc:
             raise self._error("delete the runs", None, exc) from exc
         return int(deleted)
+
+
+def _is_psycopg_error(exc: Exception) -> bool:
+    import psycopg
+
+    return isinstance(exc, psycopg.Error)
 
 
 def _cancel_request(returned: tuple[Any, Any]) -> CancelRequest | None:
