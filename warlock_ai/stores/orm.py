@@ -120,7 +120,7 @@ def _values_columns(connection: Any) -> tuple[str, str, str, str, str]:
     meta = _values_model()._meta
     qn = connection.ops.quote_name
     columns = (qn(meta.get_field(f).column) for f in ("run", "key", "value", "size"))
-    return (qn(meta.db_table), *columns)  # type: ignore[return-value]
+    return (qn(meta.db_table), *columns)
 
 
 def _with_values_written(connection: Any, sql: str) -> str:
@@ -581,7 +581,7 @@ class DatabaseSnapshotStore(SnapshotStore):
         return _cancel_request(renewed) or True
 
     def _renew_sql(self, connection: Any) -> str:
-        key = (connection.vendor, "heartbeat", False)
+        key = (connection.vendor, "heartbeat", False, False)
         sql = self._sql.get(key)
         if sql is None:
             meta = _model()._meta

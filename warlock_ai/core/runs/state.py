@@ -165,7 +165,7 @@ class StepState(dict[str, Any]):
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
 
-    def __ior__(self, other: Any) -> StepState:
+    def __ior__(self, other: Any) -> StepState:  # type: ignore[override]
         self.update(other)
         return self
 
