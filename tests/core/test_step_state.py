@@ -207,3 +207,38 @@ def test_each_write_names_the_last_landed_encoding_and_none_after_a_failure():
     assert bases[1] is encodings[0] and bases[2] is encodings[1]
     assert bases[3] is None  # write 3 failed
     assert bases[4] is encodings[3]
+
+
+def test_a_key_touched_after_the_state_settled_is_still_copied_for_the_next_attempt():
+    """A router reaches the settled state (its keys are then encoded again at the next
+    settle), yet the next attempt still gets its own copy: a failed attempt leaks nothing."""
+    settled = StepState.over({"meta": {"n": 1}})
+    settled["meta"]["router"] = True  # the router's change, on the settled state
+    settled.settled()
+    assert settled["meta"] == {"n": 1, "router": True}  # reached after settling
+    attempt = StepState.over(settled)
+    assert attempt.touched == {"meta"} and attempt.own == set()
+    attempt["meta"]["failed attempt"] = True
+    assert dict.__getitem__(settled, "meta") == {"n": 1, "router": True}
+
+
+def test_attempts_are_isolated_without_a_store():
+    seen = []
+
+    def flaky(ctx):
+        ctx.state["rows"].append("partial")
+        seen.append(list(ctx.state["rows"]))
+        if len(seen) == 1:
+            raise RuntimeError("transient")
+
+    wf = ai.workflow(
+        name="no-store",
+        steps=[
+            ai.step("a", lambda ctx: ctx.state.update(rows=[])),
+            ai.step("b", flaky, retry=ai.Retry(attempts=2, backoff="none")),
+        ],
+    )
+    result = wf.execute()
+    assert result.error is None
+    assert seen == [["partial"], ["partial"]]
+    assert result.report.state == {"rows": ["partial"]}

@@ -46,12 +46,14 @@ _MISSING: Any = object()
 
 class StepState(dict[str, Any]):
     """The state of one step attempt: a ``dict`` that copies a value the first time the
-    attempt reaches it, and remembers which keys it reached or wrote (``touched``)."""
+    attempt reaches it (``own``: the keys whose value is the attempt's), and remembers which
+    keys were reached or written since the state last settled (``touched``)."""
 
-    __slots__ = ("touched",)
+    __slots__ = ("own", "touched")
 
     def __init__(self, base: Any = ()) -> None:
         super().__init__(_entries(base) if isinstance(base, dict) else base)
+        self.own: set[Any] = set()
         self.touched: set[Any] = set()
 
     @classmethod
@@ -60,6 +62,7 @@ class StepState(dict[str, Any]):
         ``StepState`` base touched since it settled (by a router, say) stay touched."""
         state = cls.__new__(cls)
         dict.update(state, _entries(base))
+        state.own = set()
         state.touched = set(base.touched) if isinstance(base, StepState) else set()
         return state
 
@@ -69,20 +72,24 @@ class StepState(dict[str, Any]):
 
     def _reach(self, key: Any) -> Any:
         value = _get(self, key)
-        if key in self.touched or isinstance(value, _SCALARS):
+        if isinstance(value, _SCALARS):
             return value
-        value = clone(value)
-        _set(self, key, value)
-        self.touched.add(key)
+        self.touched.add(key)  # reached: it may change in place, so it is encoded again
+        if key not in self.own:
+            value = clone(value)
+            _set(self, key, value)
+            self.own.add(key)
         return value
 
     def reach_all(self) -> None:
-        """Copy every value not copied yet (what handing out all the values needs)."""
-        touched = self.touched
+        """Copy every value not copied yet, and mark it (what handing them all out needs)."""
+        own, touched = self.own, self.touched
         for key, value in dict.items(self):
-            if key not in touched and not isinstance(value, _SCALARS):
-                _set(self, key, clone(value))
+            if not isinstance(value, _SCALARS):
                 touched.add(key)
+                if key not in own:
+                    _set(self, key, clone(value))
+                    own.add(key)
 
     # Reading: a value that can change in place is this attempt's own copy.
     def __getitem__(self, key: Any) -> Any:
@@ -155,6 +162,7 @@ class StepState(dict[str, Any]):
     # Writing: the key is this attempt's.
     def __setitem__(self, key: Any, value: Any) -> None:
         _set(self, key, value)
+        self.own.add(key)
         self.touched.add(key)
 
     def __delitem__(self, key: Any) -> None:
@@ -172,6 +180,7 @@ class StepState(dict[str, Any]):
     def clear(self) -> None:
         self.touched.update(dict.keys(self))
         dict.clear(self)
+        self.own.clear()
 
 
 def _entries(state: dict[str, Any]) -> dict[str, Any]:

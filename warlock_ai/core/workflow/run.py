@@ -226,8 +226,8 @@ class WorkflowRun(StepExecution, Run["Workflow", WorkflowSnapshot, WorkflowResul
             self.state = state
             if self.writer is not None:
                 self.state_json = self.pending_state_json
-                if isinstance(state, StepState):
-                    state.settled()
+            if isinstance(state, StepState):
+                state.settled()
         self.steps[name] = record
         if record.steps:
             self.steps.update(record.steps)
