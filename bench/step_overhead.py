@@ -96,6 +96,10 @@ def store_factories(databases: list[str]) -> dict[str, Callable[[], object | Non
     }
     for alias in databases:
         factories[f"ORM {alias}"] = lambda alias=alias: ai.snapshot.db(using=alias)
+        if alias == "postgres":  # aexecute through Django's sync thread instead
+            factories["ORM postgres, native_async=False"] = lambda: ai.snapshot.db(
+                using="postgres", native_async=False
+            )
     return factories
 
 
@@ -185,16 +189,16 @@ def time_store_save(store: object, snapshot: object, writes: int) -> float:
 def measure(runs: int, rounds: int, databases: list[str]) -> list[dict[str, object]]:
     floor = statistics.median(baseline_per_step(runs) for _ in range(rounds))
     rows: list[dict[str, object]] = []
+    modes = (("sync", make_steps, time_sync), ("async", make_async_steps, time_async))
     for label, factory in store_factories(databases).items():
-        for mode, steps, timer in (
-            ("sync", make_steps, time_sync),
-            ("async", make_async_steps, time_async),
-        ):
-            samples = []
-            for _ in range(rounds):
+        # sync and async rounds alternate, so that both see the same machine
+        samples: dict[str, list[float]] = {mode: [] for mode, _, _ in modes}
+        for _ in range(rounds):
+            for mode, steps, timer in modes:
                 wf = ai.workflow(name="bench", steps=steps(), snapshot_store=factory())
-                samples.append(timer(wf, runs))
-            per_step = statistics.median(samples)
+                samples[mode].append(timer(wf, runs))
+        for mode, _, _ in modes:
+            per_step = statistics.median(samples[mode])
             rows.append(
                 {
                     "store": label,
