@@ -89,7 +89,7 @@ bench-cache: venv
 # Per-step cost of warlock_ai (execute, aexecute), DBOS and LangGraph's PostgresSaver on one
 # PostgreSQL 16 (a pgserver of its own), next to a raw psycopg upsert, with states of 1 KB to
 # 10 MiB; DBOS and LangGraph are pip-installed, pinned, into .bench/peers-venv the first time.
-# About 6 minutes on 2 cores. BENCH_ARGS to change it (--rounds, --runs, --sizes, --only).
+# About 4 minutes on 2 cores. BENCH_ARGS to change it (--rounds, --runs, --sizes, --only).
 bench-peers: venv
 	$(PY) bench/peers/run.py $(BENCH_ARGS)
 
