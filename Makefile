@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 TEST_PREP = $(PY) manage.py check --fail-level WARNING && \
 	$(PY) manage.py makemigrations --check --dry-run
 
-.PHONY: venv lint format services test bench bench-cache demo screenshots clean
+.PHONY: venv lint format services test bench bench-cache bench-peers demo screenshots clean
 
 venv: $(STAMP)
 
@@ -85,6 +85,13 @@ bench: venv
 # minutes on 2 cores, most of it building the two HNSW indexes. BENCH_ARGS to change it.
 bench-cache: venv
 	$(PY) bench/semantic_cache.py $(BENCH_ARGS)
+
+# Per-step cost of warlock_ai (execute, aexecute), DBOS and LangGraph's PostgresSaver on one
+# PostgreSQL 16 (a pgserver of its own), next to a raw psycopg upsert, with states of 1 KB to
+# 10 MiB; DBOS and LangGraph are pip-installed, pinned, into .bench/peers-venv the first time.
+# About 4 minutes on 2 cores. BENCH_ARGS to change it (--rounds, --runs, --sizes, --only).
+bench-peers: venv
+	$(PY) bench/peers/run.py $(BENCH_ARGS)
 
 # The catalog import (a workflow killed mid-step, resumed, then migrated after a deploy), the
 # support-ticket triage (a supervisor killed mid-iteration, resumed without paying twice), then
