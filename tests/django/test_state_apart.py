@@ -293,3 +293,18 @@ def test_the_admin_shows_the_whole_state():
     client.force_login(make_staff_user("viewer", "view_snapshot"))
     page = client.get("/admin/warlock_ai/snapshot/shown-1/change/").content.decode()
     assert "r-00399" in page and "acme" in page
+
+
+def test_a_large_input_is_sent_once_per_execution(store, alias):
+    """The run's input and fingerprint never change within an execution: only its first
+    write (which takes the lease) carries them; the renewing and releasing UPDATEs do not."""
+    document = "the feed text " * 2000  # ~28 KB
+    steps = [ai.step(f"s{i}", lambda ctx, i=i: ctx.state.update(n=i)) for i in range(3)]
+    wf = ai.workflow(name="big-input", steps=steps, snapshot_store=store)
+    with CaptureQueriesContext(connections[alias]) as queries:
+        result = wf.execute({"document": document}, run_id="input-1")
+    assert result.error is None
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert len(sql) == 4 and "the feed text" in sql[0]
+    assert all(s.startswith("UPDATE") and "the feed text" not in s for s in sql[1:])
+    assert store.load("input-1").input == {"document": document}

@@ -67,6 +67,12 @@ _WRITE_FIELDS = (
     "finished_at",
 )
 _LEASE_FIELDS = ("lease_owner", "lease_expires_at")
+#: What one execution never changes: the renewing and releasing writes (UPDATEs of a row
+#: this execution's first write made) leave them out, so a large input is sent once.
+_FIXED_FIELDS = frozenset(
+    ("run_id", "kind", "name", "signature", "version", "input", "fingerprint", "started_at")
+)
+_UPDATE_FIELDS = tuple(f for f in _WRITE_FIELDS if f not in _FIXED_FIELDS)
 # What a RunInfo holds: the columns listings read (never the JSON ones).
 _INFO_FIELDS = (
     "run_id",
@@ -235,7 +241,11 @@ class DatabaseSnapshotStore(SnapshotStore):
         if apart and mode == "plain":
             returning = f" RETURNING {run_id}"
         if mode in (leases.RENEW, leases.RELEASE, _RELEASE_RUNNING):
-            sets = ", ".join(f"{c} = {v}" for c, v in zip(columns[1:], values[1:], strict=True))
+            sets = ", ".join(
+                f"{c} = {v}"
+                for f, c, v in zip(fields, columns, values, strict=True)
+                if f not in _FIXED_FIELDS
+            )
             if mode == leases.RELEASE:  # a finished run forgets its cancel request
                 sets += f", {cancel_at} = NULL, {cancel_reason} = NULL"
             sql = f"UPDATE {table} SET {sets} WHERE {run_id} = %s AND {owner} = %s{returning}"
@@ -387,12 +397,13 @@ class DatabaseSnapshotStore(SnapshotStore):
             owner, expires = None, None
         else:
             owner, expires = claim.owner, adapt(now + timedelta(seconds=self.lease_seconds))
-        values = [row[f] for f in _WRITE_FIELDS] + [owner, expires]
         if claim.mode != leases.ACQUIRE:
             mode: str = claim.mode
             if mode == leases.RELEASE and row["status"] not in TERMINAL_STATUSES:
                 mode = _RELEASE_RUNNING  # interrupted: an operator's cancel request stays
-            return mode, False, [*values[1:], run_id, claim.owner]
+            changing = [row[f] for f in _UPDATE_FIELDS]
+            return mode, False, [*changing, owner, expires, run_id, claim.owner]
+        values = [row[f] for f in _WRITE_FIELDS] + [owner, expires]
         versioned = claim.expected is not None
         version = [adapt(claim.expected)] if versioned else []
         return "acquire", versioned, [*values, claim.owner, adapt(now), *version]
