@@ -30,8 +30,7 @@ from django.utils import timezone
 from ..core.errors import StoreError, StoreUnavailableError
 from ..core.runs import leases
 from ..core.runs.cancel import CancelRequest
-from ..core.runs.serialization import dumps
-from ..core.runs.snapshots import JSON_PARTS, TERMINAL_STATUSES, RunSnapshot
+from ..core.runs.snapshots import JSON_PARTS, TERMINAL_STATUSES, RunSnapshot, keys_json
 from .base import (
     RunInfo,
     RunQuery,
@@ -292,7 +291,7 @@ class DatabaseSnapshotStore(SnapshotStore):
         for key in _JSON_FIELDS:
             text = parts[key]
             row[key] = None if text == "null" and key != "state" else text
-        row["state_apart"] = dumps(list(apart)) if apart else None
+        row["state_apart"] = keys_json(apart) if apart else None
         return row, (None if changed is None else (changed, list(apart)))
 
     def save(

@@ -7,6 +7,10 @@ Snapshots: one hash per run at ``<prefix><run_id>`` with the fields ``data`` (th
 JSON), ``meta`` (the run's summary: kind, name, status, position, times, for listings that do
 not read ``data``), ``saved_at``, ``lease_owner`` and ``lease_expires_at`` (epoch
 milliseconds), and an operator's ``cancel_requested_at`` / ``cancel_reason``.
+
+State keys whose JSON is large (``core.runs.state.EXTERNAL_BYTES``) are fields of their own,
+``value:<key>``, listed in ``data``'s ``state_apart``; like the ORM store, a save rewrites
+only those that changed since the run writer's last write that landed, in the same script.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from ..core.runs import leases
+from ..core.runs import leases, shape
 from ..core.runs.attempts import attempts_json
 from ..core.runs.cancel import CancelRequest
 from ..core.runs.serialization import loads
@@ -28,7 +32,9 @@ from ..core.runs.snapshots import (
     RunSnapshot,
     iso,
     key_json,
+    keys_json,
     parse_time,
+    snapshot_from_dict,
     snapshot_from_json,
 )
 from .base import (
@@ -118,10 +124,16 @@ class RedisSnapshotStore(SnapshotStore):
         expected = iso(claim.expected) if claim is not None and claim.expected else ""
         now = _now_ms()
         expires = now + int(self.lease_seconds * 1000)
-        data, saved = snapshot.to_json(), iso(snapshot.saved_at)
+        encoding = snapshot.state_encoding()
+        data, saved = snapshot.to_json(apart=True), iso(snapshot.saved_at)
         meta = _meta_json(snapshot)
         finished = "1" if snapshot.status in TERMINAL_STATUSES else "0"
-        return [data, mode, owner, now, expires, self.ttl or 0, "", saved, expected, meta, finished]
+        args = [data, mode, owner, now, expires, self.ttl or 0, "", saved, expected, meta, finished]
+        changed = encoding.changed_since(snapshot.delta_base)
+        if changed is None:
+            return args
+        keep = keys_json(encoding.split()[1])
+        return [*args, keep, *(item for pair in changed.items() for item in pair)]
 
     @staticmethod
     def _with_holder(args: list[Any], holder: str) -> list[Any]:
@@ -185,7 +197,8 @@ class RedisSnapshotStore(SnapshotStore):
         key = self.key(run_id)
         with self._conn.errors("load", key):
             data = self._conn.client.hget(key, "data")
-        return snapshot_from_json(data, run_id) if data is not None else None
+            values = _listed_values(self._conn.client, key, data)
+        return _snapshot(run_id, data, values) if data is not None else None
 
     async def aload(self, run_id: str) -> RunSnapshot | None:
         client = self._conn.async_client()
@@ -196,7 +209,9 @@ class RedisSnapshotStore(SnapshotStore):
         key = self.key(run_id)
         with self._conn.errors("load", key):
             data = await client.hget(key, "data")
-        return snapshot_from_json(data, run_id) if data is not None else None
+            listed = _apart_fields(data)
+            values = await client.hmget(key, listed) if listed else []
+        return _snapshot(run_id, data, values) if data is not None else None
 
     def request_cancel(self, run_id: str, reason: str = "") -> bool | CancelRequest:
         key = self.key(run_id)
@@ -352,6 +367,44 @@ def _summary(
         )
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
+
+
+def _apart_fields(data: Any) -> list[str]:
+    """The hash fields of the values a stored snapshot lists in ``state_apart`` (none when
+    it lists none, or cannot be read: reading it then says why)."""
+    if data is None:
+        return []
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    if '"state_apart"' not in text:
+        return []
+    try:
+        listed = loads(data).get("state_apart")
+    except (ValueError, AttributeError, RecursionError):
+        return []
+    if not isinstance(listed, list):
+        return []
+    return [f"value:{name}" for name in listed if isinstance(name, str)]
+
+
+def _listed_values(client: Any, key: str, data: Any) -> list[Any]:
+    fields = _apart_fields(data)
+    return client.hmget(key, fields) if fields else []
+
+
+def _snapshot(run_id: str, data: Any, values: list[Any]) -> RunSnapshot:
+    """The stored snapshot, its values stored apart put back in its state."""
+    if not values:
+        return snapshot_from_json(data, run_id)
+    document = loads(data)
+    state = document.get("state")
+    names = document.pop("state_apart")
+    if isinstance(state, dict):
+        for name, value in zip(names, values, strict=True):
+            if value is None:
+                problem = f"state_apart lists {name!r}, whose value is missing"
+                raise shape.unreadable(document, run_id, "state_apart", problem)
+            state[name] = loads(value)
+    return snapshot_from_dict(document, run_id)
 
 
 def _meta_json(snapshot: RunSnapshot) -> str:

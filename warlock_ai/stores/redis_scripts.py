@@ -56,7 +56,9 @@ return 0
 SAVE_SNAPSHOT = """
 -- KEYS[1] the run; ARGV: data, mode ('' = no claim), owner, now_ms, expires_ms, ttl,
 -- a holder to take over because its process is dead ('' = none), this snapshot's saved_at,
--- the saved_at the resuming worker loaded ('' = any), and the run's summary (meta JSON).
+-- the saved_at the resuming worker loaded ('' = any), the run's summary (meta JSON), '1' when
+-- the run finished, then for the state keys stored apart: '' (nothing to write) or the JSON
+-- array of every key stored apart, followed by key, JSON pairs of those that changed.
 local key, mode, owner = KEYS[1], ARGV[2], ARGV[3]
 if mode ~= '' then
   local lease = redis.call('HMGET', key, 'lease_owner', 'lease_expires_at', 'saved_at')
@@ -84,6 +86,17 @@ elseif mode == '' then
 else
   redis.call('HSET', key, 'data', ARGV[1], 'saved_at', ARGV[8], 'meta', ARGV[10],
     'lease_owner', owner, 'lease_expires_at', ARGV[5])
+end
+if ARGV[12] and ARGV[12] ~= '' then
+  -- fields 'value:<key>': the ones not kept go, the changed ones are written
+  local keep = {}
+  for _, name in ipairs(cjson.decode(ARGV[12])) do keep['value:' .. name] = true end
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(field, 1, 6) == 'value:' and not keep[field] then
+      redis.call('HDEL', key, field)
+    end
+  end
+  for i = 13, #ARGV, 2 do redis.call('HSET', key, 'value:' .. ARGV[i], ARGV[i + 1]) end
 end
 if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', key, ARGV[6]) end
 if mode == 'acquire' or mode == 'renew' then

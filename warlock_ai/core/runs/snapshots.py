@@ -82,6 +82,11 @@ def key_json(value: str | None) -> str:
     return dumps(value)
 
 
+def keys_json(names: Any) -> str:
+    """A JSON array of names (state keys), each encoded once and cached."""
+    return f"[{','.join(key_json(name) for name in names)}]"
+
+
 def usage_json(usage: Usage) -> str:
     return dumps(usage.to_dict()) if usage else "null"
 
@@ -198,9 +203,19 @@ class RunSnapshot(ABC):
             text = f"{type(exc).__name__}: {exc}".splitlines()[0]
             raise shape.unreadable(data, run_id, None, text) from exc
 
-    def to_json(self) -> str:
-        """The whole snapshot as compact JSON (the form memory and Redis stores keep)."""
-        parts = self.json_parts()
+    def to_json(self, apart: bool = False) -> str:
+        """The whole snapshot as compact JSON (the form memory and Redis stores keep).
+        ``apart``: the state without its keys stored apart, which a last member,
+        ``state_apart``, lists (the Redis store keeps their values in fields of their own)."""
+        parts = self.record_parts()
+        encoding = self.state_encoding()
+        tail = ""
+        if apart:
+            parts["state"], listed = encoding.split()
+            if listed:
+                tail = f',"state_apart":{keys_json(listed)}'
+        else:
+            parts["state"] = encoding.json()
         return (
             f'{{"kind":"{self.kind}","run_id":{key_json(self.run_id)},'
             f'"{self.name_field}":{key_json(self.name)},"signature":{key_json(self.signature)},'
@@ -209,7 +224,7 @@ class RunSnapshot(ABC):
             f'"saved_at":"{iso(self.saved_at)}","usage":{parts["usage"]},"error":{parts["error"]},'
             f'"fingerprint":{parts["fingerprint"]},"input":{parts["input"]},'
             f'"state":{parts["state"]},"{self.records_field}":{parts["steps"]},'
-            f'"attempts":{parts["attempts"]}}}'
+            f'"attempts":{parts["attempts"]}{tail}}}'
         )
 
     def to_dict(self) -> dict[str, Any]:
