@@ -114,3 +114,16 @@ def test_a_listed_value_that_is_missing_makes_the_run_unreadable(store):
         store.load("l-1")
     assert [info.run_id for info in store.runs()] == ["l-1"]  # still listed
     assert store.delete("l-1") is True
+
+
+def test_a_tampered_list_of_keys_apart_is_read_as_far_as_it_makes_sense(store):
+    steps = [ai.step("a", lambda ctx: ctx.state.update(rows=BIG, n=1))]
+    ai.workflow(name="tampered", steps=steps, snapshot_store=store).execute(run_id="t-1")
+    key = store.key("t-1")
+    document = json.loads(store._conn.client.hget(key, "data"))
+    document["state_apart"] = ["rows", 7, None]  # not only names
+    store._conn.client.hset(key, "data", json.dumps(document))
+    assert store.load("t-1").state == {"rows": BIG, "n": 1}
+    document["state_apart"] = "rows"  # not a list: nothing is read apart
+    store._conn.client.hset(key, "data", json.dumps(document))
+    assert store.load("t-1").state == {"n": 1}

@@ -197,8 +197,9 @@ class RedisSnapshotStore(SnapshotStore):
         key = self.key(run_id)
         with self._conn.errors("load", key):
             data = self._conn.client.hget(key, "data")
-            values = _listed_values(self._conn.client, key, data)
-        return _snapshot(run_id, data, values) if data is not None else None
+            names = _apart_names(data)
+            values = self._conn.client.hmget(key, _fields(names)) if names else []
+        return _snapshot(run_id, data, names, values) if data is not None else None
 
     async def aload(self, run_id: str) -> RunSnapshot | None:
         client = self._conn.async_client()
@@ -209,9 +210,9 @@ class RedisSnapshotStore(SnapshotStore):
         key = self.key(run_id)
         with self._conn.errors("load", key):
             data = await client.hget(key, "data")
-            listed = _apart_fields(data)
-            values = await client.hmget(key, listed) if listed else []
-        return _snapshot(run_id, data, values) if data is not None else None
+            names = _apart_names(data)
+            values = await client.hmget(key, _fields(names)) if names else []
+        return _snapshot(run_id, data, names, values) if data is not None else None
 
     def request_cancel(self, run_id: str, reason: str = "") -> bool | CancelRequest:
         key = self.key(run_id)
@@ -369,35 +370,32 @@ def _summary(
         return None
 
 
-def _apart_fields(data: Any) -> list[str]:
-    """The hash fields of the values a stored snapshot lists in ``state_apart`` (none when
-    it lists none, or cannot be read: reading it then says why)."""
+def _apart_names(data: Any) -> list[str]:
+    """The state keys a stored snapshot lists in ``state_apart`` (none when it lists none,
+    or cannot be read: reading it then says why)."""
     if data is None:
         return []
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     if '"state_apart"' not in text:
         return []
     try:
-        listed = loads(data).get("state_apart")
+        listed = loads(text).get("state_apart")
     except (ValueError, AttributeError, RecursionError):
         return []
-    if not isinstance(listed, list):
-        return []
-    return [f"value:{name}" for name in listed if isinstance(name, str)]
+    return [name for name in listed if isinstance(name, str)] if isinstance(listed, list) else []
 
 
-def _listed_values(client: Any, key: str, data: Any) -> list[Any]:
-    fields = _apart_fields(data)
-    return client.hmget(key, fields) if fields else []
+def _fields(names: list[str]) -> list[str]:
+    return [f"value:{name}" for name in names]
 
 
-def _snapshot(run_id: str, data: Any, values: list[Any]) -> RunSnapshot:
-    """The stored snapshot, its values stored apart put back in its state."""
-    if not values:
+def _snapshot(run_id: str, data: Any, names: list[str], values: list[Any]) -> RunSnapshot:
+    """The stored snapshot, the values it lists in ``state_apart`` put back in its state."""
+    if not names:
         return snapshot_from_json(data, run_id)
     document = loads(data)
+    document.pop("state_apart", None)
     state = document.get("state")
-    names = document.pop("state_apart")
     if isinstance(state, dict):
         for name, value in zip(names, values, strict=True):
             if value is None:
