@@ -30,7 +30,8 @@ from django.utils import timezone
 from ..core.errors import StoreError, StoreUnavailableError
 from ..core.runs import leases
 from ..core.runs.cancel import CancelRequest
-from ..core.runs.snapshots import JSON_PARTS, TERMINAL_STATUSES, RunSnapshot, keys_json
+from ..core.runs.serialization import keys_json
+from ..core.runs.snapshots import JSON_PARTS, TERMINAL_STATUSES, RunSnapshot
 from .base import (
     RunInfo,
     RunQuery,
@@ -112,6 +113,15 @@ def _model():
     from ..models import Snapshot
 
     return Snapshot
+
+
+def _json_parts(snapshot: RunSnapshot) -> tuple[dict[str, str], dict[str, str], Any]:
+    """What a save writes as JSON: the parts (the state without its keys stored apart),
+    the keys stored apart, and those of them to write (``StateEncoding.changed_since``)."""
+    parts = snapshot.record_parts()
+    encoding = snapshot.state_encoding()
+    parts["state"], apart = encoding.split()
+    return parts, apart, encoding.changed_since(snapshot.delta_base)
 
 
 def _values_model():
@@ -269,10 +279,7 @@ class DatabaseSnapshotStore(SnapshotStore):
     def _row(self, snapshot: RunSnapshot, connection: Any) -> tuple[dict[str, Any], Any]:
         """The row's values, and what to write of the state keys stored apart: None when
         nothing, else ``(changed {key: JSON}, every key stored apart)``."""
-        parts = snapshot.record_parts()
-        encoding = snapshot.state_encoding()
-        parts["state"], apart = encoding.split()
-        changed = encoding.changed_since(snapshot.delta_base)
+        parts, apart, changed = _json_parts(snapshot)
         adapt = connection.ops.adapt_datetimefield_value
         finished = snapshot.finished_at
         row = {
@@ -318,10 +325,15 @@ class DatabaseSnapshotStore(SnapshotStore):
         so that the next statement opens a new one, and the error is a
         ``StoreUnavailableError``: the run writer retries such a write.
         """
+        return self._failure(operation, run_id, exc, self._unreachable(exc))
+
+    def _failure(
+        self, operation: str, run_id: str | None, exc: Exception, unavailable: bool
+    ) -> StoreError:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         what = f' run "{run_id}"' if run_id else ""
         message = f'could not {operation}{what} in database "{self.using}": {detail}'
-        if self._unreachable(exc):
+        if unavailable:
             return StoreUnavailableError(message)
         missing = "exist" in detail or "no such table" in detail
         hint = "; has `manage.py migrate` been run?" if missing else ""
@@ -341,8 +353,7 @@ class DatabaseSnapshotStore(SnapshotStore):
         if claim is not None:
             return self._save_fenced(connection, run_id, row, claim, apart)
         with connection.cursor() as cursor:
-            params = [row[f] for f in _WRITE_FIELDS]
-            self._execute(cursor, connection, "plain", False, params, run_id, apart)
+            self._execute(cursor, connection, *self._first(connection, run_id, row), run_id, apart)
         return None
 
     def _statement(
@@ -386,10 +397,17 @@ class DatabaseSnapshotStore(SnapshotStore):
             _write_values(cursor, connection, run_id, *apart)
         return written
 
-    def _fenced(
-        self, connection: Any, run_id: str, row: dict[str, Any], claim: leases.LeaseClaim
+    def _first(
+        self,
+        connection: Any,
+        run_id: str,
+        row: dict[str, Any],
+        claim: leases.LeaseClaim | None = None,
     ) -> tuple[str, bool, list[Any]]:
-        """``(mode, versioned, parameters)`` of the first statement of a fenced save."""
+        """``(mode, versioned, parameters)`` of a save's first statement (fenced by
+        ``claim``, if any)."""
+        if claim is None:
+            return "plain", False, [row[f] for f in _WRITE_FIELDS]
         adapt = connection.ops.adapt_datetimefield_value
         now = timezone.now()
         if claim.mode == leases.RELEASE:
@@ -415,7 +433,7 @@ class DatabaseSnapshotStore(SnapshotStore):
         claim: leases.LeaseClaim,
         apart: Any = None,
     ) -> CancelRequest | None:
-        mode, versioned, params = self._fenced(connection, run_id, row, claim)
+        mode, versioned, params = self._first(connection, run_id, row, claim)
         with connection.cursor() as cursor:
             written = self._execute(cursor, connection, mode, versioned, params, run_id, apart)
             if written is not None:
@@ -454,10 +472,7 @@ class DatabaseSnapshotStore(SnapshotStore):
         check_columns(snapshot)
         run_id = snapshot.run_id
         row, apart = self._row(snapshot, connection)
-        if claim is None:
-            mode, versioned, params = "plain", False, [row[f] for f in _WRITE_FIELDS]
-        else:
-            mode, versioned, params = self._fenced(connection, run_id, row, claim)
+        mode, versioned, params = self._first(connection, run_id, row, claim)
         sql, params = self._statement(connection, mode, versioned, params, run_id, apart)
         try:
             written = await self._async_connections().fetchone(sql, params)
@@ -483,14 +498,10 @@ class DatabaseSnapshotStore(SnapshotStore):
         be reached, or went away) is a ``StoreUnavailableError``, retried by the writer."""
         import psycopg
 
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        message = f'could not save run "{run_id}" in database "{self.using}": {detail}'
-        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and not isinstance(
-            exc, psycopg.errors.QueryCanceled
-        ):
-            return StoreUnavailableError(message)
-        hint = "; has `manage.py migrate` been run?" if "does not exist" in detail else ""
-        return StoreError(message + hint)
+        unavailable = isinstance(
+            exc, psycopg.OperationalError | psycopg.InterfaceError
+        ) and not isinstance(exc, psycopg.errors.QueryCanceled)
+        return self._failure("save", run_id, exc, unavailable)
 
     def _lease_row(self, run_id: str) -> tuple[Any, Any, Any]:
         row = (
@@ -508,10 +519,7 @@ class DatabaseSnapshotStore(SnapshotStore):
         """Databases without ``ON CONFLICT``: lock the row, check the lease, write."""
         from ..core.runs.serialization import loads
 
-        parts = snapshot.record_parts()
-        encoding = snapshot.state_encoding()
-        parts["state"], apart = encoding.split()
-        changed = encoding.changed_since(snapshot.delta_base)
+        parts, apart, changed = _json_parts(snapshot)
         values = {
             "kind": snapshot.kind,
             "name": snapshot.name,

@@ -26,13 +26,11 @@ from asgiref.sync import sync_to_async
 from ..core.runs import leases, shape
 from ..core.runs.attempts import attempts_json
 from ..core.runs.cancel import CancelRequest
-from ..core.runs.serialization import loads
+from ..core.runs.serialization import key_json, keys_json, loads
 from ..core.runs.snapshots import (
     TERMINAL_STATUSES,
     RunSnapshot,
     iso,
-    key_json,
-    keys_json,
     parse_time,
     snapshot_from_dict,
     snapshot_from_json,
@@ -197,9 +195,9 @@ class RedisSnapshotStore(SnapshotStore):
         key = self.key(run_id)
         with self._conn.errors("load", key):
             data = self._conn.client.hget(key, "data")
-            names = _apart_names(data)
+            document, names = _apart(data)
             values = self._conn.client.hmget(key, _fields(names)) if names else []
-        return _snapshot(run_id, data, names, values) if data is not None else None
+        return _snapshot(run_id, data, document, names, values) if data is not None else None
 
     async def aload(self, run_id: str) -> RunSnapshot | None:
         client = self._conn.async_client()
@@ -210,9 +208,9 @@ class RedisSnapshotStore(SnapshotStore):
         key = self.key(run_id)
         with self._conn.errors("load", key):
             data = await client.hget(key, "data")
-            names = _apart_names(data)
+            document, names = _apart(data)
             values = await client.hmget(key, _fields(names)) if names else []
-        return _snapshot(run_id, data, names, values) if data is not None else None
+        return _snapshot(run_id, data, document, names, values) if data is not None else None
 
     def request_cancel(self, run_id: str, reason: str = "") -> bool | CancelRequest:
         key = self.key(run_id)
@@ -370,31 +368,34 @@ def _summary(
         return None
 
 
-def _apart_names(data: Any) -> list[str]:
-    """The state keys a stored snapshot lists in ``state_apart`` (none when it lists none,
-    or cannot be read: reading it then says why)."""
+def _apart(data: Any) -> tuple[Any, list[str]]:
+    """A stored snapshot's document, decoded once, and the state keys its ``state_apart``
+    lists (``(None, [])`` when it lists none, or cannot be read: reading it then says why)."""
     if data is None:
-        return []
+        return None, []
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     if '"state_apart"' not in text:
-        return []
+        return None, []
     try:
-        listed = loads(text).get("state_apart")
+        document = loads(text)
+        listed = document.pop("state_apart", None)
     except (ValueError, AttributeError, RecursionError):
-        return []
-    return [name for name in listed if isinstance(name, str)] if isinstance(listed, list) else []
+        return None, []
+    names = [name for name in listed if isinstance(name, str)] if isinstance(listed, list) else []
+    return (document, names) if names else (None, [])
 
 
 def _fields(names: list[str]) -> list[str]:
     return [f"value:{name}" for name in names]
 
 
-def _snapshot(run_id: str, data: Any, names: list[str], values: list[Any]) -> RunSnapshot:
-    """The stored snapshot, the values it lists in ``state_apart`` put back in its state."""
-    if not names:
+def _snapshot(
+    run_id: str, data: Any, document: Any, names: list[str], values: list[Any]
+) -> RunSnapshot:
+    """The stored snapshot; ``document``, when given, is its decoded JSON, and the values of
+    the keys ``names`` (``values``, in order) are put back in its state."""
+    if document is None:
         return snapshot_from_json(data, run_id)
-    document = loads(data)
-    document.pop("state_apart", None)
     state = document.get("state")
     if isinstance(state, dict):
         for name, value in zip(names, values, strict=True):

@@ -24,6 +24,7 @@ import copy
 import json
 import math
 import re
+from functools import lru_cache
 from typing import Any
 
 from ..errors import SnapshotSerializationError
@@ -65,6 +66,17 @@ def dumps(value: Any, *, path: str = "$", keys_in: Any = _WHOLE) -> str:
         if found is not None:  # else a string holding a backslash and "u0000": stored as is
             raise unstorable_error(*found)
     return text
+
+
+@lru_cache(maxsize=4096)
+def key_json(value: str | None) -> str:
+    """Encoded names, statuses and state keys, cached (they repeat in every save of a run)."""
+    return dumps(value)
+
+
+def keys_json(names: Any) -> str:
+    """A JSON array of names (state keys), each encoded once and cached."""
+    return f"[{','.join(key_json(name) for name in names)}]"
 
 
 def loads(text: str | bytes) -> Any:

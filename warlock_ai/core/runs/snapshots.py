@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from ..errors import AIError, error_from_dict
 from . import shape
 from .kinds import kind_named, kind_names
-from .serialization import dumps, loads
+from .serialization import dumps, key_json, keys_json, loads
 from .state import StateEncoding
 from .usage import Usage
 
@@ -74,17 +73,6 @@ def stored_error(value: Any) -> AIError | None:
     if value is None or isinstance(value, AIError):
         return value
     return error_from_dict(value)
-
-
-@lru_cache(maxsize=4096)
-def key_json(value: str | None) -> str:
-    """Encoded names and statuses, cached (they repeat in every save of a run)."""
-    return dumps(value)
-
-
-def keys_json(names: Any) -> str:
-    """A JSON array of names (state keys), each encoded once and cached."""
-    return f"[{','.join(key_json(name) for name in names)}]"
 
 
 def usage_json(usage: Usage) -> str:

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Iterator
-from functools import lru_cache
 from typing import Any
 
 from ..errors import SnapshotSerializationError
-from .serialization import clone, dumps
+from .serialization import clone, dumps, key_json
 
 #: A state key whose value's JSON is this many characters or more is stored apart from
 #: the rest of the state by the stores that can (the ORM store's ``SnapshotValue`` rows).
@@ -228,7 +227,7 @@ class StateEncoding:
     def of(cls, state: dict[str, Any]) -> StateEncoding:
         """Encode every key of ``state``; ``SnapshotSerializationError`` names a bad path."""
         try:
-            return cls({_key(key): _value(key, value) for key, value in own_items(state)})
+            return cls({_key(key): dumps(value) for key, value in own_items(state)})
         except SnapshotSerializationError:
             raise _whole_state_error(state) from None
 
@@ -244,7 +243,10 @@ class StateEncoding:
         try:
             for key, value in own_items(state):
                 text = previous.get(key) if key not in touched else None
-                texts[key] = text if text is not None else _value(_key(key), value)
+                if text is None:  # touched, or new: its key and its value are checked
+                    _key(key)
+                    text = dumps(value)
+                texts[key] = text
         except SnapshotSerializationError:
             raise _whole_state_error(state) from None
         return StateEncoding(texts)
@@ -253,8 +255,7 @@ class StateEncoding:
         """The whole state as one JSON object."""
         text = self._json
         if text is None:
-            members = ",".join(f"{key_path(k)}:{v}" for k, v in self.texts.items())
-            text = self._json = f"{{{members}}}"
+            text = self._json = _object(self.texts.items())
         return text
 
     def split(self) -> tuple[str, dict[str, str]]:
@@ -271,10 +272,8 @@ class StateEncoding:
             if not apart:
                 split = (self.json(), apart)
             else:
-                members = ",".join(
-                    f"{key_path(k)}:{v}" for k, v in self.texts.items() if k not in apart
-                )
-                split = (f"{{{members}}}", apart)
+                kept = ((k, v) for k, v in self.texts.items() if k not in apart)
+                split = (_object(kept), apart)
             self._split = split
         return split
 
@@ -294,21 +293,18 @@ class StateEncoding:
         return None
 
 
-@lru_cache(maxsize=4096)
-def key_path(key: str) -> str:
-    """A state key as a JSON member name, cached (keys repeat in every save)."""
-    return dumps(key)
-
-
 def _key(key: Any) -> str:
+    """``key``, checked: a string that can be stored (else ``SnapshotSerializationError``;
+    the caller then raises the whole state's error, which names it)."""
     if not isinstance(key, str):
         raise SnapshotSerializationError("state key is not a string")
-    key_path(key)  # a key that cannot be stored fails here, not when the state is joined
+    key_json(key)  # a key that cannot be stored fails here, not when the state is joined
     return key
 
 
-def _value(key: str, value: Any) -> str:
-    return dumps(value, path=f"state.{key}")
+def _object(members: Iterable[tuple[str, str]]) -> str:
+    """A JSON object of already encoded values."""
+    return "{" + ",".join(f"{key_json(k)}:{v}" for k, v in members) + "}"
 
 
 def _whole_state_error(state: dict[str, Any]) -> SnapshotSerializationError:

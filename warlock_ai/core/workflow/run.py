@@ -242,10 +242,8 @@ class WorkflowRun(StepExecution, Run["Workflow", WorkflowSnapshot, WorkflowResul
         self.pending_state_json = self.state_json
         try:
             if state is not self.state:
-                base = self.state_json
-                self.pending_state_json = (
-                    base.updated(state) if base is not None else StateEncoding.of(state)
-                )
+                # A run with a writer encoded its state at the start (encode_start).
+                self.pending_state_json = cast(StateEncoding, self.state_json).updated(state)
             for child_name, child in (record.steps or {}).items():
                 child.to_json(path=f"steps.{child_name}")
             record.to_json(path=f"steps.{step.name}")

@@ -14,13 +14,12 @@ from typing import Any, ClassVar
 from ..errors import AIError
 from ..runs import shape
 from ..runs.attempts import RunAttempt, attempts_from, attempts_json
-from ..runs.serialization import dumps
+from ..runs.serialization import dumps, key_json
 from ..runs.snapshots import (
     RunSnapshot,
     error_dict,
     error_json,
     iso,
-    key_json,
     parse_time,
     stored_error,
     usage_json,
