@@ -20,6 +20,7 @@ def db(
     lease_seconds: float | None = None,
     write_retry_seconds: float = 15.0,
     native_async: bool = True,
+    prepared: bool | None = None,
 ) -> Any:
     """The Django ORM store on database alias ``using`` (PostgreSQL, SQLite, ...).
 
@@ -27,7 +28,9 @@ def db(
     because the database cannot be reached is retried for up to ``write_retry_seconds``.
     ``native_async``: on PostgreSQL, ``aexecute``'s snapshot writes go through psycopg's
     async connections of the store's own (False: through Django's connection, in its sync
-    thread).
+    thread). ``prepared``: on PostgreSQL, saves are prepared statements (None: unless
+    ``DATABASES[using]["DISABLE_SERVER_SIDE_CURSORS"]`` is set, Django's setting for a
+    connection pooler in transaction mode).
     """
     from .stores.orm import DatabaseSnapshotStore
 
@@ -36,6 +39,7 @@ def db(
         lease_seconds=lease_seconds,
         write_retry_seconds=write_retry_seconds,
         native_async=native_async,
+        prepared=prepared,
     )
 
 

@@ -15,6 +15,8 @@ and removes the run's other values. The row's ``state_apart`` lists the keys sto
 only those values are part of the state (a value left from before, whose key is no longer
 listed, is ignored until the next write of values removes it, or the run is deleted), so a
 write that stores nothing apart never has to touch the values' table.
+
+On PostgreSQL the save statements are prepared, once per connection (``orm_prepared``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..core.runs import leases
 from ..core.runs.cancel import CancelRequest
 from ..core.runs.serialization import keys_json
 from ..core.runs.snapshots import JSON_PARTS, TERMINAL_STATUSES, RunSnapshot
+from . import orm_prepared
 from .base import (
     RunInfo,
     RunQuery,
@@ -198,6 +201,7 @@ class DatabaseSnapshotStore(SnapshotStore):
         lease_seconds: float | None = None,
         write_retry_seconds: float = SnapshotStore.write_retry_seconds,
         native_async: bool = True,
+        prepared: bool | None = None,
     ) -> None:
         if using not in connections:
             raise StoreError(
@@ -213,6 +217,11 @@ class DatabaseSnapshotStore(SnapshotStore):
         if not isinstance(native_async, bool):
             raise ValueError(f"native_async must be True or False, not {native_async!r}")
         self.native_async = native_async
+        if prepared not in (None, True, False):
+            raise ValueError(f"prepared must be None, True or False, not {prepared!r}")
+        #: Whether saves on PostgreSQL are prepared statements (``orm_prepared``); None:
+        #: unless the alias sets ``DISABLE_SERVER_SIDE_CURSORS`` (a pooler in transaction mode).
+        self.prepared = prepared
         self._sql: dict[tuple[str, str, bool, bool], str] = {}
 
     def __repr__(self) -> str:
@@ -337,10 +346,25 @@ class DatabaseSnapshotStore(SnapshotStore):
             return StoreUnavailableError(message)
         missing = "exist" in detail or "no such table" in detail
         hint = "; has `manage.py migrate` been run?" if missing else ""
+        if orm_prepared.is_prepared_statement_error(exc):
+            hint = orm_prepared.stopped_hint(self.using)
         return StoreError(message + hint)
 
     def _unreachable(self, exc: Exception) -> bool:
         return unreachable(self.using, exc)
+
+    def _cursor(self, connection: Any) -> Any:
+        """Django's cursor (its checks and execute wrappers); on PostgreSQL, unless turned
+        off, executing through a cursor that prepares its statements. Not while Django logs
+        queries (``DEBUG``, ``CaptureQueriesContext``): the log then shows each statement as
+        sent, with its values, which Django cannot show of a prepared one."""
+        cursor = connection.cursor()
+        if not connection.queries_logged and orm_prepared.prepares(
+            self.using, connection, self.prepared
+        ):
+            cursor.cursor.close()
+            cursor.cursor = orm_prepared.preparing_cursor(connection.connection)
+        return cursor
 
     def _save_row(
         self,
@@ -352,7 +376,7 @@ class DatabaseSnapshotStore(SnapshotStore):
     ) -> CancelRequest | None:
         if claim is not None:
             return self._save_fenced(connection, run_id, row, claim, apart)
-        with connection.cursor() as cursor:
+        with self._cursor(connection) as cursor:
             self._execute(cursor, connection, *self._first(connection, run_id, row), run_id, apart)
         return None
 
@@ -389,7 +413,20 @@ class DatabaseSnapshotStore(SnapshotStore):
         stored apart once it has written (SQLite: in the statements that follow). Returns
         the row a fenced statement returned (None: it wrote nothing)."""
         sql, params = self._statement(connection, mode, versioned, params, run_id, apart)
-        cursor.execute(sql, params)
+        try:
+            cursor.execute(sql, params)
+        except DatabaseError as exc:
+            if not getattr(cursor.cursor, "prepares", False):
+                raise
+            if not orm_prepared.is_prepared_statement_error(exc):
+                raise
+            orm_prepared.stop_preparing(self.using, exc)
+            if connection.in_atomic_block:
+                raise  # the caller's transaction is aborted: nothing to make again in it
+            # Nothing was written (the statement failed before it ran): make it unprepared.
+            cursor.cursor.close()
+            cursor.cursor = connection.connection.cursor()
+            cursor.execute(sql, params)
         if mode == "plain" and apart is None:
             return None
         written = cursor.fetchone()
@@ -434,7 +471,7 @@ class DatabaseSnapshotStore(SnapshotStore):
         apart: Any = None,
     ) -> CancelRequest | None:
         mode, versioned, params = self._first(connection, run_id, row, claim)
-        with connection.cursor() as cursor:
+        with self._cursor(connection) as cursor:
             written = self._execute(cursor, connection, mode, versioned, params, run_id, apart)
             if written is not None:
                 return _cancel_request(written)
@@ -474,8 +511,17 @@ class DatabaseSnapshotStore(SnapshotStore):
         row, apart = self._row(snapshot, connection)
         mode, versioned, params = self._first(connection, run_id, row, claim)
         sql, params = self._statement(connection, mode, versioned, params, run_id, apart)
+        pool = self._async_connections()
+        prepare = orm_prepared.prepares(self.using, connection, self.prepared)
         try:
-            written = await self._async_connections().fetchone(sql, params)
+            try:
+                written = await pool.fetchone(sql, params, prepare=prepare)
+            except Exception as exc:
+                if not (prepare and orm_prepared.is_prepared_statement_error(exc)):
+                    raise
+                orm_prepared.stop_preparing(self.using, exc)
+                # Autocommit: the statement failed before it ran; make it unprepared.
+                written = await pool.fetchone(sql, params)
         except Exception as exc:
             if not _is_psycopg_error(exc):
                 raise

@@ -12,9 +12,9 @@ before dropping its database). A connection that is not idle after its statement
 or interrupted before psycopg could cancel the statement on the server) is closed, never
 reused; a process that forked (an rq work horse) opens its own.
 
-Client-side binding, like Django's default; with ``OPTIONS["server_side_binding"] = True``
-server-side. Prepared statements follow ``OPTIONS["prepare_threshold"]`` as Django does
-(off by default, for connection poolers in transaction mode).
+The save statements are bound server-side and prepared, as on the sync path
+(``orm_prepared``: unless turned off); other statements follow Django's
+``OPTIONS["server_side_binding"]`` and ``OPTIONS["prepare_threshold"]``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import contextlib
 import os
 import threading
 from typing import Any
+
+from .orm_prepared import allowed, is_prepared_statement_error
 
 #: Connections kept open between saves, per database and process.
 MAX_IDLE = 8
@@ -64,15 +66,26 @@ class AsyncConnections:
     def __repr__(self) -> str:
         return f"<AsyncConnections using={self.using!r} idle={len(self._idle)}>"
 
-    async def fetchone(self, sql: str, params: list[Any]) -> Any:
-        """Run one statement and return its first row (None when it returns none)."""
+    async def fetchone(self, sql: str, params: list[Any], prepare: bool = False) -> Any:
+        """Run one statement and return its first row (None when it returns none);
+        ``prepare``: bound server-side and prepared (``orm_prepared``)."""
         connection = await self._take()
         try:
-            cursor = connection.cursor()
-            await cursor.execute(sql, params)
+            if prepare:
+                import psycopg
+
+                cursor = psycopg.AsyncCursor(connection)
+                with allowed(connection):
+                    await cursor.execute(sql, params, prepare=True)
+            else:
+                cursor = connection.cursor()
+                await cursor.execute(sql, params)
             row = await cursor.fetchone() if cursor.description is not None else None
-        except BaseException:
-            self._drop_unless_reusable(connection)
+        except BaseException as exc:
+            if prepare and is_prepared_statement_error(exc):
+                _close_now(connection)  # psycopg still counts on the statements it lost
+            else:
+                self._drop_unless_reusable(connection)
             raise
         self._give_back(connection)
         return row
