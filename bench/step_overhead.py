@@ -5,7 +5,8 @@ the figure reported is wall time per step, median of several rounds, with the co
 calling the same ten plain functions subtracted. With ``--databases`` the Django ORM store is
 measured on SQLite and on PostgreSQL 16 (pgserver, or ``$WARLOCK_TEST_PG_URL``), next to the
 floor: one raw psycopg upsert of the same snapshot JSON (the table and statement of the
-original library's pg store). Run: ``make bench`` or
+original library's pg store, on a connection with psycopg's defaults, which prepare a
+statement from its fifth execution on). Run: ``make bench`` or
 ``.venv/bin/python bench/step_overhead.py [--runs N] [--rounds R] [--databases sqlite,postgres]``.
 """
 
@@ -96,7 +97,11 @@ def store_factories(databases: list[str]) -> dict[str, Callable[[], object | Non
     }
     for alias in databases:
         factories[f"ORM {alias}"] = lambda alias=alias: ai.snapshot.db(using=alias)
-        if alias == "postgres":  # aexecute through Django's sync thread instead
+        if alias == "postgres":
+            # saves not prepared (before issue 16); aexecute through Django's sync thread
+            factories["ORM postgres, prepared=False"] = lambda: ai.snapshot.db(
+                using="postgres", prepared=False
+            )
             factories["ORM postgres, native_async=False"] = lambda: ai.snapshot.db(
                 using="postgres", native_async=False
             )
@@ -239,11 +244,56 @@ def measure_writes(pg_url: str | None, databases: list[str], writes: int, rounds
     if pg_url:
         floor = statistics.median(time_floor(pg_url, payload, writes) for _ in range(rounds))
         lines.append(f"| floor: raw psycopg upsert (PostgreSQL) | {floor * 1e6:.0f} | 1.00 |")
-    for alias in databases:
-        store = ai.snapshot.db(using=alias)
+    stores = {f"ORM store save ({alias})": ai.snapshot.db(using=alias) for alias in databases}
+    if "postgres" in databases:
+        stores["ORM store save (postgres), prepared=False"] = ai.snapshot.db(
+            using="postgres", prepared=False
+        )
+    for label, store in stores.items():
         cost = statistics.median(time_store_save(store, snapshot, writes) for _ in range(rounds))
-        ratio = f"{cost / floor:.2f}" if floor and alias == "postgres" else "-"
-        lines.append(f"| ORM store save ({alias}) | {cost * 1e6:.0f} | {ratio} |")
+        ratio = f"{cost / floor:.2f}" if floor and "postgres" in label else "-"
+        lines.append(f"| {label} | {cost * 1e6:.0f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def measure_steps_against_floor(pg_url: str, runs: int, rounds: int) -> str:
+    """Per step, engine included, against the floor, in interleaved rounds (the floor of this
+    machine moves by a third in minutes, so a ratio of figures taken apart does too): each
+    round times the floor (one raw upsert of the same snapshot JSON per step), then
+    ``execute`` and ``aexecute`` on the PostgreSQL ORM store."""
+    payload = sample_snapshot(ai.snapshot.memory).to_json()
+    timers = {
+        "floor: raw psycopg upsert per step": lambda: time_floor(pg_url, payload, runs * STEPS),
+        "ORM postgres, execute": lambda: time_sync(
+            ai.workflow(
+                name="bench", steps=make_steps(), snapshot_store=ai.snapshot.db("postgres")
+            ),
+            runs,
+        ),
+        "ORM postgres, aexecute": lambda: time_async(
+            ai.workflow(
+                name="bench", steps=make_async_steps(), snapshot_store=ai.snapshot.db("postgres")
+            ),
+            runs,
+        ),
+    }
+    samples: dict[str, list[float]] = {label: [] for label in timers}
+    for _ in range(rounds):
+        for label, timer in timers.items():
+            samples[label].append(timer())
+    floor = statistics.median(next(iter(samples.values())))
+    lines = [
+        "",
+        f"per step against the floor, {runs} runs x {STEPS} steps a round, {rounds} interleaved "
+        "rounds (median, range)",
+        "",
+        "| per step | us | range | ratio to floor |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, found in samples.items():
+        median = statistics.median(found)
+        spread = f"{min(found) * 1e6:.0f}-{max(found) * 1e6:.0f}"
+        lines.append(f"| {label} | {median * 1e6:.0f} | {spread} | {median / floor:.2f} |")
     return "\n".join(lines)
 
 
@@ -267,6 +317,8 @@ def main() -> None:
     print(render(measure(args.runs, args.rounds, databases), args.runs, args.rounds))
     if databases:
         print(measure_writes(urls.get("postgres"), databases, args.writes, args.rounds))
+    if "postgres" in urls:
+        print(measure_steps_against_floor(urls["postgres"], min(args.runs, 300), args.rounds))
 
 
 if __name__ == "__main__":
