@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 TEST_PREP = $(PY) manage.py check --fail-level WARNING && \
 	$(PY) manage.py makemigrations --check --dry-run
 
-.PHONY: venv lint format services test bench bench-cache bench-peers demo screenshots clean
+.PHONY: venv lint format services test dist bench bench-cache bench-peers demo screenshots clean
 
 venv: $(STAMP)
 
@@ -71,6 +71,13 @@ services: venv
 test: venv lint services
 	$(TEST_PREP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The sdist and the wheel a user installs (templates, static files, migrations, py.typed), in
+# dist/, checked by twine; tests/packaging builds them again and runs the demo from the wheel.
+dist: venv
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
 
 # The admin screenshots in docs/img come from the browser tests (tests/e2e); regenerate them
 # after changing an admin page.
