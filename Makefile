@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 TEST_PREP = $(PY) manage.py check --fail-level WARNING && \
 	$(PY) manage.py makemigrations --check --dry-run
 
-.PHONY: venv lint format services test dist bench bench-cache bench-peers demo screenshots clean
+.PHONY: venv lint format docs services test test-matrix dist bench bench-cache bench-peers demo screenshots clean
 
 venv: $(STAMP)
 
@@ -68,9 +68,19 @@ services: venv
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs
 
-test: venv lint services
+# The docs site, API reference included (mkdocstrings), into site/: a broken link, a missing
+# page or an API reference that cannot be generated fails the build.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+test: venv lint docs services
 	$(TEST_PREP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The suite again on Django 6.1 with Python 3.12 and 3.13 (noxfile.py: what each session runs
+# and leaves out); the interpreters come from PATH or pyenv. NOX_ARGS to pass nox options.
+test-matrix: venv services
+	$(VENV)/bin/nox -f noxfile.py $(NOX_ARGS)
 
 # The sdist and the wheel a user installs (templates, static files, migrations, py.typed), in
 # dist/, checked by twine; tests/packaging builds them again and runs the demo from the wheel.

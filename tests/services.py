@@ -522,7 +522,19 @@ def missing_apt_packages() -> list[str]:
     return packages
 
 
+def serve_postgres() -> None:
+    """Print the URL of a PostgreSQL with pgvector (``postgres_url()``: one found, or a
+    pgserver started here), then keep it until standard input closes. ``make test-matrix``
+    shares one server this way with interpreters that have no pgserver wheel (3.13)."""
+    print(postgres_url(), flush=True)
+    sys.stdin.read()
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] != ["apt-packages"]:
-        sys.exit(f"usage: {sys.argv[0]} apt-packages")
-    print(" ".join(missing_apt_packages()))
+    commands = {"apt-packages": None, "serve-postgres": serve_postgres}
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        sys.exit(f"usage: {sys.argv[0]} apt-packages | serve-postgres")
+    if sys.argv[1] == "serve-postgres":
+        serve_postgres()
+    else:
+        print(" ".join(missing_apt_packages()))
