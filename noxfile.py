@@ -18,7 +18,6 @@ from __future__ import annotations
 import atexit
 import glob
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -45,10 +44,8 @@ def _add_pyenv_interpreters() -> None:
     root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
     extra = []
     for version in MATRIX:
-        if shutil.which(f"python{version}"):
-            continue
         found = sorted(glob.glob(f"{root}/versions/{version}.*/bin/python{version}"))
-        if found:
+        if found:  # before PATH: a pyenv shim there may refuse a version not selected
             extra.append(str(Path(found[-1]).parent))
     if extra:
         os.environ["PATH"] = os.pathsep.join([*extra, os.environ.get("PATH", "")])

@@ -34,9 +34,21 @@ class VectorField(models.Field):
         return connection.data_types["TextField"]
 
     def get_placeholder(self, value: Any, compiler: Any, connection: Any) -> str:
+        """Django 5.2: the value's placeholder (a cast to ``vector`` on pgvector)."""
         if vector.pgvector_installed(connection):
             return "%s::vector"
         return "%s"
+
+    def get_placeholder_sql(
+        self, value: Any, compiler: Any, connection: Any
+    ) -> tuple[str, tuple[Any, ...]]:
+        """Django 6.1 (which deprecates ``get_placeholder``): the placeholder and its
+        parameters; an expression compiles to its own SQL, cast the same way."""
+        placeholder = self.get_placeholder(value, compiler, connection)
+        if hasattr(value, "as_sql"):
+            sql, params = compiler.compile(value)
+            return placeholder % sql, tuple(params)
+        return placeholder, (value,)
 
     def get_prep_value(self, value: Any) -> list[float] | None:
         return to_floats(super().get_prep_value(value))

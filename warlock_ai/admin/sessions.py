@@ -117,8 +117,13 @@ class CheckpointAdmin(SessionActions, RefuseMalformedSelection, admin.ModelAdmin
         # discarded whole, through delete_sessions and the session page.
         return False
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # Django 6.1 asks for the actions of a location (the list, the change form); 5.2
+        # has no such parameter.
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg,unused-ignore]
         actions.pop("delete_selected", None)
         return actions
 
