@@ -2,7 +2,9 @@
 
 Never ``playwright install`` (it downloads a browser): ``make test`` installs the ``chromium``
 package and the tests launch ``/usr/bin/chromium`` (or ``$WARLOCK_TEST_CHROMIUM``).
-Screenshots go to ``tests/artifacts/screenshots`` (or ``$WARLOCK_SCREENSHOT_DIR``).
+Screenshots go to ``tests/artifacts/screenshots/django-<major.minor>`` (the admin is drawn
+differently by each Django: ``make test`` leaves 5.2's, ``make test-matrix`` 6.1's beside
+them), or to ``$WARLOCK_SCREENSHOT_DIR``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 
 from tests.services import CHROMIUM
@@ -27,7 +30,10 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOT_DIR = Path(
     os.environ.get("WARLOCK_SCREENSHOT_DIR")
-    or Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+    or Path(__file__).resolve().parents[1]
+    / "artifacts"
+    / "screenshots"
+    / "django-{}.{}".format(*django.VERSION[:2])
 )
 
 
