@@ -35,8 +35,15 @@ DEFAULTS: dict[str, Any] = {
     # After SIGINT/SIGTERM, how long a command or worker lets the current step finish before
     # interrupting it (keep it below the platform's own kill delay: Kubernetes waits 30 s).
     "SHUTDOWN_GRACE_SECONDS": 20,
+    # What runs runs, resumes and turns in the background: "rq" (django-rq), "tasks" (Django's
+    # tasks framework: the TASKS backend TASKS_BACKEND), or None: django-rq when it is
+    # installed and RQ_QUEUE is one of its RQ_QUEUES, else nothing (the admin offers commands).
+    "BACKGROUND": None,
     # The django-rq queue background runs are enqueued on.
     "RQ_QUEUE": "default",
+    # With BACKGROUND "tasks": the alias in settings.TASKS and the queue name tasks go to.
+    "TASKS_BACKEND": "default",
+    "TASKS_QUEUE": "default",
     # Without django-rq, the admin's resume, force-resume and restart run nothing: they show
     # the command to run on a server. True runs them inside the web request instead, as a
     # development convenience (a long run is killed by the web server's timeout mid-step).

@@ -2,45 +2,23 @@
 orchestrator's turn, a worker runs it.
 
 One run (one turn) never has two jobs waiting, and a job is pushed when the caller's
-transaction commits (``job_queue``). Delivery is at least once and the job functions are
-idempotent: a job delivered again for a completed run runs nothing, a turn's job delivered
-again finishes its own turn rather than starting another, and a job whose run another worker
-holds (``LeaseHeldError``) steps aside; each ends normally with a small summary. The run's
-own outcome lives in its snapshot (a turn's in its checkpoint row), not in the rq job.
+transaction commits (``job_queue``). Delivery is at least once and the job functions
+(``run_jobs``, shared with Django's tasks framework) are idempotent. The run's own outcome
+lives in its snapshot (a turn's in its checkpoint row), not in the rq job.
 ``requeue_abandoned_jobs`` (for ``drain_runs --enqueue``) puts back the jobs of workers that
 died; it is what recovers a job taken by a worker that died before the run wrote its first
 snapshot, when the run is known to rq only.
+
+These functions always use django-rq; ``warlock_ai.background`` enqueues on whichever of
+django-rq and the tasks framework ``WARLOCK_AI["BACKGROUND"]`` names.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import runs
-from .conf import warlock_settings
-from .core.errors import (
-    InterruptedTurnError,
-    LeaseHeldError,
-    LeaseLostError,
-    OrchestratorFailedError,
-    RunExistsError,
-    RunInterruptedError,
-    SessionBusyError,
-    UnknownRunError,
-)
-from .core.orchestrator.snapshot import parse_turn_run_id, turn_run_id
-from .core.runs.cancel import CancelToken
-from .core.runs.definition import check_run_id, new_run_id
-from .core.runs.interrupts import stop_on_signals
-from .core.runs.leases import held_error
-from .core.runs.serialization import dumps
-from .core.runs.snapshots import COMPLETED, RUNNING, TERMINAL_STATUSES
+from .core.errors import SessionBusyError
 from .job_queue import (
     RETRIES,
     enqueue_once,
@@ -50,8 +28,17 @@ from .job_queue import (
     requeue_abandoned_jobs,
     turn_job_id,
 )
-from .registry import registry
-from .sessions import interrupted_turn, orchestrator_named
+from .run_jobs import (
+    check_execute,
+    check_resume,
+    check_turn,
+    execute_job,
+    refuse_leased,
+    refuse_stored,
+    resume_job,
+    run_turn,
+    turn_to_resume,
+)
 
 if TYPE_CHECKING:
     from rq.job import Job
@@ -93,20 +80,12 @@ def enqueue_execute(
     (``job.meta["run_id"]``). Bad input (unknown flow, run id too long, input that is not
     JSON, a run id already stored) is refused now, not in the worker.
     """
-    definition = registry.find(flow)
-    if run_id is None:
-        run_id = new_run_id(definition.descriptor.run_id_prefix)
-    check_run_id(run_id)
-    dumps(input, path="input")
+    definition, name, run_id = check_execute(flow, input, run_id)
     rq_queue = get_queue(queue)
     existing = live_job(rq_queue, job_id_for(run_id))
     if existing is not None:
         return existing
-    if runs.snapshot_store(definition.store).load(run_id) is not None:
-        raise RunExistsError(
-            f'run "{run_id}" already exists; resume it (enqueue_resume) instead of starting it'
-        )
-    name = f"{definition.kind}:{definition.name}"
+    refuse_stored(definition, run_id)
     args = (name, input, run_id)
     return enqueue_once(
         rq_queue,
@@ -124,17 +103,12 @@ def enqueue_resume(run_id: str, force: bool = False, queue: str | None = None) -
     Refused now: an unknown run, a run whose definition drifted (unless ``force``), and a
     running run whose lease a live worker holds (that worker is running it).
     """
-    snapshot = runs.load_snapshot(run_id)
-    definition = runs.definition_for(snapshot)
-    if not force:
-        definition.check_drift(snapshot)
+    definition = check_resume(run_id, force)
     rq_queue = get_queue(queue)
     existing = live_job(rq_queue, job_id_for(run_id))
     if existing is not None:
         return existing
-    lease = runs.live_lease(run_id, runs.snapshot_store(definition.store), snapshot.status)
-    if lease is not None:
-        raise held_error(run_id, *lease)
+    refuse_leased(run_id, definition)
     args = (run_id, force)
     return enqueue_once(
         rq_queue,
@@ -165,13 +139,8 @@ def enqueue_turn(
     and for ``TURN_JOB_TTL`` seconds after it finished. Bad input (unknown orchestrator, bad
     session id, values that are not JSON) is refused now, not in the worker.
     """
-    orch = orchestrator_named(orchestrator_name)
-    sid = orch.check_session_id(session_id)
     turn = {"history": history, "state": state, "context": context, "force": bool(force)}
-    _check_turn(input, turn)
-    key = turn_key if turn_key is not None else _digest(input)
-    if not isinstance(key, str) or not key:
-        raise OrchestratorFailedError(f"turn_key must be a non-empty string, got {key!r}")
+    orch, sid, key = check_turn(orchestrator_name, session_id, input, turn, turn_key)
     return enqueue_once(
         get_queue(queue),
         turn_job,
@@ -184,80 +153,19 @@ def enqueue_turn(
     )
 
 
-def _digest(input: Any) -> str:
-    """The default turn key: the input's JSON (keys sorted) hashed."""
-    text = json.dumps(input, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _check_turn(input: Any, turn: dict[str, Any]) -> None:
-    dumps(input, path="input")
-    for name in ("state", "context"):
-        if turn[name] is not None and not isinstance(turn[name], dict):
-            raise OrchestratorFailedError(f"{name} must be a dict, got {type(turn[name]).__name__}")
-        dumps(turn[name], path=name)
-    if turn["history"] is not None and not isinstance(turn["history"], list):
-        raise OrchestratorFailedError(
-            f"history must be a list of messages, got {type(turn['history']).__name__}"
-        )
-    dumps(turn["history"], path="history")
-
-
 def enqueue_resume_turn(
     orchestrator_name: str, session_id: str, force: bool = False, queue: str | None = None
 ) -> Job | None:
     """Finish the session's interrupted turn on a worker; returns the rq job, or None when
     the session has no interrupted turn. It is the resume job of the turn's run
     (``enqueue_resume``), so it is one job with what ``drain_runs --enqueue`` queues."""
-    orch = orchestrator_named(orchestrator_name)
-    stored = interrupted_turn(orch, orch.check_session_id(session_id))
-    if stored is None:
+    run_id = turn_to_resume(orchestrator_name, session_id)
+    if run_id is None:
         return None
-    return enqueue_resume(stored.run_id, force=force, queue=queue)
+    return enqueue_resume(run_id, force=force, queue=queue)
 
 
-# --- the job functions (run by `manage.py rqworker`) --------------------------------------
-
-
-def execute_job(flow: str, input: Any, run_id: str) -> dict[str, Any]:
-    """Start ``flow`` as run ``run_id``. Delivered again, the job finds the run stored: an
-    interrupted run is resumed, a finished one is left alone."""
-    try:
-        with _stopping_cleanly() as cancel:
-            result = runs.execute_flow(flow, input, run_id=run_id, cancel=cancel)
-        return _summary(result, "ran")
-    except RunExistsError:
-        store = registry.find(flow).store  # where execute_flow found it
-        snapshot = runs.load_snapshot(run_id, store)
-        if snapshot.status in TERMINAL_STATUSES:
-            return _nothing_to_do(snapshot)
-        logger.info("run %r was started by an earlier delivery of its job; resuming it", run_id)
-        return _resume(run_id, False, store)
-    except (LeaseHeldError, LeaseLostError) as exc:
-        return _stepped_aside(run_id, exc, registry.find(flow).store)
-
-
-def resume_job(run_id: str, force: bool = False) -> dict[str, Any]:
-    """Resume run ``run_id`` (in the configured snapshot store); a completed run runs nothing."""
-    return _resume(run_id, force, None)
-
-
-def _resume(run_id: str, force: bool, store: Any) -> dict[str, Any]:
-    try:
-        snapshot = runs.load_snapshot(run_id, store)
-    except UnknownRunError:  # a turn finished meanwhile (its snapshot goes), or discarded
-        logger.info("run %r is not stored (any more); nothing to run", run_id)
-        return {"run_id": run_id, "status": None, "outcome": "nothing to run: not stored"}
-    if snapshot.status == COMPLETED:
-        return _nothing_to_do(snapshot)
-    try:
-        with _stopping_cleanly() as cancel:
-            result = runs.resume_run(run_id, force=force, store=store, cancel=cancel)
-        if result is None:  # a turn that had been checkpointed after all
-            return {"run_id": run_id, "status": None, "outcome": "nothing to run: settled"}
-        return _summary(result, "resumed")
-    except (LeaseHeldError, LeaseLostError) as exc:
-        return _stepped_aside(run_id, exc, store)
+# --- the turn's job function (run by `manage.py rqworker`) ---------------------------------
 
 
 def turn_job(
@@ -270,129 +178,13 @@ def turn_job(
     force: bool = False,
 ) -> Any:
     """Run one turn of the session. Delivered again after a crash, it finishes its own
-    turn instead of starting another (see ``_earlier_delivery``); a session busy for the
+    turn instead of starting another (see ``run_jobs._earlier_delivery``); a session busy for the
     whole ``lock_timeout`` puts the job back on its queue (``BUSY_RETRIES`` times)."""
     from rq import Retry, get_current_job
 
-    orch = orchestrator_named(orchestrator_name)
-    job = get_current_job()
     turn = {"history": history, "state": state, "context": context, "force": force}
     try:
-        earlier = _earlier_delivery(orch, session_id, job, force)
-        if earlier is not None:
-            return earlier
-        with _stopping_cleanly() as cancel:
-            result = _run_turn(orch, session_id, input, turn, cancel, job)
+        return run_turn(orchestrator_name, session_id, input, turn, get_current_job())
     except SessionBusyError as exc:
         logger.info("%s; the job goes back on its queue", exc.message)
         return Retry(max=BUSY_RETRIES)
-    return _summary(result, "ran")
-
-
-def _run_turn(
-    orch: Any, session_id: str, input: Any, turn: dict[str, Any], cancel: Any, job: Any
-) -> Any:
-    """The turn, noted on the job as it goes; an interrupted turn of the session (another
-    job's, whose worker died) is finished first."""
-    on = {"orchestrator.checkpoint.persisted": partial(_note, job, "turn_checkpointed")}
-    if job is not None:  # the row names its job: a delivery again finds its turn landed
-        turn = {**turn, "turn_key": job.id}
-    if orch.iterate:  # the turn's first snapshot, written before it starts, holds its input
-        on["orchestrator.turn.starting"] = partial(_note, job, "turn_run_id")
-    try:
-        return orch.execute(input, session_id=session_id, cancel=cancel, on=on, **turn)
-    except InterruptedTurnError as exc:
-        run_id = getattr(exc, "run_id", None)
-        logger.info("session %r: finishing interrupted turn %s first", session_id, run_id)
-        finished = orch.resume_run(run_id, force=turn["force"], cancel=cancel)
-        if finished is not None:
-            _summary(finished, "resumed")  # raises when it did not settle
-        return orch.execute(input, session_id=session_id, cancel=cancel, on=on, **turn)
-
-
-def _note(job: Any, key: str, event: dict[str, Any]) -> None:
-    """Record on the rq job the turn's run id (a delivery again then knows its turn)."""
-    if job is not None:
-        job.meta[key] = event["run_id"]
-        job.save_meta()
-
-
-def _earlier_delivery(orch: Any, session_id: str, job: Any, force: bool) -> Any:
-    """What an earlier delivery of this job left: None when it left nothing (then the turn
-    runs), else the outcome: its turn finished here, or found ended (nothing to run).
-
-    The turn's row carries the job's id (``turn_key``): a delivery that died between
-    appending the row and noting ``turn_checkpointed`` finds its turn there and runs nothing.
-    With ``iterate=True`` the turn's first snapshot holds its input before the turn starts,
-    so once ``turn_run_id`` is noted, that turn is this job's, whoever finishes it (this
-    job, ``drain_runs``, the next turn's job).
-    """
-    meta = job.meta if job is not None else {}
-    done, started = meta.get("turn_checkpointed"), meta.get("turn_run_id")
-    if done is None and job is not None:
-        landed = orch.find_turn(session_id, job.id)
-        if landed is not None:  # appended, then the worker died before noting it
-            done = turn_run_id(session_id, orch.version, landed.turn_index)
-    if done is None and started is not None:
-        parsed = parse_turn_run_id(started, orch.version)
-        latest = orch.latest(session_id)
-        if parsed is not None and (latest is None or latest.turn_index < parsed[1]):
-            stored = orch.store.load(started) if orch.store is not None else None
-            if stored is not None and stored.status == RUNNING:
-                with _stopping_cleanly() as cancel:
-                    result = orch.resume_run(started, force=force, cancel=cancel)
-                if result is not None:
-                    return _summary(result, "resumed")
-        done = started
-    if done is None:
-        return None
-    logger.info("session %r: turn %s was this job's and has ended", session_id, done)
-    return {"run_id": done, "session_id": session_id, "outcome": "nothing to run"}
-
-
-@contextmanager
-def _stopping_cleanly() -> Iterator[CancelToken]:
-    """SIGTERM/SIGINT in the work horse (``Worker`` forwards a warm shutdown to it) stop the
-    run at its next check point, snapshot stored and lease released, within
-    ``SHUTDOWN_GRACE_SECONDS``."""
-    token = CancelToken()
-    with stop_on_signals(token, float(warlock_settings.SHUTDOWN_GRACE_SECONDS)):
-        yield token
-
-
-def _summary(result: Any, outcome: str) -> dict[str, Any]:
-    """What the job returns. A run whose last snapshot was not stored, or that a shutdown
-    interrupted, fails the job: rq delivers it again, and the next delivery resumes from what
-    is stored."""
-    if isinstance(result.error, RunInterruptedError):
-        raise result.error
-    not_durable = runs.not_persisted_error(result)
-    if not_durable is not None:
-        raise not_durable
-    report = result.report
-    summary = {"run_id": report.run_id, "status": report.status, "outcome": outcome}
-    if isinstance(getattr(result, "session_id", None), str):  # a turn
-        summary.update(session_id=result.session_id, turn_index=result.turn_index)
-    error = getattr(result, "error", None)
-    if error is not None:
-        summary["error"] = getattr(error, "message", str(error))
-        logger.warning("run %r ended %s: %s", report.run_id, report.status, summary["error"])
-    return summary
-
-
-def _nothing_to_do(snapshot: Any) -> dict[str, Any]:
-    logger.info("run %r is already %s; nothing to run", snapshot.run_id, snapshot.status)
-    return {"run_id": snapshot.run_id, "status": snapshot.status, "outcome": "nothing to run"}
-
-
-def _stepped_aside(
-    run_id: str, exc: LeaseHeldError | LeaseLostError, store: Any = None
-) -> dict[str, Any]:
-    logger.info("run %r: another worker has it; this job stops: %s", run_id, exc.message)
-    owner = getattr(exc, "owner", None)
-    outcome = f"skipped: leased by {owner}" if owner else "skipped: taken by another worker"
-    try:
-        status = runs.load_snapshot(run_id, store).status
-    except UnknownRunError:  # discarded meanwhile
-        status = None
-    return {"run_id": run_id, "status": status, "outcome": outcome}

@@ -1,5 +1,6 @@
 """Django models: ``Snapshot`` (one row per run), ``Checkpoint`` (one row per orchestrator
-turn, append-only) and ``CacheEntry`` (the semantic cache and agent memory)."""
+turn, append-only), ``CacheEntry`` (the semantic cache and agent memory) and ``Delivery``
+(a run, resume or turn handed to Django's tasks framework)."""
 
 from __future__ import annotations
 
@@ -452,3 +453,57 @@ class CacheEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.namespace}:{self.key}"
+
+
+class Delivery(models.Model):
+    """A run, a resume or a turn given to Django's tasks framework (``BACKGROUND = "tasks"``).
+
+    The task carries only this row's ``key`` (the rq job id's form: ``warlock-run-<run id>``,
+    ``warlock-turn-<digest>``); what it runs is here. The row makes one delivery per run or
+    turn (enqueueing it again returns the live one), notes which process runs it (``owner``,
+    renewed in ``seen_at``), and lets ``drain_runs --enqueue`` put back a delivery whose worker
+    died: the tasks framework itself leaves such a task running for ever.
+    """
+
+    class State(models.TextChoices):
+        WAITING = "waiting", _("waiting")
+        RUNNING = "running", _("running")
+        FINISHED = "finished", _("finished")
+        FAILED = "failed", _("failed")
+
+    key = models.CharField(_("key"), max_length=300, primary_key=True)
+    task = models.CharField(_("task"), max_length=20)  # execute, resume, turn
+    arguments = models.JSONField(_("arguments"), default=dict)
+    state = models.CharField(_("state"), max_length=20, choices=State.choices)
+    backend = models.CharField(_("tasks backend"), max_length=100)
+    queue = models.CharField(_("queue"), max_length=100)
+    result_id = models.CharField(_("task result id"), max_length=100, blank=True, default="")
+    owner = models.CharField(_("owner"), max_length=255, blank=True, default="")
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    notes = models.JSONField(_("notes"), default=dict, blank=True)
+    outcome = models.JSONField(_("outcome"), null=True, blank=True)
+    enqueued_at = models.DateTimeField(_("enqueued at"), default=timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    seen_at = models.DateTimeField(_("seen at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
+        ordering = ["enqueued_at"]
+        indexes = [models.Index(fields=["state", "seen_at"], name="warlock_delivery_state_idx")]
+
+    def __str__(self) -> str:
+        return self.key
+
+    # What warlock_ai's commands and operations read of an rq job, so either can be shown.
+    @property
+    def id(self) -> str:
+        return self.key
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.notes
+
+    def save_meta(self) -> None:
+        type(self).objects.filter(key=self.key).update(notes=self.notes)

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.apps import apps
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from . import background
+from .background import rq_configured
 from .conf import warlock_settings
 from .core.errors import (
     AIError,
@@ -170,17 +170,12 @@ QUEUE, INLINE, COMMAND = "queue", "inline", "command"
 NO_WORKER = "no background worker (django-rq) is configured, and a run never runs in a web request"
 
 
-def rq_configured() -> bool:
-    """django-rq is installed and ``WARLOCK_AI["RQ_QUEUE"]`` is one of its ``RQ_QUEUES``."""
-    queues = getattr(settings, "RQ_QUEUES", None) or {}
-    return apps.is_installed("django_rq") and warlock_settings.RQ_QUEUE in queues
-
-
 def run_placement(*, enqueue: bool | None = None, inline: bool = False) -> str:
-    """``QUEUE`` when django-rq is configured (or ``enqueue``), else ``INLINE`` when the
-    caller allows running in its own process, else ``COMMAND``: nothing runs, and the
-    outcome carries the command to run on a server."""
-    if rq_configured() if enqueue is None else enqueue:
+    """``QUEUE`` when a background is configured (django-rq or the tasks framework, see
+    ``warlock_ai.background``) or ``enqueue``, else ``INLINE`` when the caller allows running
+    in its own process, else ``COMMAND``: nothing runs, and the outcome carries the command
+    to run on a server."""
+    if background.configured() if enqueue is None else enqueue:
         return QUEUE
     return INLINE if inline else COMMAND
 
@@ -256,7 +251,7 @@ def start_resume(
     _refuse_live_lease(run_id, store, "resume", snapshot.status)
     placement = run_placement(enqueue=enqueue, inline=inline)
     if placement == QUEUE:
-        from .jobs import enqueue_resume
+        from .background import enqueue_resume
 
         with _enqueueing(run_id):
             job = enqueue_resume(run_id, force=force)
@@ -312,7 +307,7 @@ def start_run(
         message = f'run "{run_id}" not started: {NO_WORKER}; run: {command}'
         return StartOutcome(message, command=command, run_id=run_id)
     if placement == QUEUE:
-        from .jobs import enqueue_execute
+        from .background import enqueue_execute
 
         with _enqueueing(run_id):
             job = enqueue_execute(name, input, run_id)
@@ -353,23 +348,21 @@ def _earlier_start(
         )
     if placement != QUEUE:
         return None
-    from .job_queue import get_queue, job_id_for, live_job
-
     with _enqueueing(run_id):
-        job = live_job(get_queue(None), job_id_for(run_id))
-    if job is None:
+        waiting = background.waiting_start(run_id)
+    if waiting is None:
         return None
-    args = tuple(job.args or ())
-    if len(args) == 3 and args[0] == name and _same_json(args[1], input):
+    job_id, waiting_flow, waiting_input = waiting
+    if waiting_flow == name and _same_json(waiting_input, input):
         return StartOutcome(
-            f'run "{run_id}" was enqueued before with this flow and input as job {job.id}: '
+            f'run "{run_id}" was enqueued before with this flow and input as job {job_id}: '
             "nothing new was started",
-            job_id=job.id,
+            job_id=job_id,
             run_id=run_id,
             created=False,
         )
     raise RunExistsError(
-        f'run "{run_id}" already waits on the queue (job {job.id}) with another flow or '
+        f'run "{run_id}" already waits on the queue (job {job_id}) with another flow or '
         "input; choose another run_id"
     )
 
@@ -405,7 +398,7 @@ def restart_run(
     store.delete(run_id)
     if placement == INLINE:
         return describe_result(run_id, definition.execute(snapshot.input, run_id=run_id))
-    from .jobs import enqueue_execute
+    from .background import enqueue_execute
 
     try:
         with _enqueueing(run_id):
@@ -424,9 +417,8 @@ def _enqueueing(run_id: str) -> Iterator[None]:
     except AIError:
         raise
     except Exception as exc:
-        queue = warlock_settings.RQ_QUEUE
         raise QueueUnavailableError(
-            f'could not enqueue run "{run_id}" on the django-rq queue "{queue}": '
+            f'could not enqueue run "{run_id}" on {background.queue_label()}: '
             f"{type(exc).__name__}: {exc}"
         ) from exc
 
@@ -776,9 +768,7 @@ def drain_runs(
     if enqueue:
         # Jobs a dead worker took before its run's first snapshot write leave no stale run
         # behind: put them back on their queue first.
-        from .jobs import requeue_abandoned_jobs
-
-        requeue_abandoned_jobs()
+        background.requeue_abandoned()
     run_ids = stale_runs(store)
     for index, run_id in enumerate(run_ids, start=1):
         if cancel is not None and cancel.cancelled:
@@ -796,7 +786,7 @@ def _drain_one(run_id: str, enqueue: bool, store: SnapshotStore | None, cancel: 
         kind = kind_named(snapshot.kind)
         about = kind.about(snapshot)
         if enqueue:
-            from .jobs import enqueue_resume
+            from .background import enqueue_resume
 
             return Drained(run_id, f"enqueued as job {enqueue_resume(run_id).id}", about)
         result = resume_run(run_id, store=store, cancel=cancel)
@@ -996,7 +986,7 @@ def start_resume_turn(
     _refuse_live_lease(run_id, store, "resume", snapshot.status)
     placement = run_placement(enqueue=enqueue, inline=inline)
     if placement == QUEUE:
-        from .jobs import enqueue_resume
+        from .background import enqueue_resume
 
         with _enqueueing(run_id):
             job = enqueue_resume(run_id, force=force)
@@ -1045,7 +1035,7 @@ def send_turn(
     placement = run_placement(enqueue=enqueue, inline=inline)
     what = f'a turn of session "{sid}" of orchestrator "{name}"'
     if placement == QUEUE:
-        from .jobs import enqueue_turn
+        from .background import enqueue_turn
 
         with _enqueueing(sid):
             job = enqueue_turn(name, sid, input, turn_key=turn_key)

@@ -454,12 +454,13 @@ def add_enqueue_arguments(
     parser.add_argument(
         "--enqueue",
         action="store_true",
-        help=f"{what} on a django-rq worker instead of here; prints {prints}",
+        help=f"{what} on a background worker (django-rq or Django's tasks framework, as "
+        f"WARLOCK_AI['BACKGROUND'] says) instead of here; prints {prints}",
     )
     parser.add_argument(
         "--queue",
         default=None,
-        help="with --enqueue: the django-rq queue (default WARLOCK_AI['RQ_QUEUE'])",
+        help="with --enqueue: the queue (default WARLOCK_AI['RQ_QUEUE'], or TASKS_QUEUE)",
     )
 
 
@@ -471,6 +472,23 @@ def check_enqueue_options(options: dict[str, Any]) -> None:
         return
     if options.get("context") is not None:
         raise CommandError("--context cannot be sent with --enqueue (jobs take no context)")
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .. import background
+
+    try:
+        chosen = background.kind()
+    except ImproperlyConfigured as exc:
+        raise CommandError(str(exc)) from None
+    if chosen == background.TASKS:
+        problem = background.tasks_problem(options["queue"])
+        if problem is not None:
+            raise CommandError(f"--enqueue: {problem}")
+        return
+    _check_rq_queue(options["queue"])
+
+
+def _check_rq_queue(queue: str | None) -> None:
     from django.conf import settings
 
     from ..conf import warlock_settings
@@ -480,10 +498,11 @@ def check_enqueue_options(options: dict[str, Any]) -> None:
     except ImportError:
         raise CommandError(
             "--enqueue needs django-rq: pip install 'warlock-ai[rq]', add 'django_rq' to "
-            "INSTALLED_APPS and configure RQ_QUEUES"
+            "INSTALLED_APPS and configure RQ_QUEUES (or set WARLOCK_AI['BACKGROUND'] to "
+            "'tasks' for Django's tasks framework)"
         ) from None
     queues = getattr(settings, "RQ_QUEUES", None) or {}
-    name = options["queue"] or warlock_settings.RQ_QUEUE
+    name = queue or warlock_settings.RQ_QUEUE
     if name not in queues:
         known = ", ".join(sorted(queues)) or "none"
         raise CommandError(f"unknown rq queue {name!r}; settings.RQ_QUEUES defines: {known}")
@@ -495,31 +514,27 @@ def enqueued_line(job: Any) -> str:
         what = f"run {document['run_id']}"
     else:
         what = f"turn of session {document['session_id']} of {document['orchestrator']}"
-    return shown(f"{what}: job {job.id} {document['job_status']} on {job.origin}")
+    return shown(
+        f"{what}: job {document['job_id']} {document['job_status']} on {document['queue']}"
+    )
 
 
 def enqueued_json(job: Any) -> dict[str, Any]:
     """The job a run (``run_id``) or a turn (``orchestrator``, ``session_id``, ``turn_key``)
     went to."""
-    status = job.get_status(refresh=False)
-    meta = job.meta
-    if "run_id" in meta:
-        what = {"run_id": meta["run_id"]}
-    else:
-        what = {key: meta.get(key) for key in ("orchestrator", "session_id", "turn_key")}
-    return {
-        **what,
-        "job_id": job.id,
-        "job_status": getattr(status, "value", status),
-        "queue": job.origin,
-    }
+    from ..background import describe
+
+    return describe(job)
 
 
 def enqueue(function: Any, *args: Any) -> Any:
-    """Call a ``warlock_ai.jobs`` enqueue function; an unreachable Redis is one error line."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
+    """Call a ``warlock_ai.background`` enqueue function; an unreachable Redis is one error
+    line."""
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:  # no redis: the tasks framework
+        return function(*args)
     try:
         return function(*args)
     except (RedisConnectionError, RedisTimeoutError) as exc:

@@ -23,7 +23,8 @@ SETTLED = frozenset({"completed", "enqueued", "skipped"})
 class Command(RunCommand):
     help = (
         "Resume every running run whose worker is gone (its lease expired, or its process on "
-        "this host died), inline or, with --enqueue, as rq jobs; an interrupted orchestrator "
+        "this host died), inline or, with --enqueue, as background jobs (django-rq or Django's "
+        "tasks framework); an interrupted orchestrator "
         "turn is finished as its session's next turn (its line names the session and turn). "
         "Safe on every worker boot and from several hosts at once: leases decide who runs "
         "what, and a run another host took is skipped. Prints one line per run and a "
@@ -37,7 +38,8 @@ class Command(RunCommand):
         parser.add_argument(
             "--enqueue",
             action="store_true",
-            help="enqueue a resume job per stale run (django-rq) instead of running it here",
+            help="enqueue a resume job per stale run (django-rq or the tasks framework) instead "
+            "of running it here, after putting back the jobs of workers that died",
         )
         self.add_json_argument(
             parser, '[{"run_id", "outcome", "ok"} (a turn also "session_id", "turn_index"), ...]'

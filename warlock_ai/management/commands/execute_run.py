@@ -19,7 +19,7 @@ class Command(RunCommand):
         "printing each step as it starts and ends (duration, attempts, retries; none with -v 0). "
         "Its snapshot is written after every step, so a killed run can be continued with "
         "resume_run. The input comes from --input JSON, --input - (stdin) or --input-file "
-        "PATH. With --enqueue the run goes to a django-rq worker instead, and the command "
+        "PATH. With --enqueue the run goes to a background worker instead, and the command "
         "prints its job id and run id. " + EXIT_CODES_HELP
     )
 
@@ -37,7 +37,7 @@ class Command(RunCommand):
         context = self.parse_json("--context", options["context"], want_object=True)
         check_enqueue_options(options)
         if options["enqueue"]:
-            from warlock_ai.jobs import enqueue_execute
+            from warlock_ai.background import enqueue_execute
 
             job = enqueue(
                 enqueue_execute, options["flow"], payload, options["run_id"], options["queue"]

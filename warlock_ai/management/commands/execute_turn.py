@@ -15,7 +15,7 @@ class Command(TurnCommand):
         "flows.py): the session's latest checkpoint is loaded, the turn runs under the "
         "session's lock, and a clean turn appends the next checkpoint row. The input comes "
         "from --input JSON, --input - (stdin) or --input-file PATH. With --enqueue the turn "
-        "goes to a django-rq worker instead (one job per turn: the same turn enqueued twice "
+        "goes to a background worker instead (one job per turn: the same turn enqueued twice "
         "is one job). " + TURN_EXIT_CODES_HELP
     )
 
@@ -55,7 +55,7 @@ class Command(TurnCommand):
             raise CommandError("--turn-key only applies with --enqueue")
         turn = {"history": history, "state": state, "context": context, "force": options["force"]}
         if options["enqueue"]:
-            from warlock_ai.jobs import enqueue_turn
+            from warlock_ai.background import enqueue_turn
 
             queue = {"turn_key": options["turn_key"], "queue": options["queue"]}
             job = enqueue(partial(enqueue_turn, **turn, **queue), orch.name, session_id, payload)

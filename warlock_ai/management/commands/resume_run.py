@@ -23,7 +23,7 @@ class Command(RunCommand):
         "attempts, retries; none with -v 0). An interrupted orchestrator turn is finished as "
         "its session's next turn (as resume_turn does); one that had been checkpointed "
         "already runs nothing (exit 0). A run whose definition changed since it started "
-        "is refused unless --force is given. With --enqueue a django-rq worker resumes it "
+        "is refused unless --force is given. With --enqueue a background worker resumes it "
         "instead, and the command prints its job id and run id. " + EXIT_CODES_HELP
     )
 
@@ -45,7 +45,7 @@ class Command(RunCommand):
         snapshot = load_snapshot(run_id)
         definition = definition_for(snapshot)
         if options["enqueue"]:
-            from warlock_ai.jobs import enqueue_resume
+            from warlock_ai.background import enqueue_resume
 
             try:
                 job = enqueue(enqueue_resume, run_id, options["force"], options["queue"])

@@ -15,8 +15,8 @@ class Command(TurnCommand):
         "Finish the interrupted turn of a session (an orchestrator with iterate=True whose "
         "turn stopped mid-way: a crash, a signal): its settled iterations do not run again, "
         "and the turn appends its checkpoint row. When there is nothing to finish it says so "
-        "and exits with 0. With --enqueue a django-rq worker finishes it instead. "
-        + TURN_EXIT_CODES_HELP
+        "and exits with 0. With --enqueue a background worker (django-rq or the tasks "
+        "framework) finishes it instead. " + TURN_EXIT_CODES_HELP
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -31,7 +31,7 @@ class Command(TurnCommand):
         context = self.parse_json("--context", options["context"], want_object=True)
         check_enqueue_options(options)
         if options["enqueue"]:
-            from warlock_ai.jobs import enqueue_resume_turn
+            from warlock_ai.background import enqueue_resume_turn
 
             job = enqueue(enqueue_resume_turn, orch.name, session_id, options["force"])
             if job is None:
