@@ -25,7 +25,7 @@ import nox
 
 ROOT = Path(__file__).resolve().parent
 MATRIX = {"3.12": "6.1", "3.13": "6.1"}
-EXTRAS = "postgres,redis,rq,api,openai,dev"
+EXTRAS = "postgres,redis,rq,tasks,api,openai,dev"
 #: What the sessions leave out (see the module's docstring): files, and the doc pages whose
 #: examples load the offline embedder.
 LEFT_OUT = [

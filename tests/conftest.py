@@ -48,6 +48,23 @@ def _close_async_connections() -> Iterator[None]:
         module.close_all()
 
 
+@pytest.fixture(autouse=True)
+def _admin_without_removed_apps() -> Iterator[None]:
+    """After each test, unregister from the admin site the models of apps a test installed
+    for itself (``settings.INSTALLED_APPS = [..., "django_rq"]`` runs the admin's
+    autodiscovery again, and the registration outlives the setting): else the next admin
+    page fails with "No installed app with label 'django_rq'"."""
+    yield
+    if "django.contrib.admin" not in sys.modules:
+        return
+    from django.apps import apps
+    from django.contrib import admin
+
+    for model in list(admin.site._registry):
+        if model._meta.app_label not in apps.app_configs:
+            admin.site.unregister(model)
+
+
 def _aliases_for_setup(items: Iterable[pytest.Item]) -> set[str]:
     """The aliases pytest-django sets up for ``items``, computed by pytest-django itself."""
     try:

@@ -28,6 +28,24 @@ TIME_ZONE = "UTC"
 
 # The example project's apps, middleware, URLs and templates: the tests run the same project.
 INSTALLED_APPS = list(example.INSTALLED_APPS)
+# Django's tasks framework's database backend, for the tests of WARLOCK_AI["BACKGROUND"] =
+# "tasks" (the default stays None: django-rq where a test configures it).
+INSTALLED_APPS.append("django_tasks_db")
+try:
+    import django.tasks  # noqa: F401
+
+    _TASKS = "django.tasks"
+except ImportError:  # Django 5.2: the django-tasks backport
+    INSTALLED_APPS.append("django_tasks")
+    _TASKS = "django_tasks"
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.backend.DatabaseBackend",
+        "QUEUES": ["default", "other"],
+    },
+    # Runs the task inside enqueue (the framework's own backend for tests and development).
+    "immediate": {"BACKEND": f"{_TASKS}.backends.immediate.ImmediateBackend"},
+}
 MIDDLEWARE = list(example.MIDDLEWARE)
 ROOT_URLCONF = example.ROOT_URLCONF
 TEMPLATES = example.TEMPLATES

@@ -248,7 +248,7 @@ def check_rq_queue(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     """django-rq is installed but the queue runs are enqueued on is not one of its queues."""
     from django.apps import apps
 
-    if not apps.is_installed("django_rq"):
+    if not apps.is_installed("django_rq") or _background_setting() == "tasks":
         return []
     queue = warlock_settings.RQ_QUEUE
     queues = getattr(settings, "RQ_QUEUES", None) or {}
@@ -263,6 +263,39 @@ def check_rq_queue(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             "until then enqueue_execute/enqueue_resume fail and the admin's resume runs "
             f"nothing but shows the command to run on a server; {DOCS}.",
             id="warlock_ai.W006",
+        )
+    ]
+
+
+def _background_setting() -> Any:
+    try:
+        return warlock_settings.BACKGROUND
+    except ImproperlyConfigured:
+        return None
+
+
+@register(TAG)
+def check_background(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``BACKGROUND`` is not one of its values, or is "tasks" with a tasks backend that
+    cannot take warlock_ai's tasks (no tasks framework, unknown alias or queue)."""
+    from . import background
+
+    if _background_setting() is None:
+        return []  # the default, or WARLOCK_AI itself is malformed (E003 says how)
+    try:
+        chosen = background.kind()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), hint=f"Fix settings.WARLOCK_AI; {DOCS}.", id="warlock_ai.E004")]
+    problem = background.tasks_problem() if chosen == background.TASKS else None
+    if problem is None:
+        return []
+    return [
+        Error(
+            f'{_setting("BACKGROUND")} is "tasks", but {problem}',
+            hint="Configure settings.TASKS (django-tasks-db: pip install 'warlock-ai[tasks]', "
+            "'django_tasks_db' in INSTALLED_APPS) or set TASKS_BACKEND/TASKS_QUEUE to what "
+            f"it has; until then nothing can be enqueued; {DOCS}.",
+            id="warlock_ai.E004",
         )
     ]
 

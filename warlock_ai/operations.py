@@ -167,7 +167,10 @@ class Outcome:
 QUEUE, INLINE, COMMAND = "queue", "inline", "command"
 
 #: Why a run was not started (a ``COMMAND`` outcome).
-NO_WORKER = "no background worker (django-rq) is configured, and a run never runs in a web request"
+NO_WORKER = (
+    "no background worker (django-rq or Django's tasks framework) is configured, and a run "
+    "never runs in a web request"
+)
 
 
 def run_placement(*, enqueue: bool | None = None, inline: bool = False) -> str:
@@ -701,7 +704,8 @@ def prune_runs(
     would be).
 
     A running run is never deleted, whatever ``statuses`` says; a run that changed status
-    meanwhile is left alone (the delete checks the status again).
+    meanwhile is left alone (the delete checks the status again). The background deliveries
+    of Django's tasks framework that settled before the cutoff go too.
     """
     if older_than is not None and saved_before is None:
         cutoff = timezone.now() - older_than
@@ -720,7 +724,17 @@ def prune_runs(
         done += store.delete_runs(ids[start : start + batch_size], kept)
         if progress is not None:
             progress(done, total)
+    _prune_deliveries(cutoff)
     return done
+
+
+def _prune_deliveries(cutoff: datetime) -> None:
+    """Settled tasks-framework deliveries (``Delivery``) that ended before ``cutoff``: their
+    runs' outcomes are in the runs' snapshots and checkpoints."""
+    from .models import Delivery
+
+    settled = (Delivery.State.FINISHED, Delivery.State.FAILED)
+    Delivery.objects.filter(state__in=settled, finished_at__lt=cutoff).delete()
 
 
 def stale_runs(store: SnapshotStore | None = None) -> list[str]:

@@ -92,7 +92,10 @@ def check_resume(run_id: str, force: bool) -> Any:
 def refuse_leased(run_id: str, definition: Any) -> None:
     """A running run whose lease a live worker holds is that worker's."""
     store = runs.snapshot_store(definition.store)
-    lease = runs.live_lease(run_id, store, store.load(run_id).status)
+    snapshot = store.load(run_id)
+    if snapshot is None:  # discarded meanwhile: the job finds nothing to run
+        return
+    lease = runs.live_lease(run_id, store, snapshot.status)
     if lease is not None:
         raise held_error(run_id, *lease)
 

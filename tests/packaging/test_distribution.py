@@ -62,7 +62,7 @@ def test_the_wheel_holds_templates_static_files_migrations_and_py_typed(dist):
     assert meta["Name"] == "warlock-ai"
     assert meta["Version"] == wheel.name.split("-")[1]
     extras = set(meta.get_all("Provides-Extra"))
-    assert {"postgres", "redis", "rq", "api", "openai", "local", "all"} <= extras
+    assert {"postgres", "redis", "rq", "tasks", "api", "openai", "local", "all"} <= extras
     assert any(r.startswith("django>=") for r in map(str.lower, meta.get_all("Requires-Dist")))
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     # PyPI refuses an upload with a classifier it does not know; these say what is tested
