@@ -2,7 +2,7 @@
 ``WARLOCK_AI["BACKGROUND"]`` says. The admin, the commands and the API enqueue through here.
 
 ``"rq"``: ``warlock_ai.jobs`` on the django-rq queue ``RQ_QUEUE``. ``"tasks"``:
-``warlock_ai.tasks`` on the tasks backend ``TASKS_BACKEND`` (an alias of ``settings.TASKS``),
+``warlock_ai.task_jobs`` on the tasks backend ``TASKS_BACKEND`` (an alias of ``settings.TASKS``),
 queue ``TASKS_QUEUE``. ``None`` (the default): django-rq when it is installed and ``RQ_QUEUE``
 is one of its ``RQ_QUEUES``, else nothing runs in the background. Either way leases, recovery,
 cancel and drain are warlock_ai's own: the job bodies are the same (``run_jobs``).
@@ -67,7 +67,7 @@ def configured() -> bool:
 
 def tasks_problem(queue: str | None = None) -> str | None:
     """Why the tasks backend (or ``queue`` on it) cannot take warlock_ai's tasks, or None."""
-    from .task_queue import tasks_module
+    from .tasks_framework import tasks_module
 
     try:
         module = tasks_module()
@@ -88,9 +88,9 @@ def tasks_problem(queue: str | None = None) -> str | None:
 def _module() -> Any:
     chosen = kind()
     if chosen == TASKS:
-        from . import tasks
+        from . import task_jobs
 
-        return tasks
+        return task_jobs
     from . import jobs
 
     return jobs

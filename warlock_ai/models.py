@@ -506,4 +506,5 @@ class Delivery(models.Model):
         return self.notes
 
     def save_meta(self) -> None:
-        type(self).objects.filter(key=self.key).update(notes=self.notes)
+        """Write ``notes``, unless another process took the delivery over meanwhile."""
+        type(self).objects.filter(key=self.key, owner=self.owner).update(notes=self.notes)

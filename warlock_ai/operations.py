@@ -168,8 +168,8 @@ QUEUE, INLINE, COMMAND = "queue", "inline", "command"
 
 #: Why a run was not started (a ``COMMAND`` outcome).
 NO_WORKER = (
-    "no background worker (django-rq or Django's tasks framework) is configured, and a run "
-    "never runs in a web request"
+    "no background worker (django-rq or the tasks framework) is configured, and a run never "
+    "runs in a web request"
 )
 
 
@@ -704,8 +704,8 @@ def prune_runs(
     would be).
 
     A running run is never deleted, whatever ``statuses`` says; a run that changed status
-    meanwhile is left alone (the delete checks the status again). The background deliveries
-    of Django's tasks framework that settled before the cutoff go too.
+    meanwhile is left alone (the delete checks the status again). With
+    ``BACKGROUND = "tasks"`` the deliveries that settled before the cutoff go too.
     """
     if older_than is not None and saved_before is None:
         cutoff = timezone.now() - older_than
@@ -724,7 +724,8 @@ def prune_runs(
         done += store.delete_runs(ids[start : start + batch_size], kept)
         if progress is not None:
             progress(done, total)
-    _prune_deliveries(cutoff)
+    if background.kind() == background.TASKS:
+        _prune_deliveries(cutoff)
     return done
 
 

@@ -1,5 +1,5 @@
 """What a background job does, whichever runs it (django-rq's ``warlock_ai.jobs`` or Django's
-tasks framework's ``warlock_ai.tasks``), and the checks made before it is enqueued.
+tasks framework's ``warlock_ai.task_queue``), and the checks made before it is enqueued.
 
 Delivery is at least once and these bodies are idempotent: a job delivered again for a
 completed run runs nothing, a turn's job delivered again finishes its own turn rather than

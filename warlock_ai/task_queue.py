@@ -1,5 +1,6 @@
-"""Django's tasks framework plumbing for ``warlock_ai.tasks``: one ``Delivery`` row per run or
-turn, the task that carries its key pushed on commit, and deliveries whose worker died put back.
+"""Django's tasks framework under ``warlock_ai.task_jobs``: one ``Delivery`` row per run or
+turn, the one task (``deliver_task``) that carries its key, pushed on commit, and deliveries
+whose worker died put back.
 
 The tasks framework (``django.tasks`` on Django 6, the ``django-tasks`` backport on 5.2) has
 no job ids, no retries and no notion of a dead worker: a ``db_worker`` killed mid-task leaves
@@ -9,35 +10,49 @@ second enqueue of a live delivery returns it, the process running it is its ``ow
 renews ``seen_at`` every third of ``LEASE_SECONDS``, and ``requeue_abandoned`` (run by
 ``drain_runs --enqueue``) pushes again every delivery whose owner died, whose owner stopped
 renewing for ``LEASE_SECONDS``, or whose task was lost before any worker took it.
+
+A delivery names the task that carries it (``result_id``, the task result's id): a task that
+is not that one (an older copy, still queued after the delivery was pushed again) runs
+nothing, so one delivery runs once however many of its tasks a backend holds.
+
+Importing this module binds ``deliver_task`` to the tasks backend
+``WARLOCK_AI["TASKS_BACKEND"]``; each push names the delivery's backend and queue again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
 from importlib import import_module
 from importlib.util import find_spec
 from typing import Any
 
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from .conf import warlock_settings
+from .core.errors import SessionBusyError
 from .core.runs.leases import new_owner_id, owner_is_dead
 from .models import Delivery
+from .run_jobs import execute_job, resume_job, run_turn
+from .tasks_framework import backend, tasks_module
 
 __all__ = [
+    "BUSY_RETRIES",
     "FINISHED_TURN_DAYS",
     "PUSH_GRACE_SECONDS",
     "RETRIES",
-    "backend",
     "claim",
     "deliver",
+    "deliver_task",
     "finish",
     "heartbeat",
     "live_delivery",
+    "push_again",
     "requeue_abandoned",
     "tasks_module",
 ]
@@ -47,42 +62,50 @@ logger = logging.getLogger("warlock_ai.jobs")
 #: How often a delivery that raised (a shutdown, a snapshot write that did not land, a bug)
 #: is pushed again before it is left failed: rq's ``Retry(max=3)``, kept here.
 RETRIES = 3
-#: A delivery still waiting this long after it was enqueued without its task having been
+#: How many times a turn whose session stayed busy for its orchestrator's whole
+#: ``lock_timeout`` is pushed again (without using an attempt) before it fails
+#: (``jobs.BUSY_RETRIES``).
+BUSY_RETRIES = 20
+#: A delivery still waiting this long after it was (re)enqueued without its task having been
 #: pushed (the process died between its commit and the push) is pushed again.
 PUSH_GRACE_SECONDS = 60
 #: A finished turn's delivery is kept (so the same turn enqueued again runs nothing) as long
-#: as rq keeps a finished turn's job: ``jobs.TURN_JOB_TTL``, a day.
+#: as rq keeps a finished turn's job (``jobs.TURN_JOB_TTL``, a day), unless ``prune_runs``
+#: removes it sooner; the turn's checkpoint row still knows its key then.
 FINISHED_TURN_DAYS = 1
 
 WAITING, RUNNING = Delivery.State.WAITING, Delivery.State.RUNNING
 FINISHED, FAILED = Delivery.State.FINISHED, Delivery.State.FAILED
 
 
-def tasks_module() -> Any:
-    """``django.tasks`` where Django has it (6.0+), else the ``django_tasks`` backport: the
-    same choice ``django-tasks-db`` makes, so tasks and workers agree."""
-    if find_spec("django.tasks") is not None:
-        import django.tasks as module
-    else:
-        try:
-            import django_tasks as module  # type: ignore[no-redef]
-        except ImportError:
-            raise ImportError(
-                "WARLOCK_AI['BACKGROUND'] = 'tasks' needs Django's tasks framework: Django 6, "
-                "or pip install 'warlock-ai[tasks]' on Django 5.2"
-            ) from None
-    return module
+def _db() -> str:
+    return router.db_for_write(Delivery)
 
 
-def backend() -> Any:
-    """The tasks backend ``WARLOCK_AI["TASKS_BACKEND"]`` (an alias of ``settings.TASKS``)."""
-    return tasks_module().task_backends[warlock_settings.TASKS_BACKEND]
+@contextmanager
+def _write_lock(db: str) -> Iterator[None]:
+    """A transaction that takes the write lock at once: ``select_for_update`` on PostgreSQL;
+    on SQLite (which has no row locks) ``BEGIN IMMEDIATE``, so two workers' read-then-write
+    never meet halfway ("database is locked")."""
+    connection = connections[db]
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        with transaction.atomic(using=db):
+            yield
+        return
+    sqlite: Any = connection  # Django's SQLite backend reads transaction_mode at BEGIN
+    if not hasattr(sqlite, "transaction_mode"):
+        sqlite.get_connection_params()  # sets transaction_mode from OPTIONS
+    mode = sqlite.transaction_mode
+    sqlite.transaction_mode = "IMMEDIATE"
+    try:
+        with transaction.atomic(using=db):
+            yield
+    finally:
+        sqlite.transaction_mode = mode
 
 
-def owner_name() -> str:
-    """This execution as a delivery's owner: ``host:pid:8hex`` (the form leases use, so
-    ``owner_is_dead`` tells a dead process of this host at once)."""
-    return new_owner_id()
+def _locked(db: str, key: str) -> Delivery | None:
+    return Delivery.objects.using(db).select_for_update().filter(key=key).first()
 
 
 # --- enqueueing ---------------------------------------------------------------------------
@@ -93,53 +116,89 @@ def deliver(
 ) -> Delivery:
     """The live delivery ``key`` (waiting, or running in a live process; with
     ``keep_finished`` also one that finished, so a turn never runs twice), else a new one
-    whose task is pushed when the current transaction commits (at once outside one)."""
-    queue = queue or warlock_settings.TASKS_QUEUE
-    fields = {
+    whose task is pushed when the current transaction commits (at once outside one).
+
+    Two processes enqueueing one run at once make one delivery: the row is created under a
+    savepoint, and the loser of the race takes the winner's row. A push that fails outside a
+    transaction removes the row it was for and raises, so nothing looks enqueued that is not.
+    """
+    db = _db()
+    fresh = {
         "task": task,
         "arguments": arguments,
-        "state": WAITING,
         "backend": warlock_settings.TASKS_BACKEND,
-        "queue": queue,
-        "result_id": "",
-        "owner": "",
-        "attempts": 0,
-        "notes": {},
-        "outcome": None,
-        "enqueued_at": timezone.now(),
-        "started_at": None,
-        "seen_at": None,
-        "finished_at": None,
+        "queue": queue or warlock_settings.TASKS_QUEUE,
     }
-    try:
-        with transaction.atomic():
-            existing = Delivery.objects.select_for_update().filter(key=key).first()
-            if existing is not None and live_delivery(existing, keep_finished):
-                logger.info("delivery %s is already there (%s)", key, existing.state)
-                return existing
-            row, _ = Delivery.objects.update_or_create(key=key, defaults=fields)
-    except IntegrityError:  # another process created it meanwhile: that one is live
-        return Delivery.objects.get(key=key)
-    _push_on_commit(row)
+    with _write_lock(db):
+        row, created = _locked(db, key), False
+        if row is None:
+            try:
+                with transaction.atomic(using=db):  # a savepoint: losing the race is fine
+                    row = Delivery.objects.using(db).create(key=key, state=WAITING, **fresh)
+                created = True
+            except IntegrityError:  # another process created it and committed meanwhile
+                row = Delivery.objects.using(db).select_for_update().get(key=key)
+        if not created:
+            if live_delivery(row, keep_finished):
+                logger.info("delivery %s is already there (%s)", key, row.state)
+                return row
+            _reset(row, db, **fresh)  # settled or abandoned: a new delivery under the key
+    if connections[db].in_atomic_block:
+        transaction.on_commit(partial(_push_or_forget, row, db), using=db)
+    else:
+        _push_or_forget(row, db)
     return row
 
 
-def _push_on_commit(row: Delivery) -> None:
-    if connection.in_atomic_block:
-        transaction.on_commit(partial(push, row))
-    else:
-        push(row)
+def _reset(row: Delivery, db: str, **fields: Any) -> None:
+    """Make ``row`` a delivery waiting for a new task (a new one, or one pushed again)."""
+    values = {
+        "state": WAITING,
+        "owner": "",
+        "result_id": "",
+        "enqueued_at": timezone.now(),
+        **fields,
+    }
+    if "task" in fields:  # a new delivery under the key: nothing of the old one stays
+        values.update(attempts=0, notes={}, outcome=None, started_at=None, seen_at=None)
+        values.update(finished_at=None)
+    for name, value in values.items():
+        setattr(row, name, value)
+    row.save(using=db, update_fields=list(values))
 
 
-def push(row: Delivery) -> Delivery:
-    """Enqueue the task that carries ``row.key`` and note its result id on the row."""
-    from .tasks import deliver_task
+def _push_or_forget(row: Delivery, db: str) -> None:
+    """Push the task of a new delivery; when that fails, the delivery goes (unless a worker
+    took it already) and the error is raised: the caller was told nothing was enqueued."""
+    try:
+        push(row, db)
+    except BaseException:
+        Delivery.objects.using(db).filter(key=row.key, state=WAITING, result_id="").delete()
+        raise
 
+
+def push(row: Delivery, db: str | None = None) -> Delivery:
+    """Enqueue the task that carries ``row.key`` and note its id on the row (unless another
+    push noted its own first: that task is the delivery's, this one will run nothing)."""
     task = deliver_task.using(backend=row.backend, queue_name=row.queue)
     result = task.enqueue(row.key)
     row.result_id = str(result.id)
-    Delivery.objects.filter(key=row.key, state=WAITING).update(result_id=row.result_id)
+    waiting = Delivery.objects.using(db or _db()).filter(key=row.key, state=WAITING, result_id="")
+    waiting.update(result_id=row.result_id)
     return row
+
+
+def _push_logged(row: Delivery, db: str) -> bool:
+    """Push again a delivery that is waiting already; a failure is logged, and the delivery
+    waits for ``drain_runs --enqueue`` (it pushes a task-less delivery after
+    ``PUSH_GRACE_SECONDS``)."""
+    try:
+        push(row, db)
+    except Exception as exc:
+        logger.warning("delivery %s: could not push its task (%s: %s)", row.key,
+                       type(exc).__name__, exc)  # fmt: skip
+        return False
+    return True
 
 
 def live_delivery(row: Delivery, keep_finished: bool = False) -> bool:
@@ -171,12 +230,16 @@ def abandoned(row: Delivery) -> str | None:
 
 
 def _task_lost(row: Delivery, cutoff: Any) -> str | None:
-    """A waiting delivery whose task the backend ended, or has had running since before
+    """A waiting delivery whose task the backend ended, lost, or has had running since before
     ``cutoff`` without the task ever taking the row (its worker died in between)."""
     tasks = tasks_module()
     missing = import_module(f"{tasks.__name__}.exceptions").TaskResultDoesNotExist
     try:
-        result = tasks.task_backends[row.backend].get_result(row.result_id)
+        task_backend = tasks.task_backends[row.backend]
+    except Exception:
+        return f'its tasks backend "{row.backend}" is not configured any more'
+    try:
+        result = task_backend.get_result(row.result_id)
     except NotImplementedError:  # a backend that cannot look results up
         return None
     except missing:
@@ -195,51 +258,64 @@ def _task_lost(row: Delivery, cutoff: Any) -> str | None:
 
 def claim(key: str, result_id: str | None) -> tuple[Delivery | None, str | None]:
     """Take delivery ``key`` for this process: ``(row, None)``, or ``(None, why not)`` when
-    it is gone, finished, or running in a live process."""
-    with transaction.atomic():
-        row = Delivery.objects.select_for_update().filter(key=key).first()
+    it is gone, settled, running in a live process, or carried by another task now."""
+    db = _db()
+    with _write_lock(db):
+        row = _locked(db, key)
         if row is None:
             return None, "nothing to run: its delivery is gone"
-        if row.state == FINISHED:
-            return None, "nothing to run: its delivery finished"
+        if row.state in (FINISHED, FAILED):
+            return None, f"nothing to run: its delivery {row.state}"
         if row.state == RUNNING and abandoned(row) is None:
             return None, f"skipped: running in {row.owner}"
+        if row.state == WAITING and row.result_id and result_id and row.result_id != result_id:
+            return None, f"skipped: the delivery's task is {row.result_id} now"
         now = timezone.now()
-        row.state, row.owner, row.attempts = RUNNING, owner_name(), row.attempts + 1
+        row.state, row.owner, row.attempts = RUNNING, new_owner_id(), row.attempts + 1
         row.started_at = row.seen_at = now
-        if result_id:
-            row.result_id = result_id
-        row.save(update_fields=["state", "owner", "attempts", "started_at", "seen_at", "result_id"])
+        row.result_id = result_id or row.result_id
+        fields = ["state", "owner", "attempts", "started_at", "seen_at", "result_id"]
+        row.save(using=db, update_fields=fields)
     return row, None
 
 
-def finish(row: Delivery, outcome: dict[str, Any] | None, error: BaseException | None) -> bool:
-    """Settle ``row``: finished with ``outcome``, or (after ``error``) pushed again while it
-    has attempts left (True), else failed."""
-    mine = Delivery.objects.filter(key=row.key, owner=row.owner, state=RUNNING)
+def finish(
+    row: Delivery, outcome: dict[str, Any] | None, error: BaseException | None, retry: bool = True
+) -> bool:
+    """Settle ``row``: finished with ``outcome``, or after ``error`` pushed again while
+    attempts are left and ``retry`` (returns True), else failed. A row another process took
+    over meanwhile (its ``owner`` changed) is left alone."""
+    db = _db()
+    mine = Delivery.objects.using(db).filter(key=row.key, owner=row.owner, state=RUNNING)
     now = timezone.now()
     if error is None:
         mine.update(state=FINISHED, outcome=outcome, owner="", finished_at=now, seen_at=now)
         return False
     text = f"{type(error).__name__}: {getattr(error, 'message', None) or error}"
-    if row.attempts < RETRIES:
-        if mine.update(state=WAITING, owner="", result_id="", outcome={"error": text}):
-            row.state, row.owner = WAITING, ""
-            push(row)
-            return True
-        return False
+    again = retry and row.attempts < RETRIES
+    if again and mine.update(
+        state=WAITING, owner="", result_id="", outcome={"error": text}, enqueued_at=now
+    ):
+        row.state, row.owner, row.result_id = WAITING, "", ""
+        _push_logged(row, db)
+        return True
     mine.update(state=FAILED, outcome={"error": text}, owner="", finished_at=now, seen_at=now)
     return False
 
 
 def push_again(row: Delivery) -> None:
-    """Back to waiting and pushed again, without counting an attempt (a busy session)."""
-    updated = Delivery.objects.filter(key=row.key, owner=row.owner, state=RUNNING).update(
-        state=WAITING, owner="", result_id="", attempts=max(row.attempts - 1, 0)
-    )
-    if updated:
-        row.state, row.owner = WAITING, ""
-        push(row)
+    """Back to waiting and pushed again, without using an attempt (a busy session)."""
+    db = _db()
+    updated = Delivery.objects.using(db).filter(key=row.key, owner=row.owner, state=RUNNING)
+    if updated.update(
+        state=WAITING,
+        owner="",
+        result_id="",
+        enqueued_at=timezone.now(),
+        attempts=max(row.attempts - 1, 0),
+    ):
+        row.state, row.owner, row.result_id = WAITING, "", ""
+        _push_logged(row, db)
 
 
 class heartbeat:
@@ -248,6 +324,7 @@ class heartbeat:
 
     def __init__(self, row: Delivery) -> None:
         self.row = row
+        self.db = _db()
         self.stopped = threading.Event()
         self.every = max(float(warlock_settings.LEASE_SECONDS) / 3, 0.2)
         self.thread = threading.Thread(target=self._beat, name="warlock-delivery", daemon=True)
@@ -261,17 +338,16 @@ class heartbeat:
         self.thread.join(timeout=10)
 
     def _beat(self) -> None:
+        mine = Delivery.objects.using(self.db).filter(key=self.row.key, owner=self.row.owner)
         try:
             while not self.stopped.wait(self.every):
                 try:
-                    Delivery.objects.filter(key=self.row.key, owner=self.row.owner).update(
-                        seen_at=timezone.now()
-                    )
+                    mine.update(seen_at=timezone.now())
                 except Exception as exc:  # the next beat tries again; the lease decides
                     logger.warning("delivery %s: could not renew it: %s", self.row.key, exc)
-                    close_old_connections()
+                    connections[self.db].close()
         finally:
-            connection.close()
+            connections[self.db].close()
 
 
 # --- workers that died --------------------------------------------------------------------
@@ -279,23 +355,47 @@ class heartbeat:
 
 def requeue_abandoned() -> list[tuple[str, str]]:
     """Push again every delivery whose worker died, stopped renewing it, or whose task was
-    lost; returns ``(run_id, outcome)`` pairs, like ``drain_runs``."""
+    lost; returns ``(run_id, outcome)`` pairs, like ``drain_runs``. A delivery that cannot
+    be pushed is reported (``error: ...``) and the others go on."""
+    db = _db()
     outcomes = []
-    candidates = Delivery.objects.filter(state__in=(WAITING, RUNNING)).order_by("enqueued_at")
-    for key in candidates.values_list("key", flat=True):
-        with transaction.atomic():
-            row = Delivery.objects.select_for_update().filter(key=key).first()
-            why = abandoned(row) if row is not None else None
-            if row is None or why is None:
-                continue
-            _fail_backend_task(row, why)
-            Delivery.objects.filter(key=key).update(state=WAITING, owner="", result_id="")
-            row.state, row.owner, row.result_id = WAITING, "", ""
-            _push_on_commit(row)
-        run_id = row.arguments.get("run_id") or row.notes.get("turn_run_id") or key
-        logger.warning("run %r: %s; delivery %s pushed again", run_id, why, key)
-        outcomes.append((run_id, f"requeued: {why}"))
+    candidates = Delivery.objects.using(db).filter(state__in=(WAITING, RUNNING))
+    for key in candidates.order_by("enqueued_at").values_list("key", flat=True):
+        try:
+            outcome = _requeue(db, key)
+        except Exception as exc:
+            logger.warning(
+                "delivery %s could not be put back: %s: %s", key, type(exc).__name__, exc
+            )
+            outcome = (key, f"error: {type(exc).__name__}: {exc}")
+        if outcome is not None:
+            outcomes.append(outcome)
     return outcomes
+
+
+def _requeue(db: str, key: str) -> tuple[str, str] | None:
+    with _write_lock(db):
+        row = _locked(db, key)
+        why = abandoned(row) if row is not None else None
+        if row is None or why is None:
+            return None
+        _fail_backend_task(row, why)
+        _reset(row, db, **_usable(row))
+    run_id = row.arguments.get("run_id") or row.notes.get("turn_run_id") or key
+    if not _push_logged(row, db):
+        return run_id, f"error: {why}, and its task could not be pushed again"
+    logger.warning("run %r: %s; delivery %s pushed again", run_id, why, key)
+    return run_id, f"requeued: {why}"
+
+
+def _usable(row: Delivery) -> dict[str, str]:
+    """The row's backend and queue, or the configured ones where the row's are gone."""
+    try:
+        if row.queue in backend(row.backend).queues:
+            return {"backend": row.backend, "queue": row.queue}
+    except Exception:
+        pass
+    return {"backend": warlock_settings.TASKS_BACKEND, "queue": warlock_settings.TASKS_QUEUE}
 
 
 def _fail_backend_task(row: Delivery, why: str) -> None:
@@ -307,11 +407,84 @@ def _fail_backend_task(row: Delivery, why: str) -> None:
 
     if not apps.is_installed("django_tasks_db"):
         return
+    from django_tasks_db.backend import DatabaseBackend
     from django_tasks_db.models import DBTaskResult
 
-    DBTaskResult.objects.filter(id=row.result_id, status="RUNNING").update(
-        status="FAILED",
-        finished_at=timezone.now(),
-        exception_class_path="warlock_ai.task_queue.Abandoned",
-        traceback=f"warlock_ai: {why}; delivery {row.key} was pushed again",
-    )
+    try:
+        if not isinstance(backend(row.backend), DatabaseBackend):
+            return
+        DBTaskResult.objects.filter(id=row.result_id, status="RUNNING").update(
+            status="FAILED",
+            finished_at=timezone.now(),
+            exception_class_path="warlock_ai.task_queue.Abandoned",
+            traceback=f"warlock_ai: {why}; delivery {row.key} was pushed again",
+        )
+    except Exception as exc:  # an alias gone, an id that is not the table's: nothing to mark
+        logger.info("delivery %s: its task %s was not marked failed: %s", row.key,
+                    row.result_id, exc)  # fmt: skip
+
+
+# --- the task (run by a tasks worker) -----------------------------------------------------
+
+
+def _deliver(context: Any, key: str) -> dict[str, Any]:
+    """Run delivery ``key``: take it (a delivery another live process runs, a settled one, or
+    one another task carries now, is left alone), run its body with ``seen_at`` renewed,
+    settle it. A failure is pushed again while attempts are left, and raised, so the tasks
+    backend records it too."""
+    result_id = getattr(getattr(context, "task_result", None), "id", None)
+    row, why = claim(key, str(result_id) if result_id is not None else None)
+    if row is None:
+        logger.info("delivery %s: %s", key, why)
+        return {"key": key, "outcome": why}
+    try:
+        with heartbeat(row):
+            outcome = _BODIES[row.task](row)
+    except SessionBusyError as exc:
+        return _busy(row, exc)
+    except BaseException as exc:
+        again = finish(row, None, exc)
+        logger.warning("delivery %s failed (%s)%s", key, exc, "; pushed again" if again else "")
+        raise
+    finish(row, outcome, None)
+    return outcome
+
+
+def _busy(row: Delivery, exc: SessionBusyError) -> dict[str, Any]:
+    """The turn's session stayed busy for its whole ``lock_timeout``: pushed again, at most
+    ``BUSY_RETRIES`` times, then failed."""
+    busy = int(row.notes.get("busy", 0)) + 1
+    row.notes["busy"] = busy
+    row.save_meta()
+    if busy > BUSY_RETRIES:
+        finish(row, None, exc, retry=False)
+        raise exc
+    logger.info("%s; delivery %s is pushed again", exc.message, row.key)
+    push_again(row)
+    return {"key": row.key, "outcome": "pushed again: its session was busy"}
+
+
+def _execute(row: Delivery) -> dict[str, Any]:
+    arguments = row.arguments
+    return execute_job(arguments["flow"], arguments["input"], arguments["run_id"])
+
+
+def _resume(row: Delivery) -> dict[str, Any]:
+    return resume_job(row.arguments["run_id"], row.arguments.get("force", False))
+
+
+def _turn(row: Delivery) -> dict[str, Any]:
+    arguments = row.arguments
+    return run_turn(
+        arguments["orchestrator"], arguments["session_id"], arguments["input"],
+        arguments["turn"], row,
+    )  # fmt: skip
+
+
+_BODIES = {"execute": _execute, "resume": _resume, "turn": _turn}
+
+
+@tasks_module().task(backend=warlock_settings.TASKS_BACKEND, takes_context=True)
+def deliver_task(context: Any, key: str) -> dict[str, Any]:
+    """The task of every delivery: it carries only the delivery's key."""
+    return _deliver(context, key)

@@ -85,13 +85,16 @@ class TasksProject(Project):
 
     def enqueue_execute(self, flow: str, run_ids: list[str], input: Any = None) -> list[str]:
         """``background.enqueue_execute`` for each run id, in one child; the delivery keys."""
-        code = (
+        return self.shell(self.enqueue_code(flow, run_ids, input))
+
+    @staticmethod
+    def enqueue_code(flow: str, run_ids: list[str], input: Any = None) -> str:
+        return (
             "import json\nfrom warlock_ai import background\n"
             f"ids = [background.enqueue_execute({flow!r}, {input!r}, run_id=r).id "
             f"for r in {run_ids!r}]\n"
             "print(json.dumps(ids))\n"
         )
-        return self.shell(code)
 
     def boot_recovery(self) -> list[dict[str, str]]:
         """What a worker's boot runs: ``drain_runs --enqueue`` (which first puts back the
@@ -107,12 +110,18 @@ class TasksProject(Project):
         return {row["key"]: row for row in rows}
 
     def task_results(self) -> list[dict[str, Any]]:
-        return query(
+        rows = query(
             self.db,
-            "SELECT id, status, args_kwargs, worker_ids FROM django_tasks_database_dbtaskresult "
+            "SELECT id, status, args_kwargs, worker_ids, return_value "
+            "FROM django_tasks_database_dbtaskresult "
             "WHERE queue_name = ? ORDER BY enqueued_at",
             (self.queue,),
         )
+        for row in rows if self.db["vendor"] == "sqlite" else ():
+            for field in ("args_kwargs", "worker_ids", "return_value"):
+                if isinstance(row[field], str):
+                    row[field] = json.loads(row[field])
+        return rows
 
     def cleanup(self) -> None:
         for worker in self.task_workers:

@@ -18,7 +18,7 @@ from tests.django.admin_runs import CALLS
 from tests.django.admin_sessions import NAME
 from tests.users import make_staff_user
 from warlock_ai import background, checks, operations, task_queue
-from warlock_ai.core.errors import RunExistsError
+from warlock_ai.core.errors import QueueUnavailableError, RunExistsError
 from warlock_ai.models import Checkpoint, Delivery, Snapshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,6 +86,33 @@ def test_the_api_starts_resumes_and_sends_turns_as_tasks(
     assert Checkpoint.objects.count() == 1
 
 
+def test_the_admin_resumes_and_force_resumes_through_tasks(runs, tasks_background):
+    runs.stale()
+    client = Client()
+    client.force_login(
+        make_staff_user("ops", "view_snapshot", "resume_snapshot", "force_resume_snapshot",
+                        "discard_snapshot")
+    )  # fmt: skip
+    calls = dict(CALLS)
+    listing = "/admin/warlock_ai/snapshot/"
+    response = client.post(f"{listing}stale-1/actions/resume/", {"post": "yes"}, follow=True)
+    assert [str(m) for m in response.context["messages"]] == [
+        'Resume: run "stale-1" enqueued as job warlock-run-stale-1: a worker resumes it'
+    ]
+    page = client.get(f"{listing}stale-1/change/").content.decode()
+    assert "manage.py resume_run" not in page  # a background is configured: no command
+    assert dict(CALLS) == calls  # nothing ran in the request
+    runs.drifted()
+    calls = dict(CALLS)
+    client.post(f"{listing}drift-1/actions/force-resume/", {"post": "yes"})
+    assert Delivery.objects.get(key="warlock-run-drift-1").arguments == {
+        "run_id": "drift-1",
+        "force": True,
+    }
+    assert dict(CALLS) == calls
+    assert tasks_background.objects.count() == 2
+
+
 def test_commands_enqueue_on_the_configured_queue(tasks_background, runs):
     out = StringIO()
     call_command("execute_run", "orders", "--run-id", "c-1", "--enqueue", "--queue", "other",
@@ -135,6 +162,43 @@ def test_lost_tasks_are_pushed_again(tasks_background, runs):
     # second finds the delivery finished and runs nothing.
     assert tasks_background.objects.filter(status="READY").count() == 4
     assert background.requeue_abandoned() == []
+
+
+def test_a_push_that_fails_leaves_no_delivery(settings, tasks_background, runs):
+    """The task could not be pushed (here: a queue the backend does not have): the error is
+    raised, one line, and no delivery is left looking enqueued."""
+    settings.WARLOCK_AI = {"BACKGROUND": "tasks", "TASKS_QUEUE": "nowhere"}
+    assert not background.configured()  # so the admin and the API offer the command instead
+    with pytest.raises(Exception, match="nowhere") as raised:
+        background.enqueue_execute("orders", {"items": 1}, "f-1")
+    assert "\n" not in str(raised.value)
+    assert not Delivery.objects.exists() and not tasks_background.objects.exists()
+    with pytest.raises(QueueUnavailableError, match='could not enqueue run "f-1" on the tasks'):
+        operations.start_run("orders", {"items": 1}, "f-1", enqueue=True)
+    assert not Delivery.objects.exists()
+
+
+def test_one_delivery_that_cannot_be_put_back_does_not_stop_the_others(
+    settings, tasks_background, runs
+):
+    gone = background.enqueue_execute("orders", {"items": 1}, "g-1")
+    lost = background.enqueue_execute("orders", {"items": 1}, "g-2")
+    tasks_background.objects.update(status="FAILED")  # both tasks ended without running
+    Delivery.objects.filter(key=gone.key).update(backend="removed", queue="old")
+    settings.TASKS = {
+        **settings.TASKS,
+        "default": {**settings.TASKS["default"], "QUEUES": ["default", "other", "old"]},
+    }
+    Delivery.objects.filter(key=lost.key).update(queue="old")  # a queue kept
+    outcomes = dict(background.requeue_abandoned())
+    assert outcomes == {
+        "g-1": 'requeued: its tasks backend "removed" is not configured any more',
+        "g-2": "requeued: its task ended (FAILED) without running it",
+    }
+    rows = {d.key: d for d in Delivery.objects.all()}
+    assert (rows[gone.key].backend, rows[gone.key].queue) == ("default", "default")
+    assert rows[lost.key].queue == "old"
+    assert tasks_background.objects.filter(status="READY").count() == 2
 
 
 def test_the_immediate_backend_runs_the_run_inside_enqueue(settings, runs):

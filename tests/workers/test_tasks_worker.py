@@ -66,6 +66,48 @@ def test_runs_enqueued_as_tasks_run_once_each(project: TasksProject):
     assert again.returncode != 0 and "already exists" in again.stderr, describe(again)
 
 
+def test_concurrent_enqueues_of_one_run_make_one_delivery(project: TasksProject):
+    """Three processes enqueue the same five runs at once: five deliveries, five tasks."""
+    run_ids = [project.run_id(f"c{n}") for n in range(5)]
+    children = [project.start("shell", "-c", project.enqueue_code("worker-soak", run_ids))]
+    children += [project.start("shell", "-c", project.enqueue_code("worker-soak", run_ids))]
+    children += [project.start("shell", "-c", project.enqueue_code("worker-soak", run_ids))]
+    for child in children:
+        out, err = child.communicate(timeout=TIMEOUT)
+        assert child.returncode == 0, err
+        assert json.loads(out.strip().splitlines()[-1]) == [f"warlock-run-{r}" for r in run_ids]
+    assert sorted(project.deliveries()) == sorted(f"warlock-run-{r}" for r in run_ids)
+    assert len(project.task_results()) == 5
+    assert project.task_worker("batch", batch=True).wait() == 0
+    assert project.statuses() == {"completed": 5}
+    assert all(project.step_counts(r) == dict.fromkeys(SOAK_STEPS, 1) for r in run_ids)
+
+
+def test_two_tasks_for_one_delivery_run_it_once(project: TasksProject):
+    """A second task carrying the same key (an older copy, a duplicate push) runs nothing:
+    the delivery names its task."""
+    run_id = project.run_id("dup")
+    [key] = project.enqueue_execute("worker-soak", [run_id])
+    code = (
+        "import json\nfrom warlock_ai.task_queue import deliver_task\n"
+        f"r = deliver_task.using(queue_name={project.queue!r}).enqueue({key!r})\n"
+        "print(json.dumps(str(r.id)))\n"
+    )
+    extra = project.shell(code)
+    workers = [project.task_worker("w1", batch=True), project.task_worker("w2", batch=True)]
+    assert [worker.wait() for worker in workers] == [0, 0]
+
+    assert project.step_counts(run_id) == dict.fromkeys(SOAK_STEPS, 1)
+    results = {str(t["id"]): t for t in project.task_results()}
+    assert {t["status"] for t in results.values()} == {"SUCCESSFUL"}
+    delivery = project.deliveries()[key]
+    assert delivery["result_id"] != extra and delivery["attempts"] == 1
+    assert results[delivery["result_id"]]["return_value"]["outcome"] == "ran"
+    assert results[extra]["return_value"]["outcome"].startswith(
+        ("skipped: the delivery's task is", "skipped: running in", "nothing to run: its delivery")
+    )
+
+
 def kill_at_the_gate(project: TasksProject, run_id: str) -> None:
     project.enqueue_execute("worker-gate", [run_id])
     worker = project.task_worker("doomed")
@@ -81,17 +123,25 @@ def test_a_db_worker_killed_mid_step_is_recovered_by_drain(project: TasksProject
     kill_at_the_gate(project, run_id)
     project.open_gate(run_id)
 
+    [dead_task] = project.task_results()
     outcomes = project.drain("--enqueue")
-    assert {"run_id": run_id, "outcome": "requeued: its worker died"} not in outcomes
-    assert [o["run_id"] for o in outcomes] == [run_id]
-    assert outcomes[0]["outcome"] == f"enqueued as job warlock-run-{run_id}", outcomes
+    # The delivery was put back first (a new task), then the stale run's resume found it.
+    assert outcomes == [
+        {"run_id": run_id, "outcome": f"enqueued as job warlock-run-{run_id}", "ok": True}
+    ]
+    delivery = project.deliveries()[f"warlock-run-{run_id}"]
+    assert (delivery["state"], delivery["owner"]) == ("waiting", "")
+    assert delivery["result_id"] not in ("", str(dead_task["id"]))
     worker = project.task_worker("after-boot", batch=True)
     assert worker.wait() == 0, worker.output()
 
     assert project.snapshot(run_id)["status"] == "completed"
     assert project.step_counts(run_id) == {"before": 1, "gate": 2, "after": 1}
     # The dead worker's task is marked failed; the one pushed again succeeded.
-    assert [t["status"] for t in project.task_results()] == ["FAILED", "SUCCESSFUL"]
+    assert [(str(t["id"]), t["status"]) for t in project.task_results()] == [
+        (str(dead_task["id"]), "FAILED"),
+        (delivery["result_id"], "SUCCESSFUL"),
+    ]
     delivery = project.deliveries()[f"warlock-run-{run_id}"]
     assert (delivery["state"], delivery["attempts"]) == ("finished", 2)
     assert delivery["outcome"]["outcome"] == "resumed"
@@ -206,9 +256,9 @@ def test_a_db_worker_killed_mid_turn_finishes_the_turn_once(project: TasksProjec
 
 @pytest.mark.slow
 def test_soak_db_workers_killed_lose_nothing(project: TasksProject, capsys):
-    """30 runs of 5 steps on 2 db_workers, one SIGKILLed every 0.3-1.2 s and replaced, then
+    """60 runs of 5 steps on 2 db_workers, one SIGKILLed every 0.3-1.2 s and replaced, then
     the boot recovery: every run completes; a step runs again only in a worker killed in it."""
-    runs, deadline = 30, 120
+    runs, deadline = 60, 150
     project.env["WARLOCK_TEST_STEP_SLEEP"] = "0.2"
     run_ids = [project.run_id(f"soak-{n:02d}") for n in range(runs)]
     project.enqueue_execute("worker-soak", run_ids, input={"soak": True})

@@ -530,12 +530,19 @@ def enqueued_json(job: Any) -> dict[str, Any]:
 def enqueue(function: Any, *args: Any) -> Any:
     """Call a ``warlock_ai.background`` enqueue function; an unreachable Redis is one error
     line."""
+    from django.db import DatabaseError
+
+    redis_errors: tuple[type[BaseException], ...] = ()
     try:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        redis_errors = (RedisConnectionError, RedisTimeoutError)
     except ImportError:  # no redis: the tasks framework
-        return function(*args)
+        pass
     try:
         return function(*args)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except redis_errors as exc:
         raise CommandError(f"cannot reach the rq queue's Redis: {exc}") from None
+    except DatabaseError as exc:  # the tasks framework's delivery could not be written
+        raise CommandError(f"could not enqueue: {type(exc).__name__}: {exc}") from None
