@@ -197,6 +197,27 @@ def test_sigterm_stops_the_run_and_its_delivery_is_pushed_again(project: TasksPr
     assert project.step_counts(run_id) == {"before": 1, "gate": 2, "after": 1}
 
 
+def test_cancel_run_stops_a_run_on_a_db_worker(project: TasksProject):
+    """Cancel is warlock_ai's, whichever worker runs the run: the step polling ``ctx.cancel``
+    sees it within a heartbeat; the run ends cancelled, the delivery finished (a cancelled
+    run is not a failed task)."""
+    project.env["WARLOCK_TEST_LEASE_SECONDS"] = "0.6"
+    run_id = project.run_id("cancel")
+    [key] = project.enqueue_execute("worker-cancellable", [run_id])
+    worker = project.task_worker("w")
+    wait_until(lambda: "poll" in project.step_counts(run_id), TIMEOUT, "the poll step")
+    asked = project.manage("cancel_run", run_id, "--reason", "wrong feed")
+    assert asked.returncode == 0, describe(asked)
+    wait_until(lambda: project.deliveries()[key]["state"] == "finished", TIMEOUT, "settled")
+    worker.stop()
+    row = project.snapshot(run_id)
+    assert (row["status"], row["error"]["reason"]) == ("cancelled", "wrong feed")
+    assert project.step_counts(run_id) == {"before": 1, "poll": 1, "poll-noticed": 1}
+    outcome = project.deliveries()[key]["outcome"]
+    assert (outcome["status"], outcome["outcome"]) == ("cancelled", "ran"), outcome
+    assert [t["status"] for t in project.task_results()] == ["SUCCESSFUL"]
+
+
 def enqueue_turns(project: TasksProject, *turns: tuple[Any, ...]) -> list[str]:
     code = (
         "import json\nfrom warlock_ai import background\n"

@@ -19,7 +19,7 @@ from .sessions import format_json
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ("key", "task", "state", "attempts", "owner", "enqueued_at", "seen_at")
+    list_display = ("key", "task", "state", "attempts", "owner", "enqueued_at")
     list_filter = ("state", "task", "queue")
     search_fields = ("key", "owner")
     ordering = ("-enqueued_at",)
