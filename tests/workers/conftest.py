@@ -1,4 +1,5 @@
-"""Fixtures of the rq worker tests: a :class:`~tests.workers.harness.Project` per test."""
+"""Fixtures of the worker tests: a :class:`~tests.workers.harness.Project` per test (rq), or a
+:class:`~tests.workers.tasks_harness.TasksProject` (Django's tasks framework)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,24 @@ from collections.abc import Iterator
 import pytest
 
 from tests.workers.harness import Project
+from tests.workers.tasks_harness import TasksProject
 
 
 @pytest.fixture
 def project(fresh_project_db, redis_url, tmp_path) -> Iterator[Project]:
     """A migrated fresh database (parametrise ``fresh_project_db``), a queue, a token."""
     project = Project(fresh_project_db, redis_url, tmp_path)
+    try:
+        project.migrate()
+        yield project
+    finally:
+        project.cleanup()
+
+
+@pytest.fixture
+def tasks_project(fresh_project_db, redis_url, tmp_path) -> Iterator[TasksProject]:
+    """A migrated fresh database with django-tasks-db and a tasks queue of the test."""
+    project = TasksProject(fresh_project_db, redis_url, tmp_path)
     try:
         project.migrate()
         yield project

@@ -18,13 +18,8 @@ SOAK_STEPS = ("s1", "s2", "s3", "s4", "s5")
 
 
 @pytest.fixture
-def project(fresh_project_db, redis_url, tmp_path):
-    project = TasksProject(fresh_project_db, redis_url, tmp_path)
-    try:
-        project.migrate()
-        yield project
-    finally:
-        project.cleanup()
+def project(tasks_project: TasksProject) -> TasksProject:
+    return tasks_project
 
 
 def test_two_db_workers_on_sqlite_run_every_run_once(project: TasksProject):
