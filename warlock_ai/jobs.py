@@ -103,12 +103,12 @@ def enqueue_resume(run_id: str, force: bool = False, queue: str | None = None) -
     Refused now: an unknown run, a run whose definition drifted (unless ``force``), and a
     running run whose lease a live worker holds (that worker is running it).
     """
-    definition = check_resume(run_id, force)
+    definition, snapshot = check_resume(run_id, force)
     rq_queue = get_queue(queue)
     existing = live_job(rq_queue, job_id_for(run_id))
     if existing is not None:
         return existing
-    refuse_leased(run_id, definition)
+    refuse_leased(run_id, definition, snapshot)
     args = (run_id, force)
     return enqueue_once(
         rq_queue,

@@ -79,23 +79,19 @@ def refuse_stored(definition: Any, run_id: str) -> None:
         )
 
 
-def check_resume(run_id: str, force: bool) -> Any:
-    """The definition of a stored run to resume; an unknown run and (unless ``force``) a
-    drifted one are refused."""
+def check_resume(run_id: str, force: bool) -> tuple[Any, Any]:
+    """``(definition, snapshot)`` of a stored run to resume; an unknown run and (unless
+    ``force``) a drifted one are refused."""
     snapshot = runs.load_snapshot(run_id)
     definition = runs.definition_for(snapshot)
     if not force:
         definition.check_drift(snapshot)
-    return definition
+    return definition, snapshot
 
 
-def refuse_leased(run_id: str, definition: Any) -> None:
+def refuse_leased(run_id: str, definition: Any, snapshot: Any) -> None:
     """A running run whose lease a live worker holds is that worker's."""
-    store = runs.snapshot_store(definition.store)
-    snapshot = store.load(run_id)
-    if snapshot is None:  # discarded meanwhile: the job finds nothing to run
-        return
-    lease = runs.live_lease(run_id, store, snapshot.status)
+    lease = runs.live_lease(run_id, runs.snapshot_store(definition.store), snapshot.status)
     if lease is not None:
         raise held_error(run_id, *lease)
 

@@ -57,11 +57,11 @@ def enqueue_execute(
 def enqueue_resume(run_id: str, force: bool = False, queue: str | None = None) -> Delivery:
     """Resume the stored run ``run_id`` on a tasks worker; refused as ``jobs.enqueue_resume``
     refuses (unknown, drifted unless ``force``, leased by a live worker)."""
-    definition = check_resume(run_id, force)
+    definition, snapshot = check_resume(run_id, force)
     existing = _live(job_id_for(run_id))
     if existing is not None:
         return existing
-    refuse_leased(run_id, definition)
+    refuse_leased(run_id, definition, snapshot)
     arguments = {"run_id": run_id, "force": bool(force)}
     return deliver(job_id_for(run_id), "resume", arguments, queue, keep_finished=False)
 

@@ -142,7 +142,7 @@ def deliver(
             if live_delivery(row, keep_finished):
                 logger.info("delivery %s is already there (%s)", key, row.state)
                 return row
-            _reset(row, db, **fresh)  # settled or abandoned: a new delivery under the key
+            _reset(row, db, new=True, **fresh)  # settled or abandoned: a new delivery
     if connections[db].in_atomic_block:
         transaction.on_commit(partial(_push_or_forget, row, db), using=db)
     else:
@@ -150,8 +150,9 @@ def deliver(
     return row
 
 
-def _reset(row: Delivery, db: str, **fields: Any) -> None:
-    """Make ``row`` a delivery waiting for a new task (a new one, or one pushed again)."""
+def _reset(row: Delivery, db: str, new: bool = False, **fields: Any) -> None:
+    """Make ``row`` a delivery waiting for a new task: pushed again, or (``new``) a new
+    delivery under its key, with nothing of the old one kept."""
     values = {
         "state": WAITING,
         "owner": "",
@@ -159,7 +160,7 @@ def _reset(row: Delivery, db: str, **fields: Any) -> None:
         "enqueued_at": timezone.now(),
         **fields,
     }
-    if "task" in fields:  # a new delivery under the key: nothing of the old one stays
+    if new:
         values.update(attempts=0, notes={}, outcome=None, started_at=None, seen_at=None)
         values.update(finished_at=None)
     for name, value in values.items():
@@ -177,15 +178,14 @@ def _push_or_forget(row: Delivery, db: str) -> None:
         raise
 
 
-def push(row: Delivery, db: str | None = None) -> Delivery:
+def push(row: Delivery, db: str) -> None:
     """Enqueue the task that carries ``row.key`` and note its id on the row (unless another
     push noted its own first: that task is the delivery's, this one will run nothing)."""
     task = deliver_task.using(backend=row.backend, queue_name=row.queue)
     result = task.enqueue(row.key)
     row.result_id = str(result.id)
-    waiting = Delivery.objects.using(db or _db()).filter(key=row.key, state=WAITING, result_id="")
+    waiting = Delivery.objects.using(db).filter(key=row.key, state=WAITING, result_id="")
     waiting.update(result_id=row.result_id)
-    return row
 
 
 def _push_logged(row: Delivery, db: str) -> bool:
@@ -292,12 +292,7 @@ def finish(
         mine.update(state=FINISHED, outcome=outcome, owner="", finished_at=now, seen_at=now)
         return False
     text = f"{type(error).__name__}: {getattr(error, 'message', None) or error}"
-    again = retry and row.attempts < RETRIES
-    if again and mine.update(
-        state=WAITING, owner="", result_id="", outcome={"error": text}, enqueued_at=now
-    ):
-        row.state, row.owner, row.result_id = WAITING, "", ""
-        _push_logged(row, db)
+    if retry and row.attempts < RETRIES and _wait_again(row, db, outcome={"error": text}):
         return True
     mine.update(state=FAILED, outcome={"error": text}, owner="", finished_at=now, seen_at=now)
     return False
@@ -305,17 +300,18 @@ def finish(
 
 def push_again(row: Delivery) -> None:
     """Back to waiting and pushed again, without using an attempt (a busy session)."""
-    db = _db()
-    updated = Delivery.objects.using(db).filter(key=row.key, owner=row.owner, state=RUNNING)
-    if updated.update(
-        state=WAITING,
-        owner="",
-        result_id="",
-        enqueued_at=timezone.now(),
-        attempts=max(row.attempts - 1, 0),
-    ):
-        row.state, row.owner, row.result_id = WAITING, "", ""
-        _push_logged(row, db)
+    _wait_again(row, _db(), attempts=max(row.attempts - 1, 0))
+
+
+def _wait_again(row: Delivery, db: str, **fields: Any) -> bool:
+    """The running ``row``, if this process still owns it, back to waiting (with ``fields``)
+    and its task pushed again; False when another process took it over meanwhile."""
+    mine = Delivery.objects.using(db).filter(key=row.key, owner=row.owner, state=RUNNING)
+    if not mine.update(state=WAITING, owner="", result_id="", enqueued_at=timezone.now(), **fields):
+        return False
+    row.state, row.owner, row.result_id = WAITING, "", ""
+    _push_logged(row, db)
+    return True
 
 
 class heartbeat:
@@ -380,7 +376,8 @@ def _requeue(db: str, key: str) -> tuple[str, str] | None:
         if row is None or why is None:
             return None
         _fail_backend_task(row, why)
-        _reset(row, db, **_usable(row))
+        task_backend, queue = _usable(row)
+        _reset(row, db, backend=task_backend, queue=queue)
     run_id = row.arguments.get("run_id") or row.notes.get("turn_run_id") or key
     if not _push_logged(row, db):
         return run_id, f"error: {why}, and its task could not be pushed again"
@@ -388,14 +385,14 @@ def _requeue(db: str, key: str) -> tuple[str, str] | None:
     return run_id, f"requeued: {why}"
 
 
-def _usable(row: Delivery) -> dict[str, str]:
+def _usable(row: Delivery) -> tuple[str, str]:
     """The row's backend and queue, or the configured ones where the row's are gone."""
     try:
         if row.queue in backend(row.backend).queues:
-            return {"backend": row.backend, "queue": row.queue}
+            return row.backend, row.queue
     except Exception:
         pass
-    return {"backend": warlock_settings.TASKS_BACKEND, "queue": warlock_settings.TASKS_QUEUE}
+    return warlock_settings.TASKS_BACKEND, warlock_settings.TASKS_QUEUE
 
 
 def _fail_backend_task(row: Delivery, why: str) -> None:
