@@ -273,9 +273,14 @@ def test_a_db_worker_killed_mid_turn_finishes_the_turn_once(project: TasksProjec
 @pytest.mark.slow
 def test_soak_db_workers_killed_lose_nothing(project: TasksProject, capsys):
     """60 runs of 5 steps on 2 db_workers, one SIGKILLed every 0.3-1.2 s and replaced, then
-    the boot recovery: every run completes; a step runs again only in a worker killed in it."""
+    the boot recovery: every run completes; a step runs again only in a worker killed in it.
+
+    A worker killed after db_worker marked its task RUNNING but before the task took its
+    delivery leaves nothing that names a process: that task counts as lost once it has run
+    for LEASE_SECONDS, so the soak's lease is 5 s (300 s would outlast the soak)."""
     runs, deadline = 60, 150
     project.env["WARLOCK_TEST_STEP_SLEEP"] = "0.2"
+    project.env["WARLOCK_TEST_LEASE_SECONDS"] = "5"
     run_ids = [project.run_id(f"soak-{n:02d}") for n in range(runs)]
     project.enqueue_execute("worker-soak", run_ids, input={"soak": True})
     rng, started, killed = random.Random(), time.monotonic(), set()
@@ -296,7 +301,10 @@ def test_soak_db_workers_killed_lose_nothing(project: TasksProject, capsys):
         project.boot_recovery()  # what a worker's boot, or a scheduled drain, runs
         return False
 
-    wait_until(all_completed, deadline, "every soak run completed", every=1.0)
+    try:
+        wait_until(all_completed, deadline, "every soak run completed", every=1.0)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{project.unfinished_report(run_ids)}") from None
     for worker in workers:
         worker.stop()
 
