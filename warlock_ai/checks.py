@@ -301,12 +301,13 @@ def check_background(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
 
 
 #: The settings that are a number of seconds, and the least each may be.
-_SECONDS_SETTINGS = {"LEASE_SECONDS": 0.0, "SHUTDOWN_GRACE_SECONDS": 0.0}
+_SECONDS_SETTINGS = {"LEASE_SECONDS": 0.0, "SHUTDOWN_GRACE_SECONDS": 0.0, "SWEEP_SECONDS": 0.0}
 
 
 @register(TAG)
 def check_seconds_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """``LEASE_SECONDS`` (> 0) and ``SHUTDOWN_GRACE_SECONDS`` (>= 0) are numbers of seconds."""
+    """``LEASE_SECONDS`` (> 0), ``SHUTDOWN_GRACE_SECONDS`` and ``SWEEP_SECONDS`` (>= 0) are
+    numbers of seconds."""
     messages: list[CheckMessage] = []
     for key, least in _SECONDS_SETTINGS.items():
         try:

@@ -32,6 +32,12 @@ DEFAULTS: dict[str, Any] = {
     # How long a worker's lease on a run lasts without a renewal: snapshot writes and a
     # heartbeat every third of it renew it, so this is how long a dead worker's run waits.
     "LEASE_SECONDS": 300,
+    # How often every worker (warlock_ai.worker.Worker, manage.py warlock_db_worker) sweeps
+    # for what dead workers left: runs whose lease expired or whose holder died, and jobs or
+    # tasks a dead worker held, which it puts back on the queue. Each sweep is jittered by
+    # +/-20% so hosts do not sweep together. A dead host's runs resume within LEASE_SECONDS
+    # plus this. 0 turns sweeping off (then run drain_runs --enqueue yourself).
+    "SWEEP_SECONDS": 30,
     # After SIGINT/SIGTERM, how long a command or worker lets the current step finish before
     # interrupting it (keep it below the platform's own kill delay: Kubernetes waits 30 s).
     "SHUTDOWN_GRACE_SECONDS": 20,

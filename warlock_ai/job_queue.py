@@ -182,12 +182,15 @@ def _in_its_queue(rq_queue: Queue, job: Job) -> bool:
 def requeue_abandoned_jobs(queue: str | None = None) -> list[tuple[str, str]]:
     """Put back on the queue the warlock jobs whose worker died while it held them.
 
-    A worker on this host that is gone is seen at once, one elsewhere when rq's record of
-    it expires (``worker_ttl``). Returns ``(run_id, outcome)`` pairs, like ``drain_runs``.
+    A worker on this host that is gone is seen at once; one elsewhere when its run's lease
+    has lapsed (the job started over ``LEASE_SECONDS`` ago and nobody renews the lease), or
+    when rq's record of it expires, whichever comes first. Returns ``(run_id, outcome)``
+    pairs, like ``drain_runs``.
     """
     rq_queue = get_queue(queue)
     outcomes = []
-    for job_id in _abandoned_job_ids(rq_queue):
+    abandoned, lapsed = _abandoned_job_ids(rq_queue)
+    for job_id in abandoned:
         with _lock(rq_queue, job_id):
             job = _fetch(rq_queue, job_id)
             if job is None:
@@ -195,26 +198,58 @@ def requeue_abandoned_jobs(queue: str | None = None) -> list[tuple[str, str]]:
             status = job.get_status(refresh=False)
             if status not in ("queued", "started"):
                 continue
-            if status == "started" and _workers_of(job, alive=True):
+            if status == "started" and job_id not in lapsed and _workers_of(job, alive=True):
                 continue
             _replace(rq_queue, _copy(rq_queue, job))
         # A turn's job names its run once the turn started (``turn_run_id``).
         run_id = job.meta.get("run_id") or job.meta.get("turn_run_id") or job_id
-        logger.warning("run %r: its job's worker died; job %s queued again", run_id, job_id)
-        outcomes.append((run_id, "requeued: its worker died"))
+        why = (
+            "its worker stopped renewing the run's lease" if job_id in lapsed else "its worker died"
+        )
+        logger.warning("run %r: %s; job %s queued again", run_id, why, job_id)
+        outcomes.append((run_id, f"requeued: {why}"))
     return outcomes
 
 
-def _abandoned_job_ids(rq_queue: Queue) -> list[str]:
+def _abandoned_job_ids(rq_queue: Queue) -> tuple[list[str], set[str]]:
     """Warlock jobs started by a dead worker, or popped by one (left in rq's intermediate
-    list; a live worker moves a popped job to the started registry within milliseconds)."""
+    list; a live worker moves a popped job to the started registry within milliseconds);
+    and which of them only their run's lapsed lease says are abandoned."""
     started = _started(rq_queue)
     dead = [job_id for job_id, workers in started.items() if not any(map(_alive, workers))]
+    lapsed = set(_lease_lapsed(rq_queue, [job_id for job_id in started if job_id not in dead]))
     popped = _popped(rq_queue, started)
     if popped:
         time.sleep(_POP_GRACE_SECONDS)
         popped &= _popped(rq_queue, _started(rq_queue))
-    return sorted(set(dead) | popped)
+    return sorted(set(dead) | lapsed | popped), lapsed
+
+
+def _lease_lapsed(rq_queue: Queue, job_ids: list[str]) -> list[str]:
+    """Started jobs whose run is stale and which started over ``LEASE_SECONDS`` ago: their
+    worker, whatever rq says of it (a worker elsewhere stays in rq's records for a minute
+    after it died), stopped renewing the lease, so it died or lost the network; its writes
+    are refused if it comes back (leases are fenced)."""
+    if not job_ids:
+        return []
+    from datetime import UTC, datetime, timedelta
+
+    from .runs import snapshot_store
+    from .stores.base import RunQuery
+
+    stale = {info.run_id for info in snapshot_store().runs(RunQuery(stale=True))}
+    if not stale:
+        return []
+    started_before = datetime.now(UTC) - timedelta(seconds=float(warlock_settings.LEASE_SECONDS))
+    lapsed = []
+    for job_id in job_ids:
+        job = _fetch(rq_queue, job_id)
+        started_at = job.started_at if job is not None else None
+        if job is None or job.meta.get("run_id") not in stale or started_at is None:
+            continue
+        if started_at.replace(tzinfo=started_at.tzinfo or UTC) < started_before:
+            lapsed.append(job_id)
+    return lapsed
 
 
 def _started(rq_queue: Queue) -> dict[str, list[Any]]:

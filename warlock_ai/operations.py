@@ -770,9 +770,12 @@ def drain_runs(
     progress: Progress | None = None,
     store: SnapshotStore | None = None,
     cancel: Any = None,
+    requeue: bool = True,
 ) -> list[Drained]:
-    """Resume every stale run (inline, or as django-rq jobs with ``enqueue``), each the way
+    """Resume every stale run (inline, or as background jobs with ``enqueue``), each the way
     its kind resumes (an interrupted orchestrator turn finishes as its session's next turn).
+    With ``enqueue``, the jobs or tasks of dead workers are first put back on their queue
+    (``requeue=False``: the caller did that).
 
     Safe on every worker boot and from several hosts at once: leases decide who runs what,
     and a run another worker took meanwhile is reported as skipped. ``cancel`` (a
@@ -780,7 +783,7 @@ def drain_runs(
     the run in progress stops at its next check point and no further run is started.
     """
     outcomes: list[Drained] = []
-    if enqueue:
+    if enqueue and requeue:
         # Jobs a dead worker took before its run's first snapshot write leave no stale run
         # behind: put them back on their queue first.
         background.requeue_abandoned()

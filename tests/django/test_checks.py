@@ -256,3 +256,26 @@ def test_w008_a_database_without_a_session_lock(monkeypatch):
     monkeypatch.setattr(connections["default"], "vendor", "mysql")
     message = only(run(CHECKPOINT_STORE={"BACKEND": DB_CHECKPOINTS}), "warlock_ai.W008")
     assert "mysql" in message.msg and "session_lock" in message.hint
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "bound"),
+    [
+        ("LEASE_SECONDS", 0, "greater than 0"),
+        ("LEASE_SECONDS", "300", "greater than 0"),
+        ("SHUTDOWN_GRACE_SECONDS", -1, "0 or more"),
+        ("SWEEP_SECONDS", -5, "0 or more"),
+        ("SWEEP_SECONDS", None, "0 or more"),
+        ("SWEEP_SECONDS", True, "0 or more"),
+    ],
+)
+def test_e010_seconds_settings_must_be_numbers(key, value, bound):
+    message = only(run(**{key: value}), "warlock_ai.E010")
+    assert message.msg == (
+        f'settings.WARLOCK_AI["{key}"] must be a number of seconds, {bound}; got {value!r}'
+    )
+
+
+@pytest.mark.parametrize("key", ["SHUTDOWN_GRACE_SECONDS", "SWEEP_SECONDS"])
+def test_e010_zero_turns_grace_and_sweeping_off(key):
+    assert "warlock_ai.E010" not in ids(run(**{key: 0}))

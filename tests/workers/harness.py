@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import pytest
+
 from tests.django.project import REPO_ROOT, check, describe, query, snapshot_row
 
 SETTINGS = "tests.workers.settings"
@@ -47,6 +49,24 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: f
         time.sleep(every)
 
 
+def on_host(host: str | None, args: list[str]) -> list[str]:
+    """``args`` run as if on another machine named ``host`` (None: this one): in a UTS
+    namespace of its own, so its lease owners and rq's record name ``host``, whose processes
+    this host cannot see die (only their leases expiring tells). Needs root."""
+    if host is None:
+        return args
+    return ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', host, *args]
+
+
+def needs_root() -> None:
+    """Fail under CI, skip elsewhere, when this process cannot make namespaces."""
+    if os.geteuid() == 0:
+        return
+    if os.environ.get("CI"):
+        pytest.fail("this test makes namespaces (another host): CI must run it as root")
+    pytest.skip("this test makes namespaces (another host) and needs root")
+
+
 def children(pid: int) -> list[int]:
     """Processes whose parent is ``pid`` (read from /proc)."""
     found = []
@@ -67,7 +87,12 @@ class Worker:
     """``manage.py rqworker <queue>`` in a child process, its output in a log file."""
 
     def __init__(
-        self, project: Project, name: str, burst: bool = False, worker_class: str | None = None
+        self,
+        project: Project,
+        name: str,
+        burst: bool = False,
+        worker_class: str | None = None,
+        host: str | None = None,
     ) -> None:
         self.project = project
         self.name = f"{project.token}-{name}"
@@ -77,7 +102,7 @@ class Worker:
             args += ["--worker-class", worker_class]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                project.manage_args(*args, *(["--burst"] if burst else [])),
+                on_host(host, project.manage_args(*args, *(["--burst"] if burst else []))),
                 cwd=REPO_ROOT,
                 env=project.env,
                 stdout=log,
@@ -195,8 +220,14 @@ class Project:
         )
         return self.shell(code)
 
-    def worker(self, name: str, burst: bool = False, worker_class: str | None = None) -> Worker:
-        worker = Worker(self, name, burst=burst, worker_class=worker_class)
+    def worker(
+        self,
+        name: str,
+        burst: bool = False,
+        worker_class: str | None = None,
+        host: str | None = None,
+    ) -> Worker:
+        worker = Worker(self, name, burst=burst, worker_class=worker_class, host=host)
         self.workers.append(worker)
         return worker
 

@@ -25,4 +25,6 @@ WARLOCK_AI = {
     "SHUTDOWN_GRACE_SECONDS": float(os.environ.get("WARLOCK_TEST_SHUTDOWN_GRACE", "20")),
     # Short leases make the heartbeat tick fast (every third of it) for the cancel tests.
     "LEASE_SECONDS": float(os.environ.get("WARLOCK_TEST_LEASE_SECONDS", "300")),
+    # warlock_ai.worker.Worker and warlock_db_worker sweep at boot, then this often.
+    "SWEEP_SECONDS": float(os.environ.get("WARLOCK_TEST_SWEEP_SECONDS", "30")),
 }

@@ -15,7 +15,7 @@ import subprocess
 from typing import Any
 
 from tests.django.project import REPO_ROOT, query
-from tests.workers.harness import COMMAND_TIMEOUT, Project
+from tests.workers.harness import COMMAND_TIMEOUT, Project, on_host
 
 SETTINGS = "tests.workers.settings_tasks"
 
@@ -23,14 +23,21 @@ SETTINGS = "tests.workers.settings_tasks"
 class TaskWorker:
     """``manage.py db_worker`` on the project's queue, its output in a log file."""
 
-    def __init__(self, project: TasksProject, name: str, batch: bool = False) -> None:
+    def __init__(
+        self,
+        project: TasksProject,
+        name: str,
+        batch: bool = False,
+        command: str = "db_worker",
+        host: str | None = None,
+    ) -> None:
         self.name = f"{project.token}-{name}"
         self.log = project.tmp / f"{self.name}.log"
-        args = ["db_worker", "--queue-name", project.queue, "--worker-id", self.name]
+        args = [command, "--queue-name", project.queue, "--worker-id", self.name]
         args += ["--interval", "0.05", "--no-startup-delay", "--no-reload"]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                project.manage_args(*args, *(["--batch"] if batch else [])),
+                on_host(host, project.manage_args(*args, *(["--batch"] if batch else []))),
                 cwd=REPO_ROOT,
                 env=project.env,
                 stdout=log,
@@ -78,8 +85,10 @@ class TasksProject(Project):
         self.env["WARLOCK_TEST_TASKS_QUEUE"] = self.queue
         self.task_workers: list[TaskWorker] = []
 
-    def task_worker(self, name: str, batch: bool = False) -> TaskWorker:
-        worker = TaskWorker(self, name, batch=batch)
+    def task_worker(
+        self, name: str, batch: bool = False, command: str = "db_worker", host: str | None = None
+    ) -> TaskWorker:
+        worker = TaskWorker(self, name, batch=batch, command=command, host=host)
         self.task_workers.append(worker)
         return worker
 
