@@ -4,8 +4,9 @@ For each background (rq with ``warlock_ai.worker.Worker``, the tasks framework w
 ``manage.py warlock_db_worker``) and each kind of death, a fresh PostgreSQL database
 (pgserver, or ``$WARLOCK_TEST_PG_URL``) and one rescuer worker that runs for the whole
 measurement. Then ``--trials`` times: two workers of the doomed host each take a run of
-``worker-gate`` (``tests/workers/flows_app``) into its gate step; both are SIGKILLed (parent
-and work horse); the gates open. Measured per run: seconds from the kill until the resumed run
+``worker-gate`` (``tests/workers/flows_app``) into its gate step (while the rescuer holds a
+run of its own, which ends before the kill); both are SIGKILLed (parent and work horse); the
+gates open. Measured per run: seconds from the kill until the resumed run
 is back in its gate step on the rescuer.
 
 - ``same host``: the doomed workers run on this host; a sweep sees their pids gone.
@@ -68,11 +69,20 @@ def measure(background: str, host: str | None, args: argparse.Namespace) -> list
             start_doomed, start_rescuer = starters(project, background)
             rescuer = start_rescuer("rescuer")
             for trial in range(args.trials):
+                # The rescuer holds a run of its own while the doomed workers take theirs,
+                # and is idle again before the kill.
+                blocker = project.run_id(f"t{trial}-blocker")
+                project.enqueue_execute("worker-gate", [blocker])
+                wait_until(lambda b=blocker: project.step_counts(b)["gate"] == 1, 60, "its gate")
                 run_ids = [project.run_id(f"t{trial}-{n}") for n in range(DOOMED)]
                 project.enqueue_execute("worker-gate", run_ids)
                 doomed = [start_doomed(f"doomed-{trial}-{n}", host) for n in range(DOOMED)]
                 for run_id in run_ids:
                     wait_until(lambda r=run_id: project.step_counts(r)["gate"] == 1, 60, "gate")
+                project.open_gate(blocker)
+                wait_until(
+                    lambda b=blocker: project.snapshot(b)["status"] == "completed", 60, "blocker"
+                )
                 for worker in doomed:
                     worker.kill()
                 killed = time.monotonic()
