@@ -17,10 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +86,12 @@ def shell(env: dict[str, str], code: str) -> object:
 
 
 def measure(
-    workers: int, runs: int, pg_url: str, redis_url: str, worker_class: str | None
+    workers: int,
+    runs: int,
+    pg_url: str,
+    redis_url: str,
+    worker_class: str | None,
+    conn_max_age: int | None = None,
 ) -> dict[str, float]:
     name = f"warlock_bench_{uuid.uuid4().hex[:10]}"
     queue = f"{name}-q"
@@ -95,17 +103,26 @@ def measure(
         "WARLOCK_TEST_RQ_QUEUE": queue,
         "WARLOCK_TEST_RQ_URL": redis_url,
     }
+    if conn_max_age is not None:
+        env["WARLOCK_TEST_CONN_MAX_AGE"] = str(conn_max_age)
     try:
         manage(env, "migrate", "--no-input", "-v", "0")
-        inline = shell(env, INLINE.format(runs=runs, flow=FLOW))
-        enqueue = shell(env, ENQUEUE.format(runs=runs, flow=FLOW, prefix=name))
+        with cpu_time() as shell_boot:
+            shell(env, "print(0)")
+        with cpu_time() as inline_cpu:
+            inline = shell(env, INLINE.format(runs=runs, flow=FLOW))
         command = [sys.executable, "manage.py", "rqworker", queue, "--burst", "-v", "0"]
         if worker_class:
             command += ["--worker-class", worker_class]
+        with cpu_time() as worker_boot:  # on the empty queue: boot, sweep, exit
+            if subprocess.run(command, cwd=ROOT, env=env, check=False).returncode != 0:
+                raise SystemExit("an rqworker failed")
+        enqueue = shell(env, ENQUEUE.format(runs=runs, flow=FLOW, prefix=name))
         start = time.perf_counter()
-        processes = [subprocess.Popen(command, cwd=ROOT, env=env) for _ in range(workers)]
-        if any(p.wait() != 0 for p in processes):
-            raise SystemExit("an rqworker failed")
+        with cpu_time() as worker_cpu:
+            processes = [subprocess.Popen(command, cwd=ROOT, env=env) for _ in range(workers)]
+            if any(p.wait() != 0 for p in processes):
+                raise SystemExit("an rqworker failed")
         wall = time.perf_counter() - start
         window = shell(env, DRAIN_WINDOW.format(prefix=name))
         if window["completed"] != runs:
@@ -122,7 +139,21 @@ def measure(
         "worker_us_per_step": drain * workers / steps * 1e6,
         "inline_us_per_step": inline / steps * 1e6,
         "enqueue_us_per_run": enqueue / runs * 1e6,
+        # CPU time (user + system) of the workers less their boots, per run, and of the
+        # inline process less a shell's boot: what the queue costs whatever the core count.
+        "worker_cpu_ms_per_run": (worker_cpu[0] - workers * worker_boot[0]) / runs * 1e3,
+        "inline_cpu_ms_per_run": (inline_cpu[0] - shell_boot[0]) / runs * 1e3,
     }
+
+
+@contextmanager
+def cpu_time() -> Iterator[list[float]]:
+    """Seconds of CPU (user + system) used by the children that ended inside the block."""
+    spent = [0.0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    yield spent
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent[0] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def _forget_queue(redis_url: str, queue: str) -> None:
@@ -146,25 +177,36 @@ def main() -> None:
         help="rqworker --worker-class (default rq's Worker, one forked work horse per job; "
         "rq.worker.SimpleWorker runs jobs in the worker process)",
     )
+    parser.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=None,
+        help="the database's CONN_MAX_AGE (default Django's 0; a warm worker keeps its "
+        "connection only with one)",
+    )
     args = parser.parse_args()
     pg_url = services.postgres_url()
     redis_url = worker_redis_url(services.redis_url())
     print(
         f"{args.runs} runs x {STEPS} steps, ORM store on PostgreSQL, rq queue on {redis_url}, "
-        f"worker class {args.worker_class or 'rq.worker.Worker'}"
+        f"worker class {args.worker_class or 'rq.worker.Worker'}, "
+        f"CONN_MAX_AGE {args.conn_max_age or 0}"
     )
     print(
         "| rq workers | steps/s (drain) | steps/s (wall, boot included) "
-        "| worker time per step (µs) | inline per step (µs) | rq overhead per step (µs) |"
+        "| worker time per step (µs) | inline per step (µs) | rq overhead per step (µs) "
+        "| worker CPU per run (ms) | inline CPU per run (ms) | queue CPU per run (ms) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for workers in (int(n) for n in args.workers.split(",")):
-        m = measure(workers, args.runs, pg_url, redis_url, args.worker_class)
+        m = measure(workers, args.runs, pg_url, redis_url, args.worker_class, args.conn_max_age)
         overhead = m["worker_us_per_step"] - m["inline_us_per_step"]
         print(
             f"| {workers} | {m['steps_per_s']:,.0f} | {m['wall_steps_per_s']:,.0f} "
             f"| {m['worker_us_per_step']:,.0f} | {m['inline_us_per_step']:,.0f} "
-            f"| {overhead:,.0f} |",
+            f"| {overhead:,.0f} | {m['worker_cpu_ms_per_run']:.1f} "
+            f"| {m['inline_cpu_ms_per_run']:.1f} "
+            f"| {m['worker_cpu_ms_per_run'] - m['inline_cpu_ms_per_run']:.1f} |",
             flush=True,
         )
 

@@ -9,9 +9,12 @@ test run has its own queue, ``$WARLOCK_TEST_RQ_QUEUE``, on the Redis of
 import os
 
 from example_project.settings import *  # noqa: F403
-from example_project.settings import INSTALLED_APPS
+from example_project.settings import DATABASES, INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "django_rq", "tests.workers.flows_app", "tests.turns_app"]
+
+if "WARLOCK_TEST_CONN_MAX_AGE" in os.environ:  # bench/rq_throughput.py --conn-max-age
+    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ["WARLOCK_TEST_CONN_MAX_AGE"])
 
 RQ_QUEUE = os.environ.get("WARLOCK_TEST_RQ_QUEUE", "default")
 RQ_QUEUES = {

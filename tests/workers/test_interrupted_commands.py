@@ -7,6 +7,7 @@ Each execution is an attempt kept with the snapshot, a SIGKILLed one ``crashed``
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
@@ -106,24 +107,31 @@ def test_a_sigkilled_run_is_recorded_as_crashed_by_its_resume(project):
     assert (second["number"], second["resumed_at"], second["end"]) == (2, "gate", "completed")
 
 
-def test_a_worker_shutdown_stops_the_run_cleanly_and_another_worker_resumes_it(project):
-    """``warlock_ai.worker.Worker``: SIGTERM to the worker reaches the running job; the run
-    stops at its next check point (lease released), the job is delivered again, and the
-    next worker resumes the run without running its finished steps again."""
+@pytest.mark.parametrize("worker_class", [WORKER_CLASS, "warlock_ai.worker.SimpleWorker"])
+def test_a_worker_shutdown_stops_the_run_cleanly_and_another_worker_resumes_it(
+    project, worker_class
+):
+    """``warlock_ai.worker.Worker`` (the job in a work horse) and ``SimpleWorker`` (in the
+    worker's process): SIGTERM to the worker reaches the running job; the run stops at its
+    next check point (lease released), the job is delivered again, and the next worker
+    resumes the run without running its finished steps again. The worker exits well within
+    a platform's kill delay (rq with redis-py 8 waited up to a minute for its pubsub thread)."""
     run_id = project.run_id("warm")
     project.enqueue_execute("worker-gate", [run_id])
-    first = project.worker("w1", worker_class=WORKER_CLASS)
+    first = project.worker("w1", worker_class=worker_class)
     in_gate(project, run_id)
     first.process.send_signal(signal.SIGTERM)
+    asked = time.monotonic()
     project.open_gate(run_id)  # the step finishes within the grace period
     assert first.wait(TIMEOUT) == 0, first.output()
+    assert time.monotonic() - asked < 15, "the worker took longer than a kill delay to exit"
     row = project.snapshot(run_id)
     assert row["status"] == "running" and row["next_step"] == "after", first.output()
     assert not row["lease_owner"], "released: the next worker need not wait for it to expire"
     (attempt,) = row["attempts"]
     assert (attempt["end"], attempt["detail"]) == ("interrupted", "SIGTERM")
 
-    second = project.worker("w2", burst=True, worker_class=WORKER_CLASS)
+    second = project.worker("w2", burst=True, worker_class=worker_class)
     assert second.wait(TIMEOUT) == 0, second.output()
     row = project.snapshot(run_id)
     assert row["status"] == "completed", second.output()
