@@ -300,8 +300,28 @@ def check_background(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     ]
 
 
+@register(TAG)
+def check_concurrency(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``CONCURRENCY`` is ``{"FLOWS": {name: n}, "QUEUES": {name: n}}`` with n >= 1."""
+    from .concurrency import configured
+
+    try:
+        configured()
+    except ImproperlyConfigured as exc:
+        if "CONCURRENCY" not in str(exc):
+            return []  # WARLOCK_AI itself is malformed: check_store_settings says so (E003)
+        hint = 'For example {"FLOWS": {"support-triage": 3}, "QUEUES": {"bulk": 10}}'
+        return [Error(str(exc), hint=f"{hint}; {DOCS}.", id="warlock_ai.E011")]
+    return []
+
+
 #: The settings that are a number of seconds, and the least each may be.
-_SECONDS_SETTINGS = {"LEASE_SECONDS": 0.0, "SHUTDOWN_GRACE_SECONDS": 0.0, "SWEEP_SECONDS": 0.0}
+_SECONDS_SETTINGS = {
+    "LEASE_SECONDS": 0.0,
+    "SHUTDOWN_GRACE_SECONDS": 0.0,
+    "SWEEP_SECONDS": 0.0,
+    "CONCURRENCY_WAIT_SECONDS": 0.0,
+}
 
 
 @register(TAG)

@@ -38,6 +38,13 @@ DEFAULTS: dict[str, Any] = {
     # +/-20% so hosts do not sweep together. A dead host's runs resume within LEASE_SECONDS
     # plus this. 0 turns sweeping off (then run drain_runs --enqueue yourself).
     "SWEEP_SECONDS": 30,
+    # At most this many runs at once across all hosts, per flow (a workflow's or supervisor's
+    # name) and per background queue: {"FLOWS": {"support-triage": 3}, "QUEUES": {"bulk": 10}}
+    # (for a rate-limited model provider). Enforced in the database the runs' leases live in,
+    # when a worker starts or resumes a run; a job over a limit waits for a slot up to
+    # CONCURRENCY_WAIT_SECONDS, then goes back on its queue (as often as needed).
+    "CONCURRENCY": {},
+    "CONCURRENCY_WAIT_SECONDS": 5,
     # After SIGINT/SIGTERM, how long a command or worker lets the current step finish before
     # interrupting it (keep it below the platform's own kill delay: Kubernetes waits 30 s).
     "SHUTDOWN_GRACE_SECONDS": 20,

@@ -508,3 +508,27 @@ class Delivery(models.Model):
     def save_meta(self) -> None:
         """Write ``notes``, unless another process took the delivery over meanwhile."""
         type(self).objects.filter(key=self.key, owner=self.owner).update(notes=self.notes)
+
+
+class ConcurrencySlot(models.Model):
+    """One run holding one of the slots of a limit (``WARLOCK_AI["CONCURRENCY"]``): ``scope``
+    is ``flow:<name>`` or ``queue:<name>``, ``holder`` the run id. Taken when a worker starts
+    or resumes a run and deleted when it ends; its ``expires_at`` is renewed every third of
+    ``LEASE_SECONDS``, so a slot of a dead worker frees itself as a lease does."""
+
+    scope = models.CharField(_("scope"), max_length=255)
+    holder = models.CharField(_("holder"), max_length=255)
+    owner = models.CharField(_("owner"), max_length=255)
+    acquired_at = models.DateTimeField(_("acquired at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"))
+
+    class Meta:
+        verbose_name = _("concurrency slot")
+        verbose_name_plural = _("concurrency slots")
+        ordering = ["scope", "acquired_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "holder"], name="warlock_slot_holder_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope}: {self.holder}"

@@ -21,9 +21,10 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-from . import runs
+from . import concurrency, runs
 from .conf import warlock_settings
 from .core.errors import (
+    ConcurrencyLimitError,
     InterruptedTurnError,
     LeaseHeldError,
     LeaseLostError,
@@ -136,9 +137,23 @@ def turn_to_resume(orchestrator_name: str, session_id: str) -> str | None:
 # --- the job bodies -----------------------------------------------------------------------
 
 
-def execute_job(flow: str, input: Any, run_id: str) -> dict[str, Any]:
+#: How many times a job over a concurrency limit goes back on its rq queue before it fails
+#: (each time after ``CONCURRENCY_WAIT_SECONDS`` of waiting: days).
+DEFERRALS = 100_000
+
+
+def execute_job(flow: str, input: Any, run_id: str) -> Any:
     """Start ``flow`` as run ``run_id``. Delivered again, the job finds the run stored: an
-    interrupted run is resumed, a finished one is left alone."""
+    interrupted run is resumed, a finished one is left alone. A flow or queue at its
+    concurrency limit puts the job back on its queue (see ``_deferred``)."""
+    try:
+        with concurrency.slot(registry.find(flow).name, run_id):
+            return _execute(flow, input, run_id)
+    except ConcurrencyLimitError as exc:
+        return _deferred(exc)
+
+
+def _execute(flow: str, input: Any, run_id: str) -> dict[str, Any]:
     try:
         with _stopping_cleanly() as cancel:
             result = runs.execute_flow(flow, input, run_id=run_id, cancel=cancel)
@@ -154,9 +169,24 @@ def execute_job(flow: str, input: Any, run_id: str) -> dict[str, Any]:
         return _stepped_aside(run_id, exc, registry.find(flow).store)
 
 
-def resume_job(run_id: str, force: bool = False) -> dict[str, Any]:
+def resume_job(run_id: str, force: bool = False) -> Any:
     """Resume run ``run_id`` (in the configured snapshot store); a completed run runs nothing."""
-    return _resume(run_id, force, None)
+    try:
+        return _resume(run_id, force, None)
+    except ConcurrencyLimitError as exc:
+        return _deferred(exc)
+
+
+def _deferred(exc: ConcurrencyLimitError) -> Any:
+    """A job over a concurrency limit: a task is pushed again by ``task_queue``; an rq job
+    returns rq's ``Retry``, which puts it at the back of its queue without using one of the
+    attempts it has for failures."""
+    if concurrency.current_queue.get() is not None:
+        raise exc
+    from rq import Retry
+
+    logger.info("%s", exc.message)
+    return Retry(max=DEFERRALS)
 
 
 def _resume(run_id: str, force: bool, store: Any) -> dict[str, Any]:
@@ -168,7 +198,7 @@ def _resume(run_id: str, force: bool, store: Any) -> dict[str, Any]:
     if snapshot.status == COMPLETED:
         return _nothing_to_do(snapshot)
     try:
-        with _stopping_cleanly() as cancel:
+        with concurrency.slot(snapshot.name, run_id), _stopping_cleanly() as cancel:
             result = runs.resume_run(run_id, force=force, store=store, cancel=cancel)
         if result is None:  # a turn that had been checkpointed after all
             return {"run_id": run_id, "status": None, "outcome": "nothing to run: settled"}

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
 from importlib import import_module
@@ -34,9 +32,11 @@ from typing import Any
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
+from . import concurrency
 from .conf import warlock_settings
-from .core.errors import SessionBusyError
+from .core.errors import ConcurrencyLimitError, SessionBusyError
 from .core.runs.leases import new_owner_id, owner_is_dead
+from .db_lock import write_lock as _write_lock
 from .models import Delivery
 from .run_jobs import execute_job, resume_job, run_turn
 from .tasks_framework import backend, tasks_module
@@ -80,28 +80,6 @@ FINISHED, FAILED = Delivery.State.FINISHED, Delivery.State.FAILED
 
 def _db() -> str:
     return router.db_for_write(Delivery)
-
-
-@contextmanager
-def _write_lock(db: str) -> Iterator[None]:
-    """A transaction that takes the write lock at once: ``select_for_update`` on PostgreSQL;
-    on SQLite (which has no row locks) ``BEGIN IMMEDIATE``, so two workers' read-then-write
-    never meet halfway ("database is locked")."""
-    connection = connections[db]
-    if connection.vendor != "sqlite" or connection.in_atomic_block:
-        with transaction.atomic(using=db):
-            yield
-        return
-    sqlite: Any = connection  # Django's SQLite backend reads transaction_mode at BEGIN
-    if not hasattr(sqlite, "transaction_mode"):
-        sqlite.get_connection_params()  # sets transaction_mode from OPTIONS
-    mode = sqlite.transaction_mode
-    sqlite.transaction_mode = "IMMEDIATE"
-    try:
-        with transaction.atomic(using=db):
-            yield
-    finally:
-        sqlite.transaction_mode = mode
 
 
 def _locked(db: str, key: str) -> Delivery | None:
@@ -434,17 +412,35 @@ def _deliver(context: Any, key: str) -> dict[str, Any]:
     if row is None:
         logger.info("delivery %s: %s", key, why)
         return {"key": key, "outcome": why}
+    queue = concurrency.current_queue.set(row.queue)
     try:
         with heartbeat(row):
             outcome = _BODIES[row.task](row)
+    except ConcurrencyLimitError as exc:
+        return _deferred(row, exc)
     except SessionBusyError as exc:
         return _busy(row, exc)
     except BaseException as exc:
         again = finish(row, None, exc)
         logger.warning("delivery %s failed (%s)%s", key, exc, "; pushed again" if again else "")
         raise
+    finally:
+        concurrency.current_queue.reset(queue)
     finish(row, outcome, None)
     return outcome
+
+
+def _deferred(row: Delivery, exc: ConcurrencyLimitError) -> dict[str, Any]:
+    """Its flow or queue was at its concurrency limit for the whole wait: pushed again, as
+    often as it takes, without using an attempt."""
+    row.notes["deferred"] = int(row.notes.get("deferred", 0)) + 1
+    row.save_meta()
+    logger.info("%s; delivery %s is pushed again", exc.message, row.key)
+    push_again(row)
+    return {
+        "key": row.key,
+        "outcome": f"pushed again: {getattr(exc, 'scope', '?')} was at its limit",
+    }
 
 
 def _busy(row: Delivery, exc: SessionBusyError) -> dict[str, Any]:

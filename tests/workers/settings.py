@@ -6,6 +6,7 @@ test run has its own queue, ``$WARLOCK_TEST_RQ_QUEUE``, on the Redis of
 ``$WARLOCK_TEST_RQ_URL``.
 """
 
+import json
 import os
 
 from example_project.settings import *  # noqa: F403
@@ -30,4 +31,7 @@ WARLOCK_AI = {
     "LEASE_SECONDS": float(os.environ.get("WARLOCK_TEST_LEASE_SECONDS", "300")),
     # warlock_ai.worker.Worker and warlock_db_worker sweep at boot, then this often.
     "SWEEP_SECONDS": float(os.environ.get("WARLOCK_TEST_SWEEP_SECONDS", "30")),
+    # JSON, e.g. {"FLOWS": {"worker-gate": 2}} (the concurrency tests).
+    "CONCURRENCY": json.loads(os.environ.get("WARLOCK_TEST_CONCURRENCY", "{}")),
+    "CONCURRENCY_WAIT_SECONDS": float(os.environ.get("WARLOCK_TEST_CONCURRENCY_WAIT", "5")),
 }

@@ -282,6 +282,15 @@ class QueueUnavailableError(WorkflowError):
     default_code = "QUEUE_UNAVAILABLE"
 
 
+class ConcurrencyLimitError(WorkflowError):
+    """A flow or a queue had its limit of runs at once (``WARLOCK_AI["CONCURRENCY"]``) for the
+    whole wait: the job goes back on its queue, and the run is not started or resumed yet."""
+
+    default_code = "CONCURRENCY_LIMIT"
+    default_category = "busy"
+    fields = ("scope", "limit", "waited_seconds")
+
+
 class MigrationError(WorkflowError):
     """A migration mapping does not fit the run or the current definition."""
 

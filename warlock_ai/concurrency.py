@@ -1,0 +1,216 @@
+"""At most N runs at once, per flow and per queue, across every host.
+
+``WARLOCK_AI["CONCURRENCY"] = {"FLOWS": {"support-triage": 3}, "QUEUES": {"bulk": 10}}``: a
+worker that starts or resumes a run of ``support-triage`` first takes one of its 3 slots
+(:class:`~warlock_ai.models.ConcurrencySlot` rows, in the database the snapshot rows live in)
+and gives it back when the run ends. Taking a slot is one short transaction that serialises
+the takers of a scope (an advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), frees
+the slots of dead or vanished workers, counts, and inserts; a slot is renewed every third of
+``LEASE_SECONDS`` while its run runs, so the slot of a worker that died frees itself as its
+run's lease does (at once when the worker was a process of this host).
+
+A run over a limit waits for a slot up to ``CONCURRENCY_WAIT_SECONDS``, then its job goes back
+on its queue (:class:`~warlock_ai.core.errors.ConcurrencyLimitError`, which the job bodies turn
+into rq's ``Retry`` or a delivery pushed again), as often as it takes, without using one of
+its attempts.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, router
+from django.utils import timezone
+
+from .conf import warlock_settings
+from .core.errors import ConcurrencyLimitError
+from .core.runs.leases import new_owner_id, owner_is_dead
+from .db_lock import write_lock
+from .models import ConcurrencySlot
+
+__all__ = ["configured", "current_queue", "limits", "slot"]
+
+logger = logging.getLogger("warlock_ai.concurrency")
+
+#: The background queue of the job being run, set by the tasks framework's task; an rq job
+#: knows its own (``rq.get_current_job().origin``).
+current_queue: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "warlock_current_queue", default=None
+)
+
+_KINDS = {"FLOWS": "flow", "QUEUES": "queue"}
+
+
+def configured() -> dict[str, dict[str, int]]:
+    """``WARLOCK_AI["CONCURRENCY"]``, checked: ``ImproperlyConfigured`` (one line) when it is
+    not ``{"FLOWS": {name: n}, "QUEUES": {name: n}}`` with every n an integer of 1 or more."""
+    setting = warlock_settings.CONCURRENCY or {}
+    if not isinstance(setting, dict) or set(setting) - set(_KINDS):
+        raise ImproperlyConfigured(
+            'WARLOCK_AI["CONCURRENCY"] must be {"FLOWS": {name: n}, "QUEUES": {name: n}}, '
+            f"got {setting!r}"
+        )
+    for key, names in setting.items():
+        if not isinstance(names, dict):
+            raise ImproperlyConfigured(
+                f'WARLOCK_AI["CONCURRENCY"]["{key}"] must be a dict of names to limits, '
+                f"got {names!r}"
+            )
+        for name, limit in names.items():
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                raise ImproperlyConfigured(
+                    f'WARLOCK_AI["CONCURRENCY"]["{key}"]["{name}"] must be an integer of 1 or '
+                    f"more, got {limit!r}"
+                )
+    return setting
+
+
+def limits(name: str, queue: str | None) -> list[tuple[str, int]]:
+    """``(scope, limit)`` of every limit a run of flow ``name`` from ``queue`` is under,
+    sorted (every taker locks scopes in the same order)."""
+    setting = configured()
+    found = []
+    for key, value in (("FLOWS", name), ("QUEUES", queue)):
+        limit = (setting.get(key) or {}).get(value) if value is not None else None
+        if limit is not None:
+            found.append((f"{_KINDS[key]}:{value}", limit))
+    return sorted(found)
+
+
+def job_queue() -> str | None:
+    """The queue the running job came from: the task's, or the rq job's."""
+    queue = current_queue.get()
+    if queue is not None:
+        return queue
+    try:
+        from rq import get_current_job
+    except ImportError:
+        return None
+    job = get_current_job()
+    return str(job.origin) if job is not None else None
+
+
+@contextmanager
+def slot(name: str, holder: str) -> Iterator[None]:
+    """Hold a slot of every limit run ``holder`` of flow ``name`` is under (none: nothing
+    to do), renewed while the block runs and freed after it. Raises
+    :class:`ConcurrencyLimitError` when one stayed full for ``CONCURRENCY_WAIT_SECONDS``."""
+    scopes = limits(name, job_queue())
+    if not scopes:
+        yield
+        return
+    owner = new_owner_id()
+    wait = float(warlock_settings.CONCURRENCY_WAIT_SECONDS)
+    started = time.monotonic()
+    while True:
+        full = _take(scopes, holder, owner)
+        if full is None:
+            break
+        waited = time.monotonic() - started
+        if waited >= wait:
+            scope, limit = full
+            raise ConcurrencyLimitError(
+                f"{scope} has its {limit} run(s) at once: run {holder!r} waited "
+                f"{waited:.1f} s for a slot; its job goes back on its queue",
+                scope=scope,
+                limit=limit,
+                waited_seconds=round(waited, 3),
+            )
+        time.sleep(min(random.uniform(0.05, 0.25), max(wait - waited, 0.01)))
+    renewing = _Renewal(owner)
+    renewing.start()
+    try:
+        yield
+    finally:
+        renewing.stop()
+        _free(owner)
+
+
+def _db() -> str:
+    return router.db_for_write(ConcurrencySlot) or "default"
+
+
+def _expiry() -> Any:
+    return timezone.now() + timedelta(seconds=float(warlock_settings.LEASE_SECONDS))
+
+
+def _take(scopes: list[tuple[str, int]], holder: str, owner: str) -> tuple[str, int] | None:
+    """Take a slot of every scope, all or none, in one transaction; the first full scope
+    (with its limit), or None once taken."""
+    db = _db()
+    rows = ConcurrencySlot.objects.using(db)
+    with write_lock(db):
+        now = timezone.now()
+        taking = []
+        for scope, limit in scopes:
+            _serialise(db, scope)
+            held = list(rows.filter(scope=scope).values_list("pk", "holder", "owner", "expires_at"))
+            gone = [pk for pk, _, who, expires in held if expires < now or owner_is_dead(who)]
+            if gone:
+                rows.filter(pk__in=gone).delete()
+            live = {who_for: who for pk, who_for, who, _ in held if pk not in gone}
+            if holder in live:  # this run is counted already (an earlier delivery still lives)
+                continue
+            if len(live) >= limit:
+                return scope, limit
+            taking.append(scope)
+        expires = _expiry()
+        rows.bulk_create(
+            [
+                ConcurrencySlot(scope=s, holder=holder, owner=owner, expires_at=expires)
+                for s in taking
+            ]
+        )
+    return None
+
+
+def _serialise(db: str, scope: str) -> None:
+    """Make the takers of ``scope`` wait for each other until this transaction ends."""
+    connection = connections[db]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [scope])
+    # SQLite: write_lock's BEGIN IMMEDIATE already serialises every writer.
+
+
+def _free(owner: str) -> None:
+    try:
+        ConcurrencySlot.objects.using(_db()).filter(owner=owner).delete()
+    except Exception as exc:  # the slot expires by itself
+        logger.warning("concurrency slots of %s not freed: %s: %s", owner, type(exc).__name__, exc)
+
+
+class _Renewal(threading.Thread):
+    """Renews the slots of ``owner`` every third of ``LEASE_SECONDS`` (its own connection)."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__(name="warlock-slot-renewal", daemon=True)
+        self.owner = owner
+        self.every = float(warlock_settings.LEASE_SECONDS) / 3
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stop_event.wait(self.every):
+                try:
+                    ConcurrencySlot.objects.using(_db()).filter(owner=self.owner).update(
+                        expires_at=_expiry()
+                    )
+                except Exception as exc:  # retried at the next tick; the slot may lapse
+                    logger.warning("concurrency slot not renewed: %s: %s", type(exc).__name__, exc)
+        finally:
+            connections.close_all()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(5)
