@@ -12,6 +12,7 @@ What an enqueue returns is a handle with ``id``: an rq job, or a ``Delivery`` ro
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.apps import apps
@@ -19,6 +20,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import warlock_settings
+
+logger = logging.getLogger("warlock_ai.background")
 
 __all__ = [
     "RQ",
@@ -126,9 +129,23 @@ def requeue_abandoned() -> list[tuple[str, str]]:
         from .task_queue import requeue_abandoned as requeue
 
         return requeue()
+    from redis.exceptions import RedisError
+
     from .jobs import requeue_abandoned_jobs
 
-    return requeue_abandoned_jobs()
+    # Every queue of RQ_QUEUES, the configured one first: a job enqueued on another queue
+    # (``--queue bulk``) whose worker died is put back on its own.
+    names = [warlock_settings.RQ_QUEUE]
+    names += [n for n in getattr(settings, "RQ_QUEUES", {}) or {} if n not in names]
+    outcomes = []
+    for index, name in enumerate(names):
+        try:
+            outcomes += requeue_abandoned_jobs(name)
+        except RedisError as exc:
+            if index == 0:
+                raise
+            logger.warning("queue %s not swept: %s: %s", name, type(exc).__name__, exc)
+    return outcomes
 
 
 def waiting_start(run_id: str) -> tuple[str, str, Any] | None:

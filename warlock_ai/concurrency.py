@@ -4,8 +4,9 @@
 worker that starts or resumes a run of ``support-triage`` first takes one of its 3 slots
 (:class:`~warlock_ai.models.ConcurrencySlot` rows, in the database the snapshot rows live in)
 and gives it back when the run ends. Taking a slot is one short transaction that serialises
-the takers of a scope (an advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), frees
-the slots of dead or vanished workers, counts, and inserts; a slot is renewed every third of
+the takers of a scope (an advisory lock on PostgreSQL, which needs Django's default READ
+COMMITTED isolation; ``BEGIN IMMEDIATE`` on SQLite), frees the slots of dead or vanished
+workers, counts the runs holding one, and inserts; a slot is renewed every third of
 ``LEASE_SECONDS`` while its run runs, so the slot of a worker that died frees itself as its
 run's lease does (at once when the worker was a process of this host).
 
@@ -28,12 +29,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, router
+from django.db import DatabaseError, connections, router
 from django.utils import timezone
 
 from .conf import warlock_settings
 from .core.errors import ConcurrencyLimitError
-from .core.runs.leases import new_owner_id, owner_is_dead
+from .core.runs.leases import mark_ended, new_owner_id, owner_is_dead
 from .db_lock import write_lock
 from .models import ConcurrencySlot
 
@@ -112,20 +113,30 @@ def slot(name: str, holder: str) -> Iterator[None]:
     wait = float(warlock_settings.CONCURRENCY_WAIT_SECONDS)
     started = time.monotonic()
     while True:
-        full = _take(scopes, holder, owner)
+        try:
+            full = _take(scopes, holder, owner)
+            problem = None
+        except DatabaseError as exc:  # the database away: wait, then go back on the queue
+            full, problem = scopes[0], f"{type(exc).__name__}: {exc}"
+            connections[_db()].close_if_unusable_or_obsolete()
         if full is None:
             break
         waited = time.monotonic() - started
         if waited >= wait:
             scope, limit = full
+            why = (
+                f"could not take a slot of {scope} ({problem})"
+                if problem
+                else f"{scope} has its {limit} run(s) at once"
+            )
             raise ConcurrencyLimitError(
-                f"{scope} has its {limit} run(s) at once: run {holder!r} waited "
-                f"{waited:.1f} s for a slot; its job goes back on its queue",
+                f"{why}: run {holder!r} waited {waited:.1f} s for a slot; its job goes back "
+                "on its queue",
                 scope=scope,
                 limit=limit,
                 waited_seconds=round(waited, 3),
             )
-        time.sleep(min(random.uniform(0.05, 0.25), max(wait - waited, 0.01)))
+        time.sleep(min(random.uniform(0.1, 0.5), max(wait - waited, 0.01)))
     renewing = _Renewal(owner)
     renewing.start()
     try:
@@ -145,30 +156,25 @@ def _expiry() -> Any:
 
 def _take(scopes: list[tuple[str, int]], holder: str, owner: str) -> tuple[str, int] | None:
     """Take a slot of every scope, all or none, in one transaction; the first full scope
-    (with its limit), or None once taken."""
+    (with its limit), or None once taken. A run counts once per scope however many of its
+    deliveries hold a row (each frees only its own)."""
     db = _db()
     rows = ConcurrencySlot.objects.using(db)
     with write_lock(db):
         now = timezone.now()
-        taking = []
         for scope, limit in scopes:
             _serialise(db, scope)
             held = list(rows.filter(scope=scope).values_list("pk", "holder", "owner", "expires_at"))
             gone = [pk for pk, _, who, expires in held if expires < now or owner_is_dead(who)]
             if gone:
                 rows.filter(pk__in=gone).delete()
-            live = {who_for: who for pk, who_for, who, _ in held if pk not in gone}
-            if holder in live:  # this run is counted already (an earlier delivery still lives)
-                continue
-            if len(live) >= limit:
+            running = {run for pk, run, _, _ in held if pk not in gone}
+            if holder not in running and len(running) >= limit:
                 return scope, limit
-            taking.append(scope)
         expires = _expiry()
         rows.bulk_create(
-            [
-                ConcurrencySlot(scope=s, holder=holder, owner=owner, expires_at=expires)
-                for s in taking
-            ]
+            ConcurrencySlot(scope=scope, holder=holder, owner=owner, expires_at=expires)
+            for scope, _ in scopes
         )
     return None
 
@@ -177,16 +183,35 @@ def _serialise(db: str, scope: str) -> None:
     """Make the takers of ``scope`` wait for each other until this transaction ends."""
     connection = connections[db]
     if connection.vendor == "postgresql":
+        level = (connection.settings_dict.get("OPTIONS") or {}).get("isolation_level")
+        if level is not None and "READ_COMMITTED" not in str(getattr(level, "name", level)):
+            raise ImproperlyConfigured(
+                f'concurrency limits need READ COMMITTED on database "{db}" (its isolation '
+                f"level is {getattr(level, 'name', level)}): a later snapshot would not see "
+                "the slot another worker took while this one waited for the lock"
+            )
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [scope])
     # SQLite: write_lock's BEGIN IMMEDIATE already serialises every writer.
 
 
 def _free(owner: str) -> None:
-    try:
-        ConcurrencySlot.objects.using(_db()).filter(owner=owner).delete()
-    except Exception as exc:  # the slot expires by itself
-        logger.warning("concurrency slots of %s not freed: %s: %s", owner, type(exc).__name__, exc)
+    """Delete ``owner``'s slots; once more on a fresh connection if that fails. Left behind
+    (the database away), they expire; meanwhile this process counts them as freed."""
+    db = _db()
+    for attempt in (1, 2):
+        try:
+            ConcurrencySlot.objects.using(db).filter(owner=owner).delete()
+            return
+        except DatabaseError as exc:
+            if attempt == 2:
+                mark_ended(owner)
+                logger.warning(
+                    "concurrency slots of %s not freed (they expire in LEASE_SECONDS): %s: %s",
+                    owner, type(exc).__name__, exc,
+                )  # fmt: skip
+            else:
+                connections[db].close_if_unusable_or_obsolete()
 
 
 class _Renewal(threading.Thread):

@@ -198,7 +198,10 @@ def requeue_abandoned_jobs(queue: str | None = None) -> list[tuple[str, str]]:
             status = job.get_status(refresh=False)
             if status not in ("queued", "started"):
                 continue
-            if status == "started" and job_id not in lapsed and _workers_of(job, alive=True):
+            # A live worker's job that only its lapsed lease says is abandoned: ask again under
+            # the lock (it may be a copy another host's sweep put back and a worker just took).
+            alive = status == "started" and _workers_of(job, alive=True)
+            if alive and (job_id not in lapsed or not _lease_lapsed(rq_queue, [job_id])):
                 continue
             _replace(rq_queue, _copy(rq_queue, job))
         # A turn's job names its run once the turn started (``turn_run_id``).
@@ -226,28 +229,32 @@ def _abandoned_job_ids(rq_queue: Queue) -> tuple[list[str], set[str]]:
 
 
 def _lease_lapsed(rq_queue: Queue, job_ids: list[str]) -> list[str]:
-    """Started jobs whose run is stale and which started over ``LEASE_SECONDS`` ago: their
-    worker, whatever rq says of it (a worker elsewhere stays in rq's records for a minute
-    after it died), stopped renewing the lease, so it died or lost the network; its writes
-    are refused if it comes back (leases are fenced)."""
+    """Started jobs whose run's lease expired and which started over ``LEASE_SECONDS`` ago:
+    their worker, whatever rq says of it (a worker elsewhere stays in rq's records for a
+    minute after it died), stopped renewing the lease, so it died or lost the network; its
+    writes are refused if it comes back (leases are fenced). One lease read per started job
+    (as many as busy workers)."""
     if not job_ids:
         return []
     from datetime import UTC, datetime, timedelta
 
     from .runs import snapshot_store
-    from .stores.base import RunQuery
 
-    stale = {info.run_id for info in snapshot_store().runs(RunQuery(stale=True))}
-    if not stale:
-        return []
-    started_before = datetime.now(UTC) - timedelta(seconds=float(warlock_settings.LEASE_SECONDS))
+    store = snapshot_store()
+    now = datetime.now(UTC)
+    started_before = now - timedelta(seconds=float(warlock_settings.LEASE_SECONDS))
     lapsed = []
     for job_id in job_ids:
         job = _fetch(rq_queue, job_id)
         started_at = job.started_at if job is not None else None
-        if job is None or job.meta.get("run_id") not in stale or started_at is None:
+        run_id = job.meta.get("run_id") if job is not None else None
+        if job is None or not run_id or started_at is None:
             continue
-        if started_at.replace(tzinfo=started_at.tzinfo or UTC) < started_before:
+        if started_at.replace(tzinfo=started_at.tzinfo or UTC) >= started_before:
+            continue
+        lease = store.lease(run_id)
+        expires = lease[1] if lease is not None else None
+        if expires is not None and expires.replace(tzinfo=expires.tzinfo or UTC) < now:
             lapsed.append(job_id)
     return lapsed
 

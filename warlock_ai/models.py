@@ -512,9 +512,11 @@ class Delivery(models.Model):
 
 class ConcurrencySlot(models.Model):
     """One run holding one of the slots of a limit (``WARLOCK_AI["CONCURRENCY"]``): ``scope``
-    is ``flow:<name>`` or ``queue:<name>``, ``holder`` the run id. Taken when a worker starts
-    or resumes a run and deleted when it ends; its ``expires_at`` is renewed every third of
-    ``LEASE_SECONDS``, so a slot of a dead worker frees itself as a lease does."""
+    is ``flow:<name>`` or ``queue:<name>``, ``holder`` the run id, ``owner`` the execution that
+    took it (``host:pid:token``). Taken when a worker starts or resumes a run and deleted by
+    that execution when it ends; its ``expires_at`` is renewed every third of
+    ``LEASE_SECONDS``, so a slot of a dead worker frees itself as a lease does. Two deliveries
+    of one run (a redelivery while the first still lives) hold a row each and count once."""
 
     scope = models.CharField(_("scope"), max_length=255)
     holder = models.CharField(_("holder"), max_length=255)
@@ -526,8 +528,11 @@ class ConcurrencySlot(models.Model):
         verbose_name = _("concurrency slot")
         verbose_name_plural = _("concurrency slots")
         ordering = ["scope", "acquired_at"]
+        indexes = [models.Index(fields=["owner"], name="warlock_slot_owner_idx")]
         constraints = [
-            models.UniqueConstraint(fields=["scope", "holder"], name="warlock_slot_holder_uniq")
+            models.UniqueConstraint(
+                fields=["scope", "holder", "owner"], name="warlock_slot_owner_uniq"
+            )
         ]
 
     def __str__(self) -> str:

@@ -137,9 +137,9 @@ def turn_to_resume(orchestrator_name: str, session_id: str) -> str | None:
 # --- the job bodies -----------------------------------------------------------------------
 
 
-#: How many times a job over a concurrency limit goes back on its rq queue before it fails
-#: (each time after ``CONCURRENCY_WAIT_SECONDS`` of waiting: days).
-DEFERRALS = 100_000
+#: How many times a job over a concurrency limit may go back on its rq queue: as often as it
+#: takes (rq's ``Retry`` needs a number).
+DEFERRALS = 2**31 - 1
 
 
 def execute_job(flow: str, input: Any, run_id: str) -> Any:

@@ -59,6 +59,7 @@ class Sweeper:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         close_connections: bool = False,
+        passthrough: tuple[type[BaseException], ...] = (),
     ) -> None:
         if interval is None:
             interval = warlock_settings.SWEEP_SECONDS
@@ -67,6 +68,9 @@ class Sweeper:
         self.clock = clock
         self.rng = rng or random.Random()
         self.close_connections = close_connections
+        #: Exceptions a sweep lets through: how the worker around it is told to stop (rq's
+        #: SIGTERM handler raises ``StopRequested`` when the worker is not busy).
+        self.passthrough = passthrough
         self.next_at = clock()
         self.sweeps = 0
         self.failures = 0
@@ -93,6 +97,8 @@ class Sweeper:
         started = self.clock()
         try:
             outcomes = sweep()
+        except self.passthrough:
+            raise
         except Exception as exc:
             self.failures += 1
             logger.warning("sweep failed: %s: %s", type(exc).__name__, exc)

@@ -29,6 +29,7 @@ from typing import Any
 from django.db import close_old_connections
 from rq import SimpleWorker as RQSimpleWorker
 from rq import Worker as RQWorker
+from rq.exceptions import StopRequested
 
 from .sweep import Sweeper
 
@@ -51,7 +52,9 @@ class _Sweeping:
     horse_pid: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.sweeper = Sweeper(close_connections=self.forks)  # before rq reads dequeue_timeout
+        self.sweeper = Sweeper(  # before rq reads dequeue_timeout
+            close_connections=self.forks, passthrough=(StopRequested,)
+        )
         super().__init__(*args, **kwargs)
         if self.sweeper.enabled:
             self.job_monitoring_interval = min(self.job_monitoring_interval, self._wake_every())

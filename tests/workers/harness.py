@@ -278,6 +278,38 @@ class Project:
 
         return Queue(self.queue, connection=connection)
 
+    def unfinished_report(self, run_ids: list[str]) -> str:
+        """What a test that timed out left behind: each run not completed, with its snapshot's
+        status and lease and what ``about`` adds, then the workers' last lines."""
+        lines = []
+        for run_id in run_ids:
+            row = self.snapshot(run_id)
+            if row is not None and row["status"] == "completed":
+                continue
+            brief = {k: v for k, v in (row or {}).items() if k not in ("state", "steps", "data")}
+            lines.append(f"run {run_id}: snapshot {json.dumps(brief, default=str)[:600]}")
+            lines += self.about(run_id)
+        for worker in self.logs()[-4:]:
+            tail = worker.output().splitlines()[-15:]
+            lines.append(f"worker {worker.name} (exit {worker.process.poll()}):")
+            lines += [f"  {line}" for line in tail]
+        return "\n".join(lines)
+
+    def about(self, run_id: str) -> list[str]:
+        """More lines on an unfinished run: its rq job's status."""
+        from rq.job import Job
+
+        connection = self.redis()
+        try:
+            job = Job.fetch_many([f"warlock-run-{run_id}"], connection=connection)[0]
+            status = job.get_status() if job is not None else "missing"
+            return [f"  job {status} {job.meta if job is not None else ''}"]
+        finally:
+            connection.close()
+
+    def logs(self) -> list[Any]:
+        return self.workers
+
     def cleanup(self) -> None:
         for worker in self.workers:
             if worker.process.poll() is None:

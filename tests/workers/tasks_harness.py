@@ -132,27 +132,17 @@ class TasksProject(Project):
                     row[field] = json.loads(row[field])
         return rows
 
-    def unfinished_report(self, run_ids: list[str]) -> str:
-        """What a soak that timed out left behind: each run not completed, with its
-        snapshot's status and lease, its delivery and its tasks, then the workers' last lines."""
+    def about(self, run_id: str) -> list[str]:
         deliveries, tasks = self.deliveries(), self.task_results()
-        lines = []
-        for run_id in run_ids:
-            row = self.snapshot(run_id)
-            if row is not None and row["status"] == "completed":
-                continue
-            key = f"warlock-run-{run_id}"
-            brief = {k: v for k, v in (row or {}).items() if k not in ("state", "steps", "data")}
-            lines.append(f"run {run_id}: snapshot {json.dumps(brief, default=str)[:600]}")
-            lines.append(f"  delivery {json.dumps(deliveries.get(key), default=str)}")
-            for task in tasks:
-                if task["args_kwargs"] == {"args": [key], "kwargs": {}}:
-                    lines.append(f"  task {json.dumps(task, default=str)}")
-        for worker in self.task_workers[-4:]:
-            tail = worker.output().splitlines()[-15:]
-            lines.append(f"worker {worker.name} (exit {worker.process.poll()}):")
-            lines += [f"  {line}" for line in tail]
-        return "\n".join(lines)
+        key = f"warlock-run-{run_id}"
+        lines = [f"  delivery {json.dumps(deliveries.get(key), default=str)}"]
+        for task in tasks:
+            if task["args_kwargs"] == {"args": [key], "kwargs": {}}:
+                lines.append(f"  task {json.dumps(task, default=str)}")
+        return lines
+
+    def logs(self) -> list[Any]:
+        return self.task_workers
 
     def cleanup(self) -> None:
         for worker in self.task_workers:

@@ -150,13 +150,32 @@ def test_a_live_slot_elsewhere_counts_until_it_expires(settings):
 
 
 def test_a_run_is_counted_once_however_it_is_delivered(settings):
-    """A job delivered again while an earlier delivery of the same run still holds a slot
-    (or a start that turns into a resume) does not take a second slot."""
+    """A start that turns into a resume (execute_job, then _resume inside it) counts its run
+    once, and the inner block frees only its own row."""
     settings.WARLOCK_AI = {"CONCURRENCY": {"FLOWS": {"orders": 1}}, "CONCURRENCY_WAIT_SECONDS": 0.1}
     with concurrency.slot("orders", "r-1"):
         with concurrency.slot("orders", "r-1"):
-            assert ConcurrencySlot.objects.count() == 1
+            assert ConcurrencySlot.objects.count() == 2  # a row each, one run
         assert ConcurrencySlot.objects.count() == 1  # the outer one still holds it
+    assert not ConcurrencySlot.objects.exists()
+
+
+def test_two_deliveries_of_one_run_hold_a_row_each_and_count_once(settings):
+    """A run redelivered while its first delivery (here: on another host) still holds a slot:
+    the second takes a row of its own, the run still counts once, and when the first
+    delivery's row goes (freed, or expired), the second still holds the run's slot."""
+    settings.WARLOCK_AI = {"CONCURRENCY": {"FLOWS": {"orders": 1}}, "CONCURRENCY_WAIT_SECONDS": 0}
+    first = ConcurrencySlot.objects.create(
+        scope="flow:orders", holder="r-1", owner="elsewhere:1:x",
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )  # fmt: skip
+    with concurrency.slot("orders", "r-1"):
+        assert sorted(ConcurrencySlot.objects.values_list("owner", flat=True))[0] == "elsewhere:1:x"
+        assert ConcurrencySlot.objects.filter(holder="r-1").count() == 2
+        first.delete()  # the first delivery ends (or its slot expires and a taker frees it)
+        refused = pytest.raises(ConcurrencyLimitError)
+        with refused, concurrency.slot("orders", "r-2"):
+            pytest.fail("r-1 still runs: no slot for r-2")
     assert not ConcurrencySlot.objects.exists()
 
 

@@ -78,4 +78,5 @@ def test_tasks_workers_never_run_more_than_the_flow_limit(tasks_project: TasksPr
     limited(project, lambda name: project.task_worker(name, command="warlock_db_worker"))
     deferred = [d["notes"].get("deferred", 0) for d in project.deliveries().values()]
     assert sum(deferred) > 0, "no delivery was ever pushed back"
-    assert all(d["attempts"] >= 1 for d in project.deliveries().values())
+    # A deferral does not use one of the delivery's attempts: each ran once.
+    assert [d["attempts"] for d in project.deliveries().values()] == [1] * RUNS

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
 import time
 
 import pytest
@@ -170,10 +171,29 @@ def test_warlock_db_worker_sweeps_at_boot_and_runs_tasks(settings, runs):
     run as a task on django-tasks-db, which the worker then runs."""
     settings.WARLOCK_AI = {"BACKGROUND": "tasks"}
     runs.stale("stale-1")
+    before = signal.getsignal(signal.SIGTERM)
     call_command("warlock_db_worker", "--batch", "--no-startup-delay", "--interval", "0.05")
+    assert signal.getsignal(signal.SIGTERM) is before  # db_worker's handlers are not left
     # The boot sweep may finish after the batch found the queue empty: then run it again.
     deadline = time.monotonic() + 10
     while Snapshot.objects.get(pk="stale-1").status != "completed":
         assert time.monotonic() < deadline, "the stale run was not resumed"
         call_command("warlock_db_worker", "--batch", "--no-startup-delay", "--interval", "0.05")
     assert Delivery.objects.get(pk="warlock-run-stale-1").state == "finished"
+
+
+def test_a_stop_request_raised_during_a_sweep_reaches_the_worker(settings, monkeypatch):
+    """rq's SIGTERM handler raises ``StopRequested`` in an idle worker, which may be sweeping:
+    the rq worker classes let it through (the worker stops), anything else is logged."""
+    from rq.exceptions import StopRequested
+
+    from warlock_ai import sweep as sweep_module
+
+    def interrupted() -> list:
+        raise StopRequested()
+
+    monkeypatch.setattr(sweep_module, "sweep", interrupted)
+    settings.WARLOCK_AI = IMMEDIATE
+    with pytest.raises(StopRequested):
+        Sweeper(30, passthrough=(StopRequested,)).run()
+    assert Sweeper(30).run() == []  # without the passthrough: a failed sweep, logged

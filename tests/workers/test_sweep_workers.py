@@ -51,12 +51,15 @@ def doomed_host_then_recovery(project: Project, start_doomed, start_rescuer, hos
     killed = time.monotonic()
     for run_id in run_ids:
         project.open_gate(run_id)
-    wait_until(
-        lambda: project.statuses() == {"completed": RUNS},
-        TIMEOUT,
-        "the rescuer's sweep resumed every run",
-        every=0.05,
-    )
+    try:
+        wait_until(
+            lambda: project.statuses() == {"completed": RUNS},
+            TIMEOUT,
+            "the rescuer's sweep resumed every run",
+            every=0.05,
+        )
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{project.unfinished_report(run_ids)}") from None
     took = time.monotonic() - killed
     rescuer.stop()
     for run_id in run_ids:

@@ -34,9 +34,10 @@ class Migration(migrations.Migration):
                 "verbose_name": "concurrency slot",
                 "verbose_name_plural": "concurrency slots",
                 "ordering": ["scope", "acquired_at"],
+                "indexes": [models.Index(fields=["owner"], name="warlock_slot_owner_idx")],
                 "constraints": [
                     models.UniqueConstraint(
-                        fields=("scope", "holder"), name="warlock_slot_holder_uniq"
+                        fields=("scope", "holder", "owner"), name="warlock_slot_owner_uniq"
                     )
                 ],
             },

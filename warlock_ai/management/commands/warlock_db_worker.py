@@ -9,6 +9,7 @@ others without a restart.
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -21,6 +22,12 @@ try:
     from django_tasks_db.management.commands.db_worker import Command as DBWorker
 except ImportError:  # django-tasks-db is not installed: the command says so when run
     DBWorker = None
+
+STOP_SIGNALS = [
+    signal.SIGINT,
+    signal.SIGTERM,
+    *([signal.SIGQUIT] if hasattr(signal, "SIGQUIT") else []),
+]
 
 NEEDS = (
     "warlock_db_worker needs django-tasks-db: pip install 'warlock-ai[tasks]', add "
@@ -46,7 +53,13 @@ class Command(DBWorker or BaseCommand):  # type: ignore[misc]
         sweeping = SweepThread()
         if sweeping.sweeper.enabled:
             sweeping.start()
+        # db_worker installs its own SIGINT/SIGTERM handlers and leaves them when it returns
+        # (--batch): put back the caller's, for call_command in a process that goes on.
+        handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
         try:
             super().handle(*args, **options)
         finally:
             sweeping.stop(timeout=5)
+            for sig, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
