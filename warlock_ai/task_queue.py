@@ -356,8 +356,12 @@ def _requeue(db: str, key: str) -> tuple[str, str] | None:
         _fail_backend_task(row, why)
         task_backend, queue = _usable(row)
         _reset(row, db, backend=task_backend, queue=queue)
+        # Pushed before the reset commits: a sweeper that dies in between leaves the delivery
+        # as it was, for the next sweep, not waiting task-less for PUSH_GRACE_SECONDS (a
+        # task it pushed that the delivery never names runs nothing).
+        pushed = _push_logged(row, db)
     run_id = row.arguments.get("run_id") or row.notes.get("turn_run_id") or key
-    if not _push_logged(row, db):
+    if not pushed:
         return run_id, f"error: {why}, and its task could not be pushed again"
     logger.warning("run %r: %s; delivery %s pushed again", run_id, why, key)
     return run_id, f"requeued: {why}"
