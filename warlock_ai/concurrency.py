@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import random
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +34,7 @@ from django.utils import timezone
 from .conf import warlock_settings
 from .core.errors import ConcurrencyLimitError
 from .core.runs.leases import mark_ended, new_owner_id, owner_is_dead
-from .db_lock import write_lock
+from .db_lock import renewing, write_lock
 from .models import ConcurrencySlot
 
 __all__ = ["configured", "current_queue", "limits", "slot"]
@@ -137,12 +136,11 @@ def slot(name: str, holder: str) -> Iterator[None]:
                 waited_seconds=round(waited, 3),
             )
         time.sleep(min(random.uniform(0.1, 0.5), max(wait - waited, 0.01)))
-    renewing = _Renewal(owner)
-    renewing.start()
+    mine = ConcurrencySlot.objects.using(_db()).filter(owner=owner)
     try:
-        yield
+        with renewing(mine, f"concurrency slots of {owner}", lambda: {"expires_at": _expiry()}):
+            yield
     finally:
-        renewing.stop()
         _free(owner)
 
 
@@ -212,30 +210,3 @@ def _free(owner: str) -> None:
                 )  # fmt: skip
             else:
                 connections[db].close_if_unusable_or_obsolete()
-
-
-class _Renewal(threading.Thread):
-    """Renews the slots of ``owner`` every third of ``LEASE_SECONDS`` (its own connection)."""
-
-    def __init__(self, owner: str) -> None:
-        super().__init__(name="warlock-slot-renewal", daemon=True)
-        self.owner = owner
-        self.every = float(warlock_settings.LEASE_SECONDS) / 3
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self._stop_event.wait(self.every):
-                try:
-                    ConcurrencySlot.objects.using(_db()).filter(owner=self.owner).update(
-                        expires_at=_expiry()
-                    )
-                except Exception as exc:  # retried at the next tick; the slot may lapse
-                    logger.warning("concurrency slot not renewed: %s: %s", type(exc).__name__, exc)
-        finally:
-            connections.close_all()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        if self.is_alive():
-            self.join(5)

@@ -107,7 +107,8 @@ class Sweeper:
             self.sweeps += 1
             self.next_at = self.clock() + self.next_interval()
             if self.close_connections:
-                # A forking worker's parent must not hand an open connection to its horses.
+                # A forking worker's parent must not hand an open connection to its horses;
+                # a sweeping thread's connections are its own (connections are per thread).
                 connections.close_all()
         acted = [o for o in outcomes if not str(o[1]).startswith("skipped")]
         if acted:
@@ -131,15 +132,12 @@ class SweepThread(threading.Thread):
     def __init__(self, sweeper: Sweeper | None = None) -> None:
         super().__init__(name="warlock-sweep", daemon=True)
         self.sweeper = sweeper or Sweeper()
+        self.sweeper.close_connections = True  # the thread's own, after each sweep
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while self.sweeper.enabled and not self._stop_event.is_set():
-            if self.sweeper.due():
-                try:
-                    self.sweeper.run()
-                finally:
-                    connections.close_all()
+            self.sweeper.run_if_due()
             self._stop_event.wait(min(self.sweeper.seconds_left(), 1.0))
 
     def stop(self, timeout: float | None = None) -> None:

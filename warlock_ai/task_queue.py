@@ -22,7 +22,7 @@ Importing this module binds ``deliver_task`` to the tasks backend
 from __future__ import annotations
 
 import logging
-import threading
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from functools import partial
 from importlib import import_module
@@ -36,6 +36,7 @@ from . import concurrency
 from .conf import warlock_settings
 from .core.errors import ConcurrencyLimitError, SessionBusyError
 from .core.runs.leases import new_owner_id, owner_is_dead
+from .db_lock import renewing
 from .db_lock import write_lock as _write_lock
 from .models import Delivery
 from .run_jobs import execute_job, resume_job, run_turn
@@ -292,36 +293,11 @@ def _wait_again(row: Delivery, db: str, **fields: Any) -> bool:
     return True
 
 
-class heartbeat:
+def heartbeat(row: Delivery) -> AbstractContextManager[None]:
     """Renew ``seen_at`` of a running delivery every third of ``LEASE_SECONDS``, from a
     thread of its own (with its own database connection), while the body runs."""
-
-    def __init__(self, row: Delivery) -> None:
-        self.row = row
-        self.db = _db()
-        self.stopped = threading.Event()
-        self.every = max(float(warlock_settings.LEASE_SECONDS) / 3, 0.2)
-        self.thread = threading.Thread(target=self._beat, name="warlock-delivery", daemon=True)
-
-    def __enter__(self) -> heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stopped.set()
-        self.thread.join(timeout=10)
-
-    def _beat(self) -> None:
-        mine = Delivery.objects.using(self.db).filter(key=self.row.key, owner=self.row.owner)
-        try:
-            while not self.stopped.wait(self.every):
-                try:
-                    mine.update(seen_at=timezone.now())
-                except Exception as exc:  # the next beat tries again; the lease decides
-                    logger.warning("delivery %s: could not renew it: %s", self.row.key, exc)
-                    connections[self.db].close()
-        finally:
-            connections[self.db].close()
+    mine = Delivery.objects.using(_db()).filter(key=row.key, owner=row.owner)
+    return renewing(mine, f"delivery {row.key}", lambda: {"seen_at": timezone.now()})
 
 
 # --- workers that died --------------------------------------------------------------------
