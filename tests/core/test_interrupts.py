@@ -323,3 +323,65 @@ def test_a_repeated_sigterm_within_a_second_is_one_request():
         kill_self()
         kill_self()  # a process-group signal, then the worker forwarding it
         assert state.signal_name == "SIGTERM" and token.cancelled
+
+
+SIGNAL_DURING_WAIT = """
+import os, random, signal, sys, threading, time
+from warlock_ai.core.runs.cancel import CancelToken
+from warlock_ai.core.runs.interrupts import stop_on_signals
+
+def signal_soon():
+    time.sleep(random.random() * 0.0005)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+for i in range(int(sys.argv[1])):
+    token = CancelToken()
+    with stop_on_signals(token, 30.0):
+        sender = threading.Thread(target=signal_soon)
+        sender.start()
+        if i % 3 == 0:
+            assert token.wait(None)
+        else:
+            while not token.wait(0 if i % 3 == 1 else 0.000001):
+                pass
+        sender.join()
+    assert token.cancelled and str(token.reason) == "interrupted by SIGTERM", token
+print("woken", i + 1)
+"""
+
+
+def test_a_signal_while_the_main_thread_waits_on_the_token_wakes_it():
+    """The handler cancels the token in the main thread, between any two bytecodes of a
+    ``ctx.cancel.wait(...)`` poll; with a ``threading.Event`` this deadlocked within a few
+    tries (a command given Ctrl-C during such a step never exited)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_DURING_WAIT, "400"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.split() == ["woken", "400"], done.stderr
+
+
+def test_waiting_on_a_token_times_out_wakes_on_cancel_and_keeps_no_waiter():
+    import threading
+
+    from warlock_ai.core.runs.cancel import CancelToken
+
+    token = CancelToken()
+    started = time.monotonic()
+    assert token.wait(0.05) is False and time.monotonic() - started >= 0.05
+    assert token.wait(0) is False and token.wait(-1) is False
+    assert token._waiters == []  # a timed-out wait leaves nothing behind
+    woke: list[bool] = []
+    waiters = [threading.Thread(target=lambda: woke.append(token.wait(None))) for _ in range(3)]
+    for waiter in waiters:
+        waiter.start()
+    time.sleep(0.05)
+    token.cancel("stop")
+    token.cancel("again")  # the first reason wins; nothing is released twice
+    for waiter in waiters:
+        waiter.join(5)
+    assert woke == [True, True, True] and token.reason == "stop"
+    assert token.wait(None) is True and token.wait(0) is True and token._waiters == []

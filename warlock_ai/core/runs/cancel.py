@@ -15,34 +15,43 @@ logger = logging.getLogger("warlock_ai.cancel")
 class CancelToken:
     """Request cancellation of a run; the engine checks it at well-defined points.
 
-    ``cancel()`` may be called from any thread. Sync code polls :attr:`cancelled` or blocks in
-    :meth:`wait`; async code awaits :meth:`async_wait`.
+    ``cancel()`` may be called from any thread, and from a signal handler (which Python runs
+    in the main thread, between any two of its bytecodes). Sync code polls :attr:`cancelled` or
+    blocks in :meth:`wait`; async code awaits :meth:`async_wait`.
+
+    Not a ``threading.Event``: its ``wait`` holds a plain lock that its ``set`` takes too, so a
+    signal handler cancelling the token while the main thread was inside ``wait`` deadlocked
+    the process (a command given Ctrl-C during a step polling ``ctx.cancel.wait(...)`` never
+    exited). Here the one lock is reentrant, and ``wait`` registers its waiter before it
+    looks at the flag, so a cancel from a handler, however it interleaves, wakes it.
     """
 
-    __slots__ = ("_callbacks", "_event", "_lock", "cancelled_at", "reason")
+    __slots__ = ("_callbacks", "_cancelled", "_lock", "_waiters", "cancelled_at", "reason")
 
     def __init__(self) -> None:
-        self._event = threading.Event()
-        # Reentrant: a signal handler (``interrupts.stop_on_signals``) may cancel the token
-        # while the thread it interrupted holds the lock.
+        self._cancelled = False
         self._lock = threading.RLock()
+        self._waiters: list[Any] = []  # a held lock per blocked wait(), released by cancel()
         self._callbacks: list[Callable[[CancelToken], Any]] = []
         self.reason: Any = None
         self.cancelled_at: datetime | None = None
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._cancelled
 
     def cancel(self, reason: Any = None) -> None:
         """Request cancellation; the first reason wins, later calls are no-ops."""
         with self._lock:
-            if self._event.is_set():
+            if self._cancelled:
                 return
             self.reason = reason
             self.cancelled_at = datetime.now(UTC)
-            self._event.set()
+            self._cancelled = True
+            waiters, self._waiters = self._waiters, []
             callbacks, self._callbacks = self._callbacks, []
+        for waiter in waiters:
+            waiter.release()
         for callback in callbacks:
             try:
                 callback(self)
@@ -52,7 +61,7 @@ class CancelToken:
     def add_callback(self, callback: Callable[[CancelToken], Any]) -> Callable[[], None]:
         """Call ``callback(token)`` on cancellation (at once if already cancelled)."""
         with self._lock:
-            if not self._event.is_set():
+            if not self._cancelled:
                 self._callbacks.append(callback)
                 return lambda: self._remove(callback)
         callback(self)
@@ -65,11 +74,31 @@ class CancelToken:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block up to ``timeout`` seconds; True when cancelled."""
-        return self._event.wait(timeout)
+        if self._cancelled:
+            return True
+        if timeout is not None and timeout <= 0:
+            return False
+        waiter = threading.Lock()
+        waiter.acquire()
+        with self._lock:
+            if self._cancelled:  # cancelled between the check above and here
+                return True
+            self._waiters.append(waiter)
+        # A cancel from here on releases ``waiter`` (a signal handler too: the acquire below
+        # runs it, then takes the lock it released).
+        if timeout is None:
+            waiter.acquire()
+        else:
+            waiter.acquire(timeout=timeout)
+        if not self._cancelled:  # timed out: forget the waiter (cancel() took it otherwise)
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        return self._cancelled
 
     async def async_wait(self, timeout: float | None = None) -> bool:
         """Await cancellation for up to ``timeout`` seconds; True when cancelled."""
-        if self._event.is_set():
+        if self._cancelled:
             return True
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
