@@ -344,3 +344,111 @@ def test_a_worker_resuming_from_a_stale_read_does_not_run_the_run_again(leased_b
     assert calls == ["two"], f"step two ran {len(calls)} times; the late worker: {described}"
     final = store.load("e-3")
     assert final.status == "completed" and final.saved_at == done.saved_at
+
+
+# --- a write answered after its lease lapsed (a network cut) -------------------------------
+
+
+class LateAnswers:
+    """Delegates to ``store``, as seen by a worker whose network is cut: the ``late``-th save
+    is made, then its answer is held back for ``delay`` seconds, during which the heartbeat's
+    renewals fail and ``meanwhile()`` runs (another worker taking the run over once the lease
+    lapsed). ``renewal`` replaces ``renew_lease`` outside the cut when set."""
+
+    def __init__(self, store: Any, late: int, delay: float, meanwhile: Any) -> None:
+        self._store, self.late, self.delay, self.meanwhile = store, late, delay, meanwhile
+        self.saves = 0
+        self.cut = threading.Event()
+        self.renewal: Any = None
+
+    def save(self, snapshot: Any, **kwargs: Any) -> Any:
+        outcome = self._store.save(snapshot, **kwargs)
+        self.saves += 1
+        if self.saves == self.late:
+            import time
+
+            self.cut.set()
+            time.sleep(self.delay)
+            self.meanwhile()
+            self.cut.clear()
+        return outcome
+
+    def renew_lease(self, run_id: str, owner: str) -> Any:
+        if self.cut.is_set():
+            raise ConnectionError("the network is cut")
+        if self.renewal is not None:
+            return self.renewal(run_id, owner)
+        return self._store.renew_lease(run_id, owner)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+LEASE = 0.3  # seconds: the late answer of the first test waits 0.4 s, longer than the lease
+
+
+def late_flow(store: Any, calls: list[str]) -> Any:
+    def step(name: str) -> Any:
+        def body(ctx: Any) -> None:
+            calls.append(name)
+            ctx.state[name] = True
+
+        return ai.step(name, body)
+
+    return ai.workflow(name="late", steps=[step("one"), step("two")], snapshot_store=store)
+
+
+def test_a_write_answered_after_the_lease_lapsed_stops_before_the_next_step(leased_backend):
+    """Worker A's write after step one is stored, but its answer comes back only after the
+    lease lapsed and worker B took the run: A must not run step two (B runs it: its model
+    call would be billed twice), and A writes nothing more."""
+    store = leased_backend.snapshot_store(lease_seconds=LEASE)
+    other = new_owner_id()
+
+    def take_over() -> None:
+        assert lease_expired(store, "late-1")
+        save_claimed(store, store.load("late-1"), other)  # B resumes from step one's snapshot
+
+    calls: list[str] = []
+    late = LateAnswers(store, late=2, delay=LEASE + 0.1, meanwhile=take_over)  # 1: acquire
+    result = late_flow(late, calls).execute(run_id="late-1")
+    assert calls == ["one"], calls
+    assert result.status == "failed" and isinstance(result.error, LeaseLostError), result.error
+    assert "was answered 0.4 s after it was sent" in str(result.error), result.error
+    assert "another worker has it" in str(result.error)
+    assert result.report.persisted is False
+    assert store.lease("late-1")[0] == other  # B's lease, untouched
+    assert store.load("late-1").state == {"one": True} and late.saves == 2
+
+
+def test_a_late_answer_goes_on_when_the_lease_is_still_held(leased_backend):
+    store = leased_backend.snapshot_store(lease_seconds=LEASE)
+    calls: list[str] = []
+    late = LateAnswers(store, late=2, delay=LEASE * 0.8, meanwhile=lambda: None)
+    renewals: list[str] = []
+
+    def renewal(run_id: str, owner: str) -> Any:
+        if threading.current_thread() is threading.main_thread():  # not the heartbeat's
+            renewals.append(owner)
+        return store.renew_lease(run_id, owner)
+
+    late.renewal = renewal
+    result = late_flow(late, calls).execute(run_id="late-2")
+    assert result.status == "completed" and calls == ["one", "two"]
+    assert len(renewals) == 1  # the write's answer was late: renewed once before step two
+    assert store.load("late-2").state == {"one": True, "two": True}
+
+
+def test_a_late_answer_whose_renewal_fails_stops_too(leased_backend):
+    store = leased_backend.snapshot_store(lease_seconds=LEASE)
+    calls: list[str] = []
+    late = LateAnswers(store, late=2, delay=LEASE * 0.8, meanwhile=lambda: None)
+
+    def renewal(run_id: str, owner: str) -> Any:
+        raise ConnectionError("the store is still out of reach")
+
+    late.renewal = renewal
+    result = late_flow(late, calls).execute(run_id="late-3")
+    assert calls == ["one"]
+    assert result.status == "failed" and isinstance(result.error, LeaseLostError), result.error
+    assert "the renewal failed: the store is still out of reach" in str(result.error)

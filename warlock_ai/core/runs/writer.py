@@ -8,6 +8,7 @@ the lease alive with a heartbeat while a long step runs. Every kind of run write
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Generator, Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -37,6 +38,10 @@ WRITE_RETRY_SECONDS = 15.0
 #: The first wait before a retry; each wait doubles, up to ``MAX_RETRY_DELAY``.
 FIRST_RETRY_DELAY = 0.05
 MAX_RETRY_DELAY = 2.0
+#: A write whose answer took longer than this share of the lease may have outlived the lease
+#: it renewed: the writer renews once more before the run goes on (the rest is the margin
+#: for clock drift between hosts).
+LEASE_SAFE_SHARE = 2 / 3
 
 
 def is_transient(error: BaseException) -> bool:
@@ -137,6 +142,7 @@ class RunWriter:
             self.stop_heartbeat()  # the terminal write releases the lease
         claim = self.claim(status, release)
         snapshot.with_delta_base(self.base)
+        sent = time.monotonic()
         outcome = yield Save(self.store, snapshot, claim)
         if outcome is not None and isinstance(outcome, BaseException) and is_transient(outcome):
             outcome = yield from self.retry(snapshot, claim, outcome)
@@ -163,7 +169,46 @@ class RunWriter:
         if outcome is not None and status == RUNNING and isinstance(outcome, CancelRequest):
             # Asked from outside (cancel_run, the admin): noticed at this check point.
             self.cancel.cancel(outcome.reason_text)
+        if self.lease_held:
+            safe = float(getattr(self.store, "lease_seconds", 300)) * LEASE_SAFE_SHARE
+            waited = time.monotonic() - sent
+            if 0 < safe < waited:
+                yield from self.confirm_lease(snapshot.run_id, waited, safe)
         return None
+
+    def confirm_lease(self, run_id: str, waited: float, safe: float) -> Effects:
+        """The answer to a write came back ``waited`` seconds after it was sent (a network
+        cut, a stalled store): the lease it renewed may have lapsed meanwhile and another
+        worker resumed the run, so the run must not start its next step on it. A renewal
+        answered within ``safe`` seconds decides: held, the run goes on; refused, failed or
+        slow again (three times), this execution stops as fenced (``LeaseLostError``; the
+        stored run stays as the write left it, for whoever holds or takes the lease). The
+        heartbeat cannot tell in time: it renews every third of the lease, and was stuck
+        behind the same cut."""
+        why = f"a snapshot write was answered {waited:.1f} s after it was sent"
+        for _ in range(3):
+            sent = time.monotonic()
+            held = yield Call(_renewed, (self.store, run_id, self.owner), offload=True)
+            if isinstance(held, BaseException) or not held:
+                lost = (
+                    f"the renewal failed: {_one_line(held)}"
+                    if isinstance(held, BaseException)
+                    else "another worker has it"
+                )
+                break
+            if isinstance(held, CancelRequest):
+                self.cancel.cancel(held.reason_text)
+            if time.monotonic() - sent <= safe:
+                return
+            lost = "the renewal was as slow"
+        self.fenced = True
+        self.stop_heartbeat()
+        raise LeaseLostError(
+            f"run {run_id!r}: {why}, longer than {LEASE_SAFE_SHARE:.0%} of the lease, and "
+            f"{lost}; this worker stops before the next step",
+            run_id=run_id,
+            owner=self.owner,
+        )
 
     def retry(self, snapshot: RunSnapshot, claim: LeaseClaim | None, error: Any) -> Effects:
         """Make a write that failed because the store could not be reached again, waiting
@@ -237,6 +282,14 @@ class RunWriter:
         if self.heartbeat is not None:
             self.heartbeat.stop()
             self.heartbeat = None
+
+
+def _renewed(store: Any, run_id: str, owner: str) -> Any:
+    """What ``store.renew_lease`` answered, or the exception it raised."""
+    try:
+        return store.renew_lease(run_id, owner)
+    except Exception as exc:
+        return exc
 
 
 def _one_line(error: BaseException) -> str:
