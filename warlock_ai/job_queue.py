@@ -91,9 +91,11 @@ def enqueue_once(
     description: str,
     kwargs: dict[str, Any] | None = None,
     result_ttl: int | None = None,
+    at_front: bool = False,
 ) -> Job:
     """Push a job now, or when the current transaction commits (django-rq's
-    ``on_db_commit``), unless a job ``job_id`` is already there (see ``_push``).
+    ``on_db_commit``), unless a job ``job_id`` is already there (see ``_push``); with
+    ``at_front``, ahead of the jobs waiting (a resume: its run started before them).
 
     django-rq's commit mode is not used as is because the duplicate check must run at
     commit time, under the same lock as the push; the rule is the same, on the default
@@ -112,12 +114,12 @@ def enqueue_once(
         result_ttl=result_ttl,
     )
     if transaction.get_connection().in_atomic_block:
-        transaction.on_commit(partial(_push, rq_queue, job))
+        transaction.on_commit(partial(_push, rq_queue, job, at_front))
         return job
-    return _push(rq_queue, job)
+    return _push(rq_queue, job, at_front)
 
 
-def _push(rq_queue: Queue, job: Job) -> Job:
+def _push(rq_queue: Queue, job: Job, at_front: bool = False) -> Job:
     """Enqueue ``job`` unless it has a live job (a turn's job: or a finished one, so a turn
     never runs twice); another job with the same id is deleted first. A Redis lock makes
     check-and-push atomic across hosts."""
@@ -126,15 +128,15 @@ def _push(rq_queue: Queue, job: Job) -> Job:
         if existing is not None:
             logger.info("job %s is already there (%s)", existing.id, job.description)
             return existing
-        return _replace(rq_queue, job)
+        return _replace(rq_queue, job, at_front)
 
 
-def _replace(rq_queue: Queue, job: Job) -> Job:
+def _replace(rq_queue: Queue, job: Job, at_front: bool = False) -> Job:
     old = _fetch(rq_queue, job.id)
     if old is not None:
         old.delete(remove_from_queue=True)
         rq_queue.connection.lrem(rq_queue.intermediate_queue_key, 0, job.id)
-    return rq_queue.enqueue_job(job)
+    return rq_queue.enqueue_job(job, at_front=at_front)
 
 
 def _lock(rq_queue: Queue, job_id: str) -> AbstractContextManager[Any]:
@@ -203,7 +205,9 @@ def requeue_abandoned_jobs(queue: str | None = None) -> list[tuple[str, str]]:
             alive = status == "started" and _workers_of(job, alive=True)
             if alive and (job_id not in lapsed or not _lease_lapsed(rq_queue, [job_id])):
                 continue
-            _replace(rq_queue, _copy(rq_queue, job))
+            # At the front: its run started before the jobs waiting (and a cut-off worker's
+            # run is taken over while that worker cannot write, not after a backlog).
+            _replace(rq_queue, _copy(rq_queue, job), at_front=True)
         # A turn's job names its run once the turn started (``turn_run_id``).
         run_id = job.meta.get("run_id") or job.meta.get("turn_run_id") or job_id
         why = (

@@ -117,6 +117,7 @@ def enqueue_resume(run_id: str, force: bool = False, queue: str | None = None) -
         job_id=job_id_for(run_id),
         meta={"run_id": run_id},
         description=f"warlock_ai resume {run_id}",
+        at_front=True,  # a run that started goes before the runs that have not
     )
 
 

@@ -240,7 +240,7 @@ def _run_turn(
         logger.info("session %r: finishing interrupted turn %s first", session_id, run_id)
         finished = orch.resume_run(run_id, force=turn["force"], cancel=cancel)
         if finished is not None:
-            _summary(finished, "resumed")  # raises when it did not settle
+            _raise_unsettled(finished)
         return orch.execute(input, session_id=session_id, cancel=cancel, on=on, **turn)
 
 
@@ -297,12 +297,11 @@ def _stopping_cleanly() -> Iterator[CancelToken]:
 def _summary(result: Any, outcome: str) -> dict[str, Any]:
     """What the job returns. A run whose last snapshot was not stored, or that a shutdown
     interrupted, fails the job: rq delivers it again, and the next delivery resumes from what
-    is stored."""
-    if isinstance(result.error, RunInterruptedError):
-        raise result.error
-    not_durable = runs.not_persisted_error(result)
-    if not_durable is not None:
-        raise not_durable
+    is stored. A run this worker was fenced out of mid-run (its lease lapsed and another
+    worker resumed it: a network cut) is that worker's now: the job steps aside."""
+    if isinstance(result.error, LeaseLostError):
+        return _stepped_aside(result.report.run_id, result.error, level=logging.WARNING)
+    _raise_unsettled(result)
     report = result.report
     summary = {"run_id": report.run_id, "status": report.status, "outcome": outcome}
     if isinstance(getattr(result, "session_id", None), str):  # a turn
@@ -314,15 +313,25 @@ def _summary(result: Any, outcome: str) -> dict[str, Any]:
     return summary
 
 
+def _raise_unsettled(result: Any) -> None:
+    """Raise when ``result`` is not settled in the store: interrupted, or its last snapshot
+    not stored."""
+    if isinstance(result.error, RunInterruptedError):
+        raise result.error
+    not_durable = runs.not_persisted_error(result)
+    if not_durable is not None:
+        raise not_durable
+
+
 def _nothing_to_do(snapshot: Any) -> dict[str, Any]:
     logger.info("run %r is already %s; nothing to run", snapshot.run_id, snapshot.status)
     return {"run_id": snapshot.run_id, "status": snapshot.status, "outcome": "nothing to run"}
 
 
 def _stepped_aside(
-    run_id: str, exc: LeaseHeldError | LeaseLostError, store: Any = None
+    run_id: str, exc: LeaseHeldError | LeaseLostError, store: Any = None, level: int = logging.INFO
 ) -> dict[str, Any]:
-    logger.info("run %r: another worker has it; this job stops: %s", run_id, exc.message)
+    logger.log(level, "run %r: another worker has it; this job stops: %s", run_id, exc.message)
     owner = getattr(exc, "owner", None)
     outcome = f"skipped: leased by {owner}" if owner else "skipped: taken by another worker"
     try:

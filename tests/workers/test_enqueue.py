@@ -142,3 +142,20 @@ def test_a_queued_job_missing_from_its_queue_does_not_block_the_run(flow, queue_
     again = jobs.enqueue_execute(FLOW, None, run_id=rid)
     assert again.id == first.id
     assert queued(queue_name) == [first.id]
+
+
+def test_a_resume_goes_ahead_of_the_runs_waiting_to_start(flow, queue_name):
+    """A run that started (here: failed, then fixed) is resumed before runs not started yet:
+    a sweep's resumes after a crash or a network cut do not wait behind a backlog."""
+
+    def flaky(ctx):
+        raise RuntimeError("not yet")
+
+    definition = registry.register(ai.workflow(name="enqueue-flaky", steps=[ai.step("s", flaky)]))
+    try:
+        assert definition.execute(None, run_id=f"{queue_name}-started").status == "failed"
+        waiting = [jobs.enqueue_execute(FLOW, run_id=f"{queue_name}-new{n}").id for n in (1, 2)]
+        resume = jobs.enqueue_resume(f"{queue_name}-started")
+        assert queued(queue_name) == [resume.id, *waiting]
+    finally:
+        registry.unregister("workflow", "enqueue-flaky")
