@@ -519,6 +519,14 @@ def missing_apt_packages() -> list[str]:
     # `playwright install`, which downloads a browser).
     if not os.path.exists(CHROMIUM):
         packages.append("chromium")
+    # Root runs the machines-in-namespaces soak (tests/workers/hosts.py): it starts a
+    # PostgreSQL of its own in a network namespace, and sets the namespaces up with ip/sysctl.
+    if os.geteuid() == 0:
+        if not postgres_bin_dirs() and "postgresql" not in packages:
+            packages.append("postgresql")
+        for tool, package in (("ip", "iproute2"), ("sysctl", "procps"), ("nsenter", "util-linux")):
+            if shutil.which(tool) is None:
+                packages.append(package)
     return packages
 
 

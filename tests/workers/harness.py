@@ -93,18 +93,22 @@ class Worker:
         burst: bool = False,
         worker_class: str | None = None,
         host: str | None = None,
+        machine: Any = None,
     ) -> None:
+        """``machine`` (a ``tests.workers.hosts.Machine``) runs it on that machine's network
+        with its settings; else ``host`` names the other host (``on_host``), if any."""
         self.project = project
         self.name = f"{project.token}-{name}"
         self.log = project.tmp / f"{self.name}.log"
         args = ["rqworker", project.queue, "--name", self.name]
         if worker_class is not None:
             args += ["--worker-class", worker_class]
+        command = project.manage_args(*args, *(["--burst"] if burst else []))
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                on_host(host, project.manage_args(*args, *(["--burst"] if burst else []))),
+                machine.wrap(command) if machine is not None else on_host(host, command),
                 cwd=REPO_ROOT,
-                env=project.env,
+                env={**project.env, **machine.env} if machine is not None else project.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -226,8 +230,11 @@ class Project:
         burst: bool = False,
         worker_class: str | None = None,
         host: str | None = None,
+        machine: Any = None,
     ) -> Worker:
-        worker = Worker(self, name, burst=burst, worker_class=worker_class, host=host)
+        worker = Worker(
+            self, name, burst=burst, worker_class=worker_class, host=host, machine=machine
+        )
         self.workers.append(worker)
         return worker
 

@@ -7,6 +7,10 @@
 - ``worker-bench``: 10 trivial steps (each sets one key of the state), nothing recorded.
 - ``worker-cancellable``: ``before``; ``poll``, which records a row, then polls ``ctx.cancel``
   and, once it is set, records ``poll-noticed`` and stops unfinished; ``after``.
+- ``worker-billed``: 4 steps, each a paid model call: a line appended to the ledger file
+  ``$WARLOCK_TEST_LEDGER`` (the call's id, run, step, host and pid; a file, so a host whose
+  network is cut bills too), then a sleep of up to ``$WARLOCK_TEST_STEP_SLEEP`` seconds;
+  the step's result in the state is its call's id (the call that settled).
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +72,22 @@ def poll_cancel(ctx: Any) -> None:
     raise ai.WorkflowCancelledError(ctx.cancel.reason_text)
 
 
+def billed_step(name: str) -> ai.Step:
+    def run(ctx: Any) -> None:
+        call = uuid.uuid4().hex
+        line = {"call": call, "run": ctx.run_id, "step": name, "host": socket.gethostname()}
+        line.update(pid=os.getpid(), at=time.time())
+        fd = os.open(os.environ["WARLOCK_TEST_LEDGER"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, (json.dumps(line) + "\n").encode())  # one write: lines never interleave
+        finally:
+            os.close(fd)
+        time.sleep(random.uniform(0, float(os.environ.get("WARLOCK_TEST_STEP_SLEEP", "0.05"))))
+        ctx.state[name] = call
+
+    return ai.step(name, run)
+
+
 def bench_step(i: int) -> ai.Step:
     key = f"k{i}"
 
@@ -82,6 +104,8 @@ worker_gate = ai.workflow(
     name="worker-gate",
     steps=[ai.step("before", before), ai.step("gate", gate), ai.step("after", after)],
 )
+BILLED_STEPS = ("b1", "b2", "b3", "b4")
+worker_billed = ai.workflow(name="worker-billed", steps=[billed_step(n) for n in BILLED_STEPS])
 worker_bench = ai.workflow(name="worker-bench", steps=[bench_step(i) for i in range(10)])
 worker_cancellable = ai.workflow(
     name="worker-cancellable",
