@@ -42,12 +42,11 @@ class CancelToken:
 
     def cancel(self, reason: Any = None) -> None:
         """Request cancellation; the first reason wins, later calls are no-ops."""
-        with self._lock:
+        at = datetime.now(UTC)  # before the lock: inside it, attribute writes only, so a
+        with self._lock:  # signal handler cancelling in between sees all of them or none
             if self._cancelled:
                 return
-            self.reason = reason
-            self.cancelled_at = datetime.now(UTC)
-            self._cancelled = True
+            self.reason, self.cancelled_at, self._cancelled = reason, at, True
             waiters, self._waiters = self._waiters, []
             callbacks, self._callbacks = self._callbacks, []
         for waiter in waiters:
@@ -81,16 +80,16 @@ class CancelToken:
         waiter = threading.Lock()
         waiter.acquire()
         with self._lock:
-            if self._cancelled:  # cancelled between the check above and here
-                return True
             self._waiters.append(waiter)
-        # A cancel from here on releases ``waiter`` (a signal handler too: the acquire below
-        # runs it, then takes the lock it released).
-        if timeout is None:
-            waiter.acquire()
-        else:
-            waiter.acquire(timeout=timeout)
-        if not self._cancelled:  # timed out: forget the waiter (cancel() took it otherwise)
+        try:
+            # Read after registering: a cancel before the append (a signal handler may run
+            # between any two bytecodes) is seen here; one after it releases ``waiter``.
+            if not self._cancelled:
+                if timeout is None:
+                    waiter.acquire()
+                else:
+                    waiter.acquire(timeout=timeout)
+        finally:  # timed out, or a signal handler raised: forget the waiter
             with self._lock:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
