@@ -300,7 +300,7 @@ def _summary(result: Any, outcome: str) -> dict[str, Any]:
     is stored. A run this worker was fenced out of mid-run (its lease lapsed and another
     worker resumed it: a network cut) is that worker's now: the job steps aside."""
     if isinstance(result.error, LeaseLostError):
-        return _stepped_aside(result.report.run_id, result.error, level=logging.WARNING)
+        return _fenced_out(result.report.run_id, result.error)
     _raise_unsettled(result)
     report = result.report
     summary = {"run_id": report.run_id, "status": report.status, "outcome": outcome}
@@ -328,10 +328,19 @@ def _nothing_to_do(snapshot: Any) -> dict[str, Any]:
     return {"run_id": snapshot.run_id, "status": snapshot.status, "outcome": "nothing to run"}
 
 
+def _fenced_out(run_id: str, exc: LeaseLostError) -> dict[str, Any]:
+    """A run this worker lost its lease of mid-run: whoever holds it, or the sweep once it
+    lapses, finishes it. The status is not read back: the store may be what failed."""
+    logger.warning("run %r: this worker's lease is gone; the job stops: %s", run_id, exc.message)
+    holder = getattr(exc, "owner", None)
+    outcome = f"skipped: leased by {holder}" if holder else "skipped: lease lost"
+    return {"run_id": run_id, "status": None, "outcome": outcome}
+
+
 def _stepped_aside(
-    run_id: str, exc: LeaseHeldError | LeaseLostError, store: Any = None, level: int = logging.INFO
+    run_id: str, exc: LeaseHeldError | LeaseLostError, store: Any = None
 ) -> dict[str, Any]:
-    logger.log(level, "run %r: another worker has it; this job stops: %s", run_id, exc.message)
+    logger.info("run %r: another worker has it; this job stops: %s", run_id, exc.message)
     owner = getattr(exc, "owner", None)
     outcome = f"skipped: leased by {owner}" if owner else "skipped: taken by another worker"
     try:

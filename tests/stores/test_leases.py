@@ -8,6 +8,7 @@ same rules end to end through ``Workflow.resume``.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 from datetime import UTC, datetime, timedelta
@@ -384,7 +385,8 @@ class LateAnswers:
         return getattr(self._store, name)
 
 
-LEASE = 0.3  # seconds: the late answer of the first test waits 0.4 s, longer than the lease
+LEASE = 1.5  # seconds: a late answer below waits 1.6 s (past the lease) or 1.1 s (within it)
+WITHIN = 1.1  # seconds: past two thirds of the lease, with 0.4 s left for a loaded machine
 
 
 def late_flow(store: Any, calls: list[str]) -> Any:
@@ -398,57 +400,88 @@ def late_flow(store: Any, calls: list[str]) -> Any:
     return ai.workflow(name="late", steps=[step("one"), step("two")], snapshot_store=store)
 
 
-def test_a_write_answered_after_the_lease_lapsed_stops_before_the_next_step(leased_backend):
-    """Worker A's write after step one is stored, but its answer comes back only after the
-    lease lapsed and worker B took the run: A must not run step two (B runs it: its model
-    call would be billed twice), and A writes nothing more."""
+def main_thread_renewals(store: Any, answer: Any) -> list[str]:
+    """Count the renewals the run makes itself (not its heartbeat's); ``answer`` makes them."""
+    made: list[str] = []
+
+    def renewal(run_id: str, owner: str) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            made.append(owner)
+            return answer(run_id, owner, len(made))
+        return store._store.renew_lease(run_id, owner)
+
+    store.renewal = renewal
+    return made
+
+
+@pytest.mark.parametrize("late", [1, 2], ids=["acquiring-write", "write-after-a-step"])
+def test_a_write_answered_after_the_lease_lapsed_stops_before_the_next_step(leased_backend, late):
+    """Worker A's write (the one taking the lease, or the one after step one) is stored, but
+    its answer comes back only after the lease lapsed and worker B took the run: A must not
+    run its next step (B runs it: its model call would be billed twice), and A writes nothing
+    more. The run's result says so; nothing is raised."""
     store = leased_backend.snapshot_store(lease_seconds=LEASE)
     other = new_owner_id()
 
     def take_over() -> None:
-        assert lease_expired(store, "late-1")
-        save_claimed(store, store.load("late-1"), other)  # B resumes from step one's snapshot
+        assert lease_expired(store, f"late-{late}")
+        save_claimed(store, store.load(f"late-{late}"), other)  # B resumes from what is stored
 
     calls: list[str] = []
-    late = LateAnswers(store, late=2, delay=LEASE + 0.1, meanwhile=take_over)  # 1: acquire
-    result = late_flow(late, calls).execute(run_id="late-1")
-    assert calls == ["one"], calls
+    slow = LateAnswers(store, late=late, delay=LEASE + 0.1, meanwhile=take_over)
+    result = late_flow(slow, calls).execute(run_id=f"late-{late}")
+    assert calls == ["one"][: late - 1], calls
     assert result.status == "failed" and isinstance(result.error, LeaseLostError), result.error
-    assert "was answered 0.4 s after it was sent" in str(result.error), result.error
-    assert "another worker has it" in str(result.error)
-    assert result.report.persisted is False
-    assert store.lease("late-1")[0] == other  # B's lease, untouched
-    assert store.load("late-1").state == {"one": True} and late.saves == 2
+    message = str(result.error)
+    assert re.search(r"was answered 1\.\d s after it was sent", message), message
+    assert f"its lease is {other}'s now; this worker stops before the next step" in message
+    assert result.error.owner == other and result.report.persisted is False
+    assert store.lease(f"late-{late}")[0] == other  # B's lease, untouched
+    assert late_state(store, f"late-{late}") == ({"one": True} if late == 2 else {})
+    assert slow.saves == late
+
+
+def late_state(store: Any, run_id: str) -> dict[str, Any]:
+    return dict(store.load(run_id).state)
 
 
 def test_a_late_answer_goes_on_when_the_lease_is_still_held(leased_backend):
     store = leased_backend.snapshot_store(lease_seconds=LEASE)
     calls: list[str] = []
-    late = LateAnswers(store, late=2, delay=LEASE * 0.8, meanwhile=lambda: None)
-    renewals: list[str] = []
-
-    def renewal(run_id: str, owner: str) -> Any:
-        if threading.current_thread() is threading.main_thread():  # not the heartbeat's
-            renewals.append(owner)
-        return store.renew_lease(run_id, owner)
-
-    late.renewal = renewal
-    result = late_flow(late, calls).execute(run_id="late-2")
+    slow = LateAnswers(store, late=2, delay=WITHIN, meanwhile=lambda: None)
+    made = main_thread_renewals(slow, lambda run_id, owner, n: store.renew_lease(run_id, owner))
+    result = late_flow(slow, calls).execute(run_id="late-3")
     assert result.status == "completed" and calls == ["one", "two"]
-    assert len(renewals) == 1  # the write's answer was late: renewed once before step two
-    assert store.load("late-2").state == {"one": True, "two": True}
+    assert len(made) == 1  # the write's answer was late: renewed once before step two
+    assert late_state(store, "late-3") == {"one": True, "two": True}
 
 
-def test_a_late_answer_whose_renewal_fails_stops_too(leased_backend):
+def test_a_renewal_that_fails_once_is_tried_again_within_the_lease(leased_backend):
     store = leased_backend.snapshot_store(lease_seconds=LEASE)
     calls: list[str] = []
-    late = LateAnswers(store, late=2, delay=LEASE * 0.8, meanwhile=lambda: None)
+    slow = LateAnswers(store, late=2, delay=WITHIN, meanwhile=lambda: None)
 
-    def renewal(run_id: str, owner: str) -> Any:
+    def answer(run_id: str, owner: str, n: int) -> Any:
+        if n == 1:
+            raise ConnectionError("the store is flapping")
+        return store.renew_lease(run_id, owner)
+
+    made = main_thread_renewals(slow, answer)
+    result = late_flow(slow, calls).execute(run_id="late-4")
+    assert result.status == "completed" and calls == ["one", "two"], result.error
+    assert len(made) == 2
+
+
+def test_a_late_answer_whose_renewal_keeps_failing_stops_too(leased_backend):
+    store = leased_backend.snapshot_store(lease_seconds=LEASE)
+    calls: list[str] = []
+    slow = LateAnswers(store, late=2, delay=WITHIN, meanwhile=lambda: None)
+
+    def answer(run_id: str, owner: str, n: int) -> Any:
         raise ConnectionError("the store is still out of reach")
 
-    late.renewal = renewal
-    result = late_flow(late, calls).execute(run_id="late-3")
-    assert calls == ["one"]
+    made = main_thread_renewals(slow, answer)
+    result = late_flow(slow, calls).execute(run_id="late-5")
+    assert calls == ["one"] and len(made) >= 2  # tried again until the lease may lapse
     assert result.status == "failed" and isinstance(result.error, LeaseLostError), result.error
-    assert "the renewal failed: the store is still out of reach" in str(result.error)
+    assert "its renewal kept failing: the store is still out of reach" in str(result.error)

@@ -318,6 +318,9 @@ class Run(ABC, Generic[DefT, SnapT, ResultT]):
         try:
             if self.not_json is not None:
                 raise self.not_json
+            if self.writer is not None and self.writer.unconfirmed is not None:
+                # The first write's answer came back late: is the lease it took still ours?
+                yield from self.writer.confirm_pending(self.run_id)
             yield from self.body()
         except Exception as exc:
             status, error = self.failure(exc)

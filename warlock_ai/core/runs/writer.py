@@ -42,6 +42,9 @@ MAX_RETRY_DELAY = 2.0
 #: it renewed: the writer renews once more before the run goes on (the rest is the margin
 #: for clock drift between hosts).
 LEASE_SAFE_SHARE = 2 / 3
+#: Until this share of the lease after the write was sent, a renewal that fails (the store
+#: still flapping) is tried again: the lease is still this worker's.
+LEASE_SURE_SHARE = 0.9
 
 
 def is_transient(error: BaseException) -> bool:
@@ -99,7 +102,9 @@ class RunWriter:
         "last",
         "lease_held",
         "owner",
+        "sent_at",
         "store",
+        "unconfirmed",
     )
 
     def __init__(self, store: Any, cancel: CancelToken, expected: datetime | None = None) -> None:
@@ -117,6 +122,12 @@ class RunWriter:
         #: names as its ``delta_base``; None after a write that failed (the store may hold
         #: it or not), so that the next write is whole.
         self.base: Any = None
+        #: ``time.monotonic()`` when the write that landed last was sent (the first attempt
+        #: of one that was retried: the earliest it may have renewed the lease).
+        self.sent_at = 0.0
+        #: Seconds the answer to the acquiring write took, when that was long enough to
+        #: doubt the lease: the run confirms it before its first step (``confirm_pending``).
+        self.unconfirmed: float | None = None
 
     def claim(self, status: str, release: bool = False) -> LeaseClaim | None:
         """Acquire on the first write, renew while running, release with the terminal one
@@ -142,7 +153,7 @@ class RunWriter:
             self.stop_heartbeat()  # the terminal write releases the lease
         claim = self.claim(status, release)
         snapshot.with_delta_base(self.base)
-        sent = time.monotonic()
+        self.sent_at = time.monotonic()
         outcome = yield Save(self.store, snapshot, claim)
         if outcome is not None and isinstance(outcome, BaseException) and is_transient(outcome):
             outcome = yield from self.retry(snapshot, claim, outcome)
@@ -170,44 +181,67 @@ class RunWriter:
             # Asked from outside (cancel_run, the admin): noticed at this check point.
             self.cancel.cancel(outcome.reason_text)
         if self.lease_held:
-            safe = float(getattr(self.store, "lease_seconds", 300)) * LEASE_SAFE_SHARE
-            waited = time.monotonic() - sent
-            if 0 < safe < waited:
-                yield from self.confirm_lease(snapshot.run_id, waited, safe)
+            waited = time.monotonic() - self.sent_at
+            if waited > self.lease_seconds() * LEASE_SAFE_SHARE > 0:
+                if claim is not None and claim.mode == ACQUIRE:
+                    self.unconfirmed = waited  # before the first step, inside the run
+                else:
+                    yield from self.confirm_lease(snapshot.run_id, waited)
         return None
 
-    def confirm_lease(self, run_id: str, waited: float, safe: float) -> Effects:
+    def lease_seconds(self) -> float:
+        return float(getattr(self.store, "lease_seconds", 300))
+
+    def confirm_pending(self, run_id: str) -> Effects:
+        """Confirm the lease the first write took, if its answer came back late."""
+        waited, self.unconfirmed = self.unconfirmed, None
+        if waited is not None and self.lease_held and not self.fenced:
+            yield from self.confirm_lease(run_id, waited)
+
+    def confirm_lease(self, run_id: str, waited: float) -> Effects:
         """The answer to a write came back ``waited`` seconds after it was sent (a network
         cut, a stalled store): the lease it renewed may have lapsed meanwhile and another
         worker resumed the run, so the run must not start its next step on it. A renewal
-        answered within ``safe`` seconds decides: held, the run goes on; refused, failed or
-        slow again (three times), this execution stops as fenced (``LeaseLostError``; the
-        stored run stays as the write left it, for whoever holds or takes the lease). The
-        heartbeat cannot tell in time: it renews every third of the lease, and was stuck
-        behind the same cut."""
+        answered within two thirds of the lease decides: held, the run goes on; refused,
+        slow again (three times), or failing until the lease may have lapsed, this execution
+        stops as fenced (``LeaseLostError``; the stored run stays as the write left it, for
+        whoever holds or takes the lease). The heartbeat cannot tell in time: it renews every
+        third of the lease, and was stuck behind the same cut."""
+        lease = self.lease_seconds()
+        sure_until = self.sent_at + lease * LEASE_SURE_SHARE
         why = f"a snapshot write was answered {waited:.1f} s after it was sent"
-        for _ in range(3):
+        slow, delays = 0, retry_delays(lease)
+        holder = None
+        while True:
             sent = time.monotonic()
             held = yield Call(_renewed, (self.store, run_id, self.owner), offload=True)
-            if isinstance(held, BaseException) or not held:
-                lost = (
-                    f"the renewal failed: {_one_line(held)}"
-                    if isinstance(held, BaseException)
-                    else "another worker has it"
-                )
+            if isinstance(held, BaseException):
+                delay = next(delays, MAX_RETRY_DELAY)
+                if time.monotonic() + delay < sure_until:
+                    yield Sleep(delay, None)
+                    continue
+                lost = f"its renewal kept failing: {_one_line(held)}"
+                break
+            if not held:
+                holder = yield Call(_holder, (self.store, run_id), offload=True)
+                lost = f"its lease is {holder}'s now" if holder else "its lease is gone"
                 break
             if isinstance(held, CancelRequest):
                 self.cancel.cancel(held.reason_text)
-            if time.monotonic() - sent <= safe:
+            if time.monotonic() - sent <= lease * LEASE_SAFE_SHARE:
+                self.sent_at = sent
                 return
-            lost = "the renewal was as slow"
+            slow += 1
+            if slow == 3:
+                lost = "three renewals were answered as late"
+                break
         self.fenced = True
         self.stop_heartbeat()
         raise LeaseLostError(
             f"run {run_id!r}: {why}, longer than {LEASE_SAFE_SHARE:.0%} of the lease, and "
             f"{lost}; this worker stops before the next step",
             run_id=run_id,
-            owner=self.owner,
+            owner=holder,
         )
 
     def retry(self, snapshot: RunSnapshot, claim: LeaseClaim | None, error: Any) -> Effects:
@@ -231,9 +265,11 @@ class RunWriter:
                 return None
             if stored is None:  # the store cannot be read yet: writing blind could repeat
                 continue  # a write it already made, and be refused by this run's own lease
+            attempt_at = time.monotonic()
             outcome = yield Save(self.store, snapshot, claim)
             if not isinstance(outcome, BaseException):
                 logger.warning("snapshot write for run %r stored at retry %d", run_id, tries)
+                self.sent_at = attempt_at  # this attempt renewed the lease, not the first
                 return outcome
             if isinstance(outcome, LeaseHeldError | LeaseLostError):
                 # Refused by the lease: maybe by this run's own earlier write, which landed
@@ -290,6 +326,15 @@ def _renewed(store: Any, run_id: str, owner: str) -> Any:
         return store.renew_lease(run_id, owner)
     except Exception as exc:
         return exc
+
+
+def _holder(store: Any, run_id: str) -> str | None:
+    """Who holds ``run_id``'s lease now, when the store can say."""
+    try:
+        lease = store.lease(run_id)
+    except Exception:
+        return None
+    return lease[0] if lease else None
 
 
 def _one_line(error: BaseException) -> str:
