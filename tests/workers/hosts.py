@@ -214,12 +214,29 @@ class Hosts:
     # --- tearing down ---------------------------------------------------------------------
 
     def close(self) -> None:
+        """Stop PostgreSQL and Redis, remove the namespaces (their links go with them) and
+        the directory; each step is tried even when one before it failed."""
+        steps = [self._stop_postgres, self._stop_redis, self._remove_network]
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # the next steps still run
+                print(f"hosts: {step.__name__} failed: {exc}")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _stop_postgres(self) -> None:
         if self.pg_bin is not None and self.pgdata.exists():
             self._postgres(str(self.pg_bin / "pg_ctl"), "stop", "-D", str(self.pgdata),
                            "-m", "immediate", "-w")  # fmt: skip
+
+    def _stop_redis(self) -> None:
         if self.redis is not None and self.redis.poll() is None:
             self.redis.send_signal(signal.SIGKILL)
             self.redis.wait(10)
+
+    def _remove_network(self) -> None:
         for netns in reversed(self.netns_made):
             subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=30)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        for machine in self.machines.values():  # a link made but not yet moved into one
+            for link in (machine.link_on_db, machine.link_here):
+                subprocess.run(["ip", "link", "del", link], capture_output=True, timeout=30)

@@ -1,11 +1,11 @@
 """Three machines (``tests.workers.hosts``: network namespaces, needs root): ``db`` runs
 PostgreSQL and Redis, ``a`` and ``b`` run two warlock_ai rq workers each (``a`` forking
-``Worker``s, ``b`` in-process ``SimpleWorker``s), sweeping every second with 3 s leases.
+``Worker``s, ``b`` in-process ``SimpleWorker``s), sweeping every second with 4 s leases.
 
 500 runs of ``worker-billed`` (4 steps, each a paid model call written to a ledger file).
 While they run, every process of ``a`` is SIGKILLed (the machine dies; it boots again a
-lease later); then ``b``'s network is cut for three leases and mended; then, for three
-leases again, only the answers to ``b`` are lost (its writes land, their answers come late).
+lease later); then ``b``'s network is cut for 10 s and mended; then, for 10 s again, only
+the answers to ``b`` are lost (its writes land, their answers come late).
 Nothing restarts ``b``, and nobody runs ``drain_runs``: the sweeps recover everything.
 
 - every run completes, each step settled with one call;
@@ -24,6 +24,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,11 +36,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.crash, pytest.mark.services]
 
 RUNS = 500
 STEPS = ("b1", "b2", "b3", "b4")  # worker-billed's (tests/workers/flows_app/flows.py)
-LEASE, SWEEP = 3.0, 1.0  # seconds
+# Seconds. A lease of 4 s: a live worker on a loaded two-core machine renews well within it.
+LEASE, SWEEP = 4.0, 1.0
 STEP_SLEEP = "0.06"  # seconds, the most a step sleeps after its call (uniform)
 # Runs completed when machine a dies, when b is cut off, when b's answers are lost.
 KILL_AT, CUT_AT, HALF_CUT_AT = 100, 200, 330
-CUT = 3 * LEASE  # seconds each cut lasts
+CUT = 2.5 * LEASE  # seconds each cut lasts
 DEADLINE = 400  # seconds for the whole soak (it takes about a minute on two cores)
 FORKING, SIMPLE = "warlock_ai.worker.Worker", "warlock_ai.worker.SimpleWorker"
 
@@ -80,6 +82,7 @@ def test_a_dead_machine_and_a_cut_off_one_lose_nothing_and_bill_no_settled_step_
     hosts, project = hosts
     machine_a, machine_b = hosts.machines["a"], hosts.machines["b"]
     run_ids = [project.run_id(f"billed-{n:03d}") for n in range(RUNS)]
+    ledger_path = project.tmp / "ledger.jsonl"
     project.enqueue_execute("worker-billed", run_ids)
     started = time.monotonic()
 
@@ -104,11 +107,14 @@ def test_a_dead_machine_and_a_cut_off_one_lose_nothing_and_bill_no_settled_step_
     time.sleep(LEASE)  # the schedule: a is down for a lease, then boots again
     a += [project.worker(f"a{n}-boot2", worker_class=FORKING, machine=machine_a) for n in (0, 1)]
 
-    # Machine b is cut off from the database and Redis for three leases; later, only what
-    # they send it is lost, for as long.
+    # Machine b is cut off from the database and Redis for longer than a lease; later, only
+    # what they send it is lost, for as long. Each cut comes while a worker of b has just
+    # billed a run's first step: that run has non-final writes to come, whatever the cut
+    # meets first.
     cuts = []
     for count, answers_only in ((CUT_AT, False), (HALF_CUT_AT, True)):
         until(count, f"{count} runs completed")
+        wait_until(lambda: b_just_started_a_run(ledger_path), 30, "a run started on b", every=0.002)
         hosts.cut("b", answers_only)
         cut_at = time.time()
         time.sleep(CUT)  # the schedule: the cut lasts this long
@@ -130,7 +136,7 @@ def test_a_dead_machine_and_a_cut_off_one_lose_nothing_and_bill_no_settled_step_
 
     # The ledger: every call billed, in the order billed.
     calls: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    ledger = (project.tmp / "ledger.jsonl").read_text().splitlines()
+    ledger = ledger_path.read_text().splitlines()
     for line in ledger:
         call = json.loads(line)
         calls[(call["run"], call["step"])].append(call)
@@ -153,7 +159,8 @@ def test_a_dead_machine_and_a_cut_off_one_lose_nothing_and_bill_no_settled_step_
             assert killed or cut_off, (key, earlier, cuts)
     by_a = [c for e in again.values() for c in e if c["host"] == "host-a"]
     by_b = [c for e in again.values() for c in e if c["host"] == "host-b"]
-    # At most a step in flight per worker: 2 of a's at its death, 2 of b's at each cut.
+    # At most a step in flight per worker: 2 of a's at its death, 2 of b's at each cut (at
+    # the second, a write of b whose transaction PostgreSQL ended for idling did not land).
     assert len(by_a) <= 2 and len(by_b) <= 4, again
 
     # b's writes were refused when it came back: its workers said so, and stopped those runs;
@@ -162,14 +169,16 @@ def test_a_dead_machine_and_a_cut_off_one_lose_nothing_and_bill_no_settled_step_
         line
         for worker in b
         for line in worker.output().splitlines()
-        if "another worker has it; this job stops" in line
+        if "this worker's lease is gone; the job stops" in line
     ]
     late = [line for line in refused if "was answered" in line]
-    assert len(refused) > len(late) >= 1, refused  # fenced by the store, stopped by the lateness
+    # A run of b in flight at each cut: refused by the store after the first (or stopped by
+    # its late answer, if its write had gone out just before), stopped by its late answer
+    # after the second.
+    assert len(refused) >= 2 and late, refused
     (cut_at, mended_at), _ = cuts
     during = [c for c in by_id.values() if c["host"] == "host-b" and cut_at <= c["at"] < mended_at]
     assert not any(settled[(c["run"], c["step"])] == c["call"] for c in during), during
-    assert all(w.process.returncode is not None for w in project.workers)
 
     with capsys.disabled():
         print(
@@ -180,3 +189,16 @@ def test_a_dead_machine_and_a_cut_off_one_lose_nothing_and_bill_no_settled_step_
             f"(b, cut off); b stopped {len(refused)} runs ({len(late)} for a late answer); "
             f"{wall:.1f} s wall"
         )
+
+
+def b_just_started_a_run(ledger: Path) -> bool:
+    """Whether machine b's last call (in the ledger's last lines) is the first step of a run,
+    billed within the last 20 ms."""
+    with ledger.open("rb") as file:
+        file.seek(max(file.seek(0, 2) - 4096, 0))
+        lines = file.read().decode(errors="replace").splitlines()[1:]
+    for line in reversed(lines):
+        call = json.loads(line)
+        if call["host"] == "host-b":
+            return call["step"] == STEPS[0] and time.time() - call["at"] < 0.02
+    return False
