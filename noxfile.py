@@ -2,7 +2,8 @@
 
 ``make test`` runs everything on the machine's Python (3.11 here) with the newest Django it
 installs (5.2 LTS). These sessions run the suite again on Django 6.1, on Python 3.12 and 3.13,
-each in a virtualenv of its own under ``.nox/``: Django's checks on the example project,
+each in a virtualenv of its own under ``.nox/``, and each a share of the suite (``SHARES``):
+Django's checks on the example project,
 models that agree with their migrations, then pytest, all but what does not depend on Django's
 version or the interpreter's (the offline embedder's model, which needs torch and the
 ``local`` extra, and the packaging test, which builds the same wheel on any Python).
@@ -25,6 +26,12 @@ import nox
 
 ROOT = Path(__file__).resolve().parent
 MATRIX = {"3.12": "6.1", "3.13": "6.1"}
+#: Each session runs its share of the suite (pytest's ``-m``), so that every test runs once
+#: on Django 6.1 and the matrix costs one suite, not two (CI has 90 minutes on two cores):
+#: the tests that kill processes, soak or take long (``crash``, ``slow``) on 3.12, the others
+#: on 3.13. ``make test`` runs all of them on 3.11 and Django 5.2; ``NOX_ARGS='-- -m ""'``
+#: runs everything in every session.
+SHARES = {"3.12": "crash or slow", "3.13": "not crash and not slow"}
 EXTRAS = "postgres,redis,rq,tasks,api,openai,dev"
 #: What the sessions leave out (see the module's docstring): files, and the doc pages whose
 #: examples load the offline embedder.
@@ -92,7 +99,7 @@ _add_pyenv_interpreters()
 
 @nox.session(python=list(MATRIX))
 def django(session: nox.Session) -> None:
-    """The suite on Django 6.1 (``MATRIX``), on this interpreter."""
+    """The suite on Django 6.1 (``MATRIX``), this interpreter's share of it (``SHARES``)."""
     _shared_postgres()
     version = MATRIX[str(session.python)]
     session.install("-e", f".[{EXTRAS}]", f"Django~={version}.0")
@@ -102,4 +109,5 @@ def django(session: nox.Session) -> None:
     session.run("python", "manage.py", "makemigrations", "--check", "--dry-run")
     ignores = [f"--ignore={path}" for path in LEFT_OUT]
     ignores += [f"--deselect={test}" for test in DESELECTED]
-    session.run("python", "-m", "pytest", *ignores, *session.posargs)
+    share = ["-m", SHARES[str(session.python)]]
+    session.run("python", "-m", "pytest", *ignores, *share, *session.posargs)
