@@ -100,6 +100,7 @@ class RunWriter:
         "fenced",
         "heartbeat",
         "last",
+        "lease",
         "lease_held",
         "owner",
         "sent_at",
@@ -122,6 +123,8 @@ class RunWriter:
         #: names as its ``delta_base``; None after a write that failed (the store may hold
         #: it or not), so that the next write is whole.
         self.base: Any = None
+        #: The store's lease, in seconds (read once: the late-answer check is on every write).
+        self.lease = float(getattr(store, "lease_seconds", 300))
         #: ``time.monotonic()`` when the write that landed last was sent (the first attempt
         #: of one that was retried: the earliest it may have renewed the lease).
         self.sent_at = 0.0
@@ -182,15 +185,12 @@ class RunWriter:
             self.cancel.cancel(outcome.reason_text)
         if self.lease_held:
             waited = time.monotonic() - self.sent_at
-            if waited > self.lease_seconds() * LEASE_SAFE_SHARE > 0:
+            if waited > self.lease * LEASE_SAFE_SHARE > 0:
                 if claim is not None and claim.mode == ACQUIRE:
                     self.unconfirmed = waited  # before the first step, inside the run
                 else:
                     yield from self.confirm_lease(snapshot.run_id, waited)
         return None
-
-    def lease_seconds(self) -> float:
-        return float(getattr(self.store, "lease_seconds", 300))
 
     def confirm_pending(self, run_id: str) -> Effects:
         """Confirm the lease the first write took, if its answer came back late."""
@@ -207,7 +207,7 @@ class RunWriter:
         stops as fenced (``LeaseLostError``; the stored run stays as the write left it, for
         whoever holds or takes the lease). The heartbeat cannot tell in time: it renews every
         third of the lease, and was stuck behind the same cut."""
-        lease = self.lease_seconds()
+        lease = self.lease
         sure_until = self.sent_at + lease * LEASE_SURE_SHARE
         why = f"a snapshot write was answered {waited:.1f} s after it was sent"
         slow, delays = 0, retry_delays(lease)
