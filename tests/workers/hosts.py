@@ -15,6 +15,7 @@ their Unix sockets, which live in a directory, not on a network.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.services import _unprivileged_user, postgres_bin_dirs
+from tests.services import PostgresCluster, postgres_bin_dirs
 
 PG_PORT = 5432
 REDIS_PORT = 6379
@@ -79,9 +80,7 @@ class Hosts:
         self.db_netns = f"wdb-{self.token}"
         self.dir = Path(tempfile.mkdtemp(prefix="warlock-hosts-"))
         self.machines = {"a": Machine(self, "a", 1), "b": Machine(self, "b", 2)}
-        self.postgres_user = _unprivileged_user()
-        self.pg_bin: Path | None = None
-        self.pgdata = self.dir / "pgdata"
+        self.cluster: PostgresCluster | None = None
         self.redis: subprocess.Popen[bytes] | None = None
         self.tmp = tmp
         self.netns_made: list[str] = []
@@ -115,53 +114,37 @@ class Hosts:
     def on_db(self, args: list[str]) -> list[str]:
         return ["nsenter", f"--net=/run/netns/{self.db_netns}", *args]
 
-    def _as_postgres(self, args: list[str]) -> list[str]:
-        user = self.postgres_user
-        return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
-                *args]  # fmt: skip
-
-    def _postgres(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "LC_ALL": "C", "LANG": "C", "HOME": str(self.dir)}
-        for name in ("PGDATA", "PGPORT", "PGHOST", "PGUSER", "PGDATABASE", "PGOPTIONS"):
-            env.pop(name, None)
-        return subprocess.run(
-            self.on_db(self._as_postgres(list(args))),
-            cwd=self.dir, env=env, capture_output=True, text=True, timeout=120,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-
     def _start_postgres(self, database: str) -> None:
+        """A throwaway cluster (``tests.services.PostgresCluster``: initdb as an unprivileged
+        user, no durability) started on ``db``'s network, listening on every address there."""
         bindirs = postgres_bin_dirs()
         if not bindirs:
             raise RuntimeError("no PostgreSQL server binaries (apt-get install postgresql)")
-        self.pg_bin = bindirs[0]
-        os.chown(self.dir, self.postgres_user.pw_uid, self.postgres_user.pw_gid)
-        done = self._postgres(
-            str(self.pg_bin / "initdb"), "-D", str(self.pgdata), "-U", "postgres", "-A", "trust",
-            "-E", "UTF8", "--no-locale", "--no-sync",
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise RuntimeError(f"initdb: {done.stderr.strip()[-500:]}")
-        with (self.pgdata / "postgresql.conf").open("a") as conf:
+        self.cluster = cluster = PostgresCluster(bindirs[0])
+        cluster.init()
+        with (cluster.datadir / "postgresql.conf").open("a") as conf:
             conf.write(
-                "listen_addresses = '*'\n"
-                f"port = {PG_PORT}\n"
-                f"unix_socket_directories = '{self.dir}'\n"
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                "max_connections = 100\n"
+                f"listen_addresses = '*'\nport = {PG_PORT}\n"
                 # What deployment.md asks for: a worker cut off inside a transaction does not
                 # hold its row locks until TCP gives up on it (hours).
                 "idle_in_transaction_session_timeout = '5s'\n"
             )
-        with (self.pgdata / "pg_hba.conf").open("a") as hba:
+        with (cluster.datadir / "pg_hba.conf").open("a") as hba:
             hba.write("host all all 10.77.0.0/16 trust\n")
-        done = self._postgres(
-            str(self.pg_bin / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.pgdata),
-            "-l", str(self.dir / "postgres.log"),
+        user = cluster.user or pwd.getpwuid(os.geteuid())
+        done = subprocess.run(
+            self.on_db([
+                "setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
+                str(cluster.bindir / "pg_ctl"), "start", "-w", "-t", "60",
+                "-D", str(cluster.datadir), "-l", str(cluster.logfile),
+            ]),
+            cwd=cluster.workdir, env={**os.environ, "LC_ALL": "C", "LANG": "C"},
+            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         if done.returncode != 0:
-            log = (self.dir / "postgres.log").read_text(errors="replace")[-1000:]
+            log = cluster.logfile.read_text(errors="replace")[-1000:]
             raise RuntimeError(f"PostgreSQL on {self.db_netns}: {done.stderr.strip()} {log}")
+        cluster.started, cluster.port = True, PG_PORT  # cluster.stop() stops it
         import psycopg
 
         with psycopg.connect(self.local_pg_url("postgres"), autocommit=True) as conn:
@@ -190,7 +173,8 @@ class Hosts:
     # --- from this process -----------------------------------------------------------------
 
     def local_pg_url(self, database: str) -> str:
-        return f"postgresql://postgres@/{database}?host={self.dir}&port={PG_PORT}"
+        assert self.cluster is not None
+        return f"postgresql://postgres@/{database}?host={self.cluster.workdir}&port={PG_PORT}"
 
     def local_redis_url(self) -> str:
         return f"unix://{self.dir / 'redis.sock'}?db=0"
@@ -225,9 +209,8 @@ class Hosts:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _stop_postgres(self) -> None:
-        if self.pg_bin is not None and self.pgdata.exists():
-            self._postgres(str(self.pg_bin / "pg_ctl"), "stop", "-D", str(self.pgdata),
-                           "-m", "immediate", "-w")  # fmt: skip
+        if self.cluster is not None:
+            self.cluster.stop()
 
     def _stop_redis(self) -> None:
         if self.redis is not None and self.redis.poll() is None:
